@@ -1,0 +1,26 @@
+"""Legato: durable workflows for heterogeneous data pipelines, in plain Python.
+
+The public API is what ``__all__`` lists; everything else may change.
+"""
+
+from __future__ import annotations
+
+from legato import artifacts as artifact
+from legato.api import Flow, Task, flow, task, wait
+from legato.engine import Future
+from legato.logs import get_logger
+from legato.models import State
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Flow",
+    "Future",
+    "State",
+    "Task",
+    "artifact",
+    "flow",
+    "get_logger",
+    "task",
+    "wait",
+]

@@ -1,0 +1,55 @@
+"""Entry point of a task's child process: read the call from stdin, run it, write the outcome.
+
+Run as ``python -m legato._child RESULT_PATH``; see ``executors.run_in_child``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def main() -> None:
+    import cloudpickle
+
+    from legato import logs
+    from legato.context import RunContext, current_run
+
+    out_path = sys.argv[1]
+    path, fn, args, kwargs, context = cloudpickle.loads(sys.stdin.buffer.read())
+    sys.path[:] = path
+    records: list[object] = []
+    artifacts: list[object] = []
+    logs.install(context.pop("log_level", "INFO"))
+    if context.pop("capture_output", False):
+        logs.capture_output()
+    current_run.set(RunContext(emit_log=records.append, emit_artifact=artifacts.append, **context))
+    value, error = None, None
+    try:
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # shipped back to the engine, which decides on retries
+        error = exc
+    try:
+        data = cloudpickle.dumps((value, error, records, artifacts))
+    except Exception as exc:
+        from legato.errors import SerializationError
+
+        data = cloudpickle.dumps(
+            (
+                None,
+                SerializationError(f"the task's result cannot be sent back: {exc}"),
+                records,
+                artifacts,
+            )
+        )
+    tmp = out_path + ".tmp"
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, out_path)  # all or nothing: a killed child leaves no half result
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,365 @@
+"""The decorators users write: ``@task`` and ``@flow``, and ``wait``.
+
+Outside a flow, calling a task or a flow's pieces is a plain Python call (easy unit tests);
+calling a flow outside any flow runs it durably. Inside a flow, task calls go to the engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import wait as _cf_wait
+from pathlib import Path
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from legato.context import current_engine
+from legato.engine import Future, resolved, run_flow
+from legato.errors import ParameterError, UsageError
+from legato.policies import RetryDelay, code_fingerprint
+from legato.results import ResultStorage
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_RESERVED = ("key", "wait_for")
+_STORED = "__legato_stored__"
+_ARBITRARY: Any = {"arbitrary_types_allowed": True}
+
+
+def _reserved_kwargs(
+    fn: Callable[..., Any], kwargs: dict[str, Any]
+) -> tuple[dict[str, Any], Any, Any]:
+    """Split Legato's own ``key=``/``wait_for=`` from the call's arguments (unless the
+    function itself takes a parameter of that name)."""
+    params = _param_names(fn)
+    key = kwargs.pop("key", None) if "key" not in params else kwargs.pop("legato_key", None)
+    wait_for = (
+        kwargs.pop("wait_for", None)
+        if "wait_for" not in params
+        else kwargs.pop("legato_wait_for", None)
+    )
+    return kwargs, key, wait_for
+
+
+@functools.cache
+def _param_names(fn: Callable[..., Any]) -> frozenset[str]:
+    try:
+        return frozenset(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return frozenset()
+
+
+class Task(Generic[P, R]):
+    """A function whose calls inside a flow are recorded, retried, cached and placed."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        pool: str | None = None,
+        resources: dict[str, float] | None = None,
+        retries: int = 0,
+        retry_delay: RetryDelay = None,
+        retry_jitter: float = 0.0,
+        retry_on: type[BaseException] | Sequence[type[BaseException]] | None = None,
+        timeout: float | None = None,
+        cache: bool | Callable[..., Any] = False,
+        cache_expiration: float | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        if not callable(fn):
+            raise UsageError(f"@task needs a function, got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "task")
+        self.pool = pool
+        self.resources = {str(k): float(v) for k, v in (resources or {}).items()}
+        if retries < 0:
+            raise UsageError(f"task {self.name!r}: retries must be >= 0, got {retries}")
+        self.retries = int(retries)
+        self.retry_delay = retry_delay
+        if not 0 <= retry_jitter <= 1:
+            raise UsageError(f"task {self.name!r}: retry_jitter must be between 0 and 1")
+        self.retry_jitter = float(retry_jitter)
+        if retry_on is not None and not isinstance(retry_on, tuple | list):
+            retry_on = (retry_on,)
+        self.retry_on: tuple[type[BaseException], ...] | None = (
+            None if retry_on is None else tuple(retry_on)
+        )
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"task {self.name!r}: timeout must be > 0 seconds")
+        self.timeout = timeout
+        self.cache = cache
+        self.cache_expiration = cache_expiration
+        self.tags = tuple(tags)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    @property
+    def needs_process(self) -> bool:
+        """Runs in a child process: a timeout must really stop it, a GPU must be isolated."""
+        return self.timeout is not None or self.resources.get("gpu", 0) > 0
+
+    @functools.cached_property
+    def code_fingerprint(self) -> str:
+        return code_fingerprint(self.fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        engine = current_engine()
+        if engine is None:
+            kw, _, _ = _reserved_kwargs(self.fn, dict(kwargs))
+            return self.fn(*args, **kw)  # type: ignore[arg-type]
+        kw, key, wait_for = _reserved_kwargs(self.fn, dict(kwargs))
+        fut = engine.call_task(self, args, kw, key=key, wait_for=wait_for, submit=False)
+        return fut.result()  # type: ignore[no-any-return]
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
+        """Start the task and return a future at once. Futures among the arguments are waited
+        for first (the task depends on them); ``wait_for=[...]`` adds ordering without data;
+        ``key="..."`` names the call for replay."""
+        kw, key, wait_for = _reserved_kwargs(self.fn, kwargs)
+        engine = current_engine()
+        if engine is None:
+            return resolved(self.fn(*args, **kw))
+        return engine.call_task(self, args, kw, key=key, wait_for=wait_for, submit=True)
+
+    def map(self, iterable: Iterable[Any], *args: Any, **kwargs: Any) -> list[Future[R]]:
+        """One call per item (the item is the first argument; other arguments are passed to
+        every call). ``key`` may be a string (keys become ``key[i]``) or a function of the
+        item returning its key."""
+        kw, key, wait_for = _reserved_kwargs(self.fn, kwargs)
+        engine = current_engine()
+        items = list(iterable)
+        if engine is None:
+            return [resolved(self.fn(item, *args, **kw)) for item in items]
+        base = key if isinstance(key, str) else engine.next_key(self.name, None)
+        futures = []
+        for i, item in enumerate(items):
+            item_key = key(item) if callable(key) else f"{base}[{i}]"
+            futures.append(
+                engine.call_task(
+                    self, (item, *args), kw, key=item_key, wait_for=wait_for, submit=True
+                )
+            )
+        return futures
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+
+class Flow(Generic[P, R]):
+    """A function that runs durably: its task calls are recorded, so a crashed run resumes."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        pool: str | None = None,
+        retries: int = 0,
+        timeout: float | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        if not callable(fn):
+            raise UsageError(f"@flow needs a function, got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "flow")
+        self.pool = pool
+        if retries < 0:
+            raise UsageError(f"flow {self.name!r}: retries must be >= 0, got {retries}")
+        self.retries = int(retries)
+        if timeout is not None and timeout <= 0:
+            raise UsageError(f"flow {self.name!r}: timeout must be > 0 seconds")
+        self.timeout = timeout
+        self.tags = tuple(tags)
+        self.signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+
+    # -- parameters -----------------------------------------------------------------------
+
+    @functools.cached_property
+    def _model(self) -> Any:
+        """A pydantic model of the parameters, built from the function's type hints."""
+        import typing
+
+        from pydantic import ConfigDict, create_model
+
+        try:
+            hints = typing.get_type_hints(self.fn)
+        except Exception:
+            hints = {}
+        fields: dict[str, Any] = {}
+        for pname, param in self.signature.parameters.items():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise UsageError(
+                    f"flow {self.name!r}: *args/**kwargs parameters are not supported; "
+                    "name each parameter so runs can record and replay them"
+                )
+            default = ... if param.default is param.empty else param.default
+            fields[pname] = (hints.get(pname, Any), default)
+        return create_model(
+            f"{self.name}_parameters",
+            __config__=ConfigDict(arbitrary_types_allowed=True),
+            **fields,
+        )
+
+    def validate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind and validate call arguments against the type hints; ParameterError if bad."""
+        from pydantic import ValidationError
+
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise ParameterError(f"flow {self.name!r}: {exc}") from None
+        try:
+            model = self._model.model_validate(dict(bound.arguments))
+        except ValidationError as exc:
+            raise ParameterError(_explain(self.name, exc)) from None
+        return {name: getattr(model, name) for name in self.signature.parameters}
+
+    def dump_params(self, params: dict[str, Any], results: ResultStorage) -> dict[str, Any]:
+        """Parameters as JSON for the store; values JSON cannot hold go to result storage."""
+        from pydantic import TypeAdapter
+
+        fields = self._model.model_fields
+        out: dict[str, Any] = {}
+        for name, value in params.items():
+            try:
+                adapter = TypeAdapter(fields[name].annotation, config=_ARBITRARY)
+                out[name] = adapter.dump_python(value, mode="json", warnings=False)
+            except Exception:
+                out[name] = {_STORED: results.encode(value, what=f"parameter {name!r}")}
+        return out
+
+    def load_params(self, stored: dict[str, Any], results: ResultStorage) -> dict[str, Any]:
+        """Parameters back from the store (for resume), validated again."""
+        raw = {
+            k: results.decode(v[_STORED]) if isinstance(v, dict) and _STORED in v else v
+            for k, v in stored.items()
+        }
+        return self.validate((), raw)
+
+    # -- where the code lives (so a run can be resumed from another process) -------------
+
+    @functools.cached_property
+    def source(self) -> str | None:
+        module = sys.modules.get(self.fn.__module__)
+        path = getattr(module, "__file__", None)
+        qualname = getattr(self.fn, "__qualname__", self.name)
+        if self.fn.__module__ in ("__main__",) or getattr(module, "__legato_loaded__", False):
+            return f"{Path(path).resolve()}:{qualname}" if path else None
+        return f"{self.fn.__module__}:{qualname}"
+
+    # -- calling ----------------------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        engine = current_engine()
+        if engine is None:
+            params = self.validate(args, kwargs)
+            value, _ = run_flow(self, params)
+            return value  # type: ignore[no-any-return]
+        kw, key, _ = _reserved_kwargs(self.fn, dict(kwargs))
+        return engine.call_flow(self, args, kw, key=key, submit=False).result()  # type: ignore[no-any-return]
+
+    def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
+        """Start a child flow run and return a future at once (inside a flow)."""
+        kw, key, _ = _reserved_kwargs(self.fn, kwargs)
+        engine = current_engine()
+        if engine is None:
+            return resolved(self(*args, **kw))  # type: ignore[arg-type]
+        return engine.call_flow(self, args, kw, key=key, submit=True)
+
+    def map(self, iterable: Iterable[Any], *args: Any, **kwargs: Any) -> list[Future[R]]:
+        """One child flow run per item, run concurrently (inside a flow), or one run per item
+        in turn (outside)."""
+        kw, key, _ = _reserved_kwargs(self.fn, kwargs)
+        engine = current_engine()
+        items = list(iterable)
+        if engine is None:
+            return [resolved(self(item, *args, **kw)) for item in items]  # type: ignore[arg-type]
+        base = key if isinstance(key, str) else engine.next_key(self.name, None)
+        return [
+            engine.call_flow(
+                self,
+                (item, *args),
+                kw,
+                key=key(item) if callable(key) else f"{base}[{i}]",
+                submit=True,
+            )
+            for i, item in enumerate(items)
+        ]
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name}>"
+
+
+def _explain(flow_name: str, exc: Any) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "parameters"
+        got = err.get("input")
+        shown = "" if err["type"] == "missing" else f" (got {got!r})"
+        msg = "missing" if err["type"] == "missing" else err["msg"]
+        parts.append(f"parameter {where!r}: {msg}{shown}")
+    return f"flow {flow_name!r}: " + "; ".join(parts)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = ...,
+    pool: str | None = ...,
+    resources: dict[str, float] | None = ...,
+    retries: int = ...,
+    retry_delay: RetryDelay = ...,
+    retry_jitter: float = ...,
+    retry_on: type[BaseException] | Sequence[type[BaseException]] | None = ...,
+    timeout: float | None = ...,
+    cache: bool | Callable[..., Any] = ...,
+    cache_expiration: float | None = ...,
+    tags: Iterable[str] = ...,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(fn: Any = None, /, **options: Any) -> Any:
+    """Make a function a task: ``@task`` or ``@task(pool="gpu", retries=3, ...)``."""
+    if fn is not None:
+        return Task(fn, **options)
+    return lambda f: Task(f, **options)
+
+
+@overload
+def flow(fn: Callable[P, R], /) -> Flow[P, R]: ...
+
+
+@overload
+def flow(
+    *,
+    name: str | None = ...,
+    pool: str | None = ...,
+    retries: int = ...,
+    timeout: float | None = ...,
+    tags: Iterable[str] = ...,
+) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
+
+
+def flow(fn: Any = None, /, **options: Any) -> Any:
+    """Make a function a flow: ``@flow`` or ``@flow(name=..., retries=1, ...)``."""
+    if fn is not None:
+        return Flow(fn, **options)
+    return lambda f: Flow(f, **options)
+
+
+def wait(
+    futures: Iterable[Future[Any]], timeout: float | None = None
+) -> tuple[list[Future[Any]], list[Future[Any]]]:
+    """Wait until every future is done (or ``timeout`` passes); returns (done, not_done).
+    Failures are not raised here: call ``.result()`` on each to see them."""
+    futures = list(futures)
+    _cf_wait([f._cf for f in futures], timeout=timeout)
+    return [f for f in futures if f.done()], [f for f in futures if not f.done()]

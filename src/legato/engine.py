@@ -1,0 +1,757 @@
+"""The engine: runs one flow run durably.
+
+Every task call in a flow run gets a call key. A call whose key is already recorded as
+COMPLETED or CACHED returns the stored result without running (that is how a resumed flow
+skips finished work); a new key becomes a task run that is recorded, waits for the futures it
+was given, runs (inline, in a thread, or in a child process), retries under its policy, and
+commits its outcome before the result is handed to anyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future as _CF
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from legato import policies
+from legato.context import RunContext, current_run
+from legato.errors import (
+    Cancelled,
+    FlowFailed,
+    LegatoError,
+    Paused,
+    ReplayMismatch,
+    SerializationError,
+    TaskFailed,
+    UsageError,
+)
+from legato.executors import run_in_child
+from legato.models import Artifact, FlowRun, LogRecord, State, TaskRun, new_id, now
+from legato.store import (
+    InsertArtifact,
+    InsertFlowRun,
+    InsertLogs,
+    InsertTaskRun,
+    PutCache,
+    UpdateFlowRun,
+    UpdateTaskRun,
+)
+
+if TYPE_CHECKING:
+    from legato.api import Flow, Task
+    from legato.runtime import Runtime
+
+R = TypeVar("R")
+log = logging.getLogger("legato.engine")
+
+
+class Future(Generic[R]):
+    """The promise of a task run's result. Pass it to other tasks to make them depend on it."""
+
+    __slots__ = ("_cf", "_observed", "key", "name", "state", "task_run_id")
+
+    def __init__(self, task_run_id: str, key: str, name: str, state: State = State.PENDING):
+        self.task_run_id = task_run_id
+        self.key = key
+        self.name = name
+        self.state = state
+        self._cf: _CF[R] = _CF()
+        self._observed = False
+
+    def result(self, timeout: float | None = None) -> R:
+        """The task's return value; re-raises its exception if it failed."""
+        self._observed = True
+        return self._cf.result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._observed = True
+        return self._cf.exception(timeout)
+
+    def done(self) -> bool:
+        return self._cf.done()
+
+    def add_done_callback(self, fn: Callable[[Future[R]], None]) -> None:
+        self._cf.add_done_callback(lambda _: fn(self))
+
+    def _finish(self, state: State, value: Any = None, error: BaseException | None = None) -> None:
+        if self._cf.done():
+            return  # already settled (e.g. cancelled while its body was still running)
+        self.state = state
+        if error is None:
+            self._cf.set_result(value)
+        else:
+            self._cf.set_exception(error)
+
+    def __repr__(self) -> str:
+        return f"<Future {self.key} {self.state.value}>"
+
+
+def resolved(value: R, state: State = State.COMPLETED) -> Future[R]:
+    """A future that is already done (a task called outside a flow, or a replayed call)."""
+    fut: Future[R] = Future("", "", "", state)
+    fut._cf.set_result(value)
+    return fut
+
+
+def _find_futures(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
+    """Futures among the arguments, also inside lists, tuples, sets and dict values."""
+    found: list[Future[Any]] = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, Future):
+            found.append(value)
+        elif isinstance(value, list | tuple | set | frozenset):
+            found.extend(v for v in value if isinstance(v, Future))
+        elif isinstance(value, dict):
+            found.extend(v for v in value.values() if isinstance(v, Future))
+    return found
+
+
+def _resolve(value: Any) -> Any:
+    if isinstance(value, Future):
+        return value.result()
+    if isinstance(value, list | tuple | set | frozenset) and any(
+        isinstance(v, Future) for v in value
+    ):
+        return type(value)(_resolve(v) for v in value)
+    if isinstance(value, dict) and any(isinstance(v, Future) for v in value.values()):
+        return {k: _resolve(v) for k, v in value.items()}
+    return value
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class FlowRunEngine:
+    """Runs the task calls of one flow run: call keys, replay, dependencies, retries, cache."""
+
+    def __init__(
+        self, rt: Runtime, flow: Flow[..., Any], run: FlowRun, replay: dict[str, TaskRun]
+    ) -> None:
+        self.rt = rt
+        self.flow = flow
+        self.run = run
+        self.replay = replay
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._keys: set[str] = set()
+        self._futures: list[Future[Any]] = []
+        self._cancel_error: BaseException | None = None
+        self.cancelled = threading.Event()
+
+    # -- what user code sees through the context ----------------------------------------
+
+    def emit_log(self, record: LogRecord) -> None:
+        self.rt.recorder.record(InsertLogs([record]))
+
+    def emit_artifact(self, art: Artifact) -> None:
+        self.rt.recorder.record(InsertArtifact(art))
+
+    def context(self, task_run_id: str | None = None, task_name: str | None = None) -> RunContext:
+        return RunContext(
+            self.run.id,
+            task_run_id,
+            self.emit_log,
+            self.emit_artifact,
+            engine=None if task_run_id else self,
+            flow_name=self.flow.name,
+            task_name=task_name,
+        )
+
+    # -- call keys ----------------------------------------------------------------------
+
+    def next_key(self, name: str, key: str | None) -> str:
+        with self._lock:
+            if key is None:
+                n = self._counts.get(name, 0)
+                self._counts[name] = n + 1
+                key = f"{name}:{n}"
+            if key in self._keys:
+                raise UsageError(
+                    f"call key {key!r} is used twice in flow run {self.run.id}: "
+                    "each call in a run needs its own key"
+                )
+            self._keys.add(key)
+        return key
+
+    def _recorded(self, key: str, name: str) -> TaskRun | None:
+        rec = self.replay.get(key)
+        if rec is not None and rec.task != name:
+            raise ReplayMismatch(
+                f"flow run {self.run.id} recorded task {rec.task!r} at call key {key!r}, but "
+                f"this time the flow called {name!r} there. Flows must call tasks in a "
+                "deterministic order; pass key=... to calls whose order depends on data."
+            )
+        return rec
+
+    def check_cancelled(self) -> None:
+        if self._cancel_error is not None:
+            raise self._cancel_error
+
+    def cancel(self, error: BaseException | None = None) -> None:
+        """Stop the run: queued calls do not start, child processes are killed, and waiting
+        on any unfinished future raises ``error`` (Cancelled by default)."""
+        with self._lock:
+            if self._cancel_error is not None:
+                return
+            self._cancel_error = error or Cancelled()
+            futures = list(self._futures)
+        self.cancelled.set()
+        for fut in futures:
+            fut._finish(State.CANCELLED, error=self._cancel_error)
+
+    # -- task calls ---------------------------------------------------------------------
+
+    def call_task(
+        self,
+        task: Task[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        key: str | None,
+        wait_for: Iterable[Future[Any]] | None,
+        submit: bool,
+    ) -> Future[Any]:
+        self.check_cancelled()
+        key = self.next_key(task.name, key)
+        rec = self._recorded(key, task.name)
+        if rec is not None and rec.state.is_success:
+            return resolved(self.rt.results.decode(rec.result), rec.state)
+        deps = _find_futures(args, kwargs)
+        if wait_for:
+            deps.extend(wait_for)
+        ready = all(d.done() for d in deps)
+        inline = not submit and ready and not task.needs_process
+        t = now()
+        if rec is None:
+            run = TaskRun(
+                id=new_id(),
+                flow_run_id=self.run.id,
+                task=task.name,
+                key=key,
+                state=State.RUNNING if inline else State.PENDING,
+                attempts=1 if inline else 0,
+                pool=task.pool,
+                resources=dict(task.resources),
+                tags=list(task.tags),
+                depends_on=[d.task_run_id for d in deps if d.task_run_id],
+                created_at=t,
+                started_at=t if inline else None,
+            )
+            self.rt.recorder.record(InsertTaskRun(run))
+        else:
+            run = rec  # recorded but never finished: it runs again under the same id
+            run.state = State.PENDING
+        fut: Future[Any] = Future(run.id, key, task.name, run.state)
+        with self._lock:
+            self._futures.append(fut)
+        if inline:
+            self._execute(task, run, fut, args, kwargs, started=True)
+        elif not submit:
+            for d in deps:
+                d._cf.exception()  # wait; failures are handled in _execute
+            self._execute(task, run, fut, args, kwargs, started=False)
+        else:
+            self._when_ready(deps, lambda: self._schedule(task, run, fut, args, kwargs))
+        return fut
+
+    def _when_ready(self, deps: list[Future[Any]], then: Callable[[], None]) -> None:
+        pending = [d for d in deps if not d.done()]
+        if not pending:
+            then()
+            return
+        remaining = [len(pending)]
+        lock = threading.Lock()
+
+        def one_done(_: Any) -> None:
+            with lock:
+                remaining[0] -= 1
+                last = remaining[0] == 0
+            if last:
+                then()
+
+        for d in pending:
+            d._cf.add_done_callback(one_done)
+
+    def _schedule(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        try:
+            self.rt.task_pool.submit(self._execute, task, run, fut, args, kwargs, False)
+        except RuntimeError as exc:  # the pool is shut down (interpreter exiting)
+            fut._finish(State.CRASHED, error=exc)
+
+    def _execute(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: bool,
+    ) -> None:
+        rec = self.rt.recorder
+        try:
+            if self._cancel_error is not None:
+                rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+                fut._finish(State.CANCELLED, error=self._cancel_error)
+                return
+            try:
+                args = tuple(_resolve(a) for a in args)
+                kwargs = {k: _resolve(v) for k, v in kwargs.items()}
+            except BaseException as exc:
+                up = next((f for f in _find_futures(args, kwargs) if f.exception(0)), None)
+                where = f"upstream task run {up.key!r}" if up else "an upstream task run"
+                err = TaskFailed(f"not run: {where} did not complete ({describe(exc)})")
+                rec.commit(
+                    UpdateTaskRun(
+                        run.id,
+                        State.FAILED,
+                        now(),
+                        {"error": str(err), "ended_at": now()},
+                        message="upstream failed",
+                    )
+                )
+                fut._finish(State.FAILED, error=err)
+                return
+            if task.cache and self._try_cache(task, run, fut, args, kwargs):
+                return
+            self._attempts(task, run, fut, args, kwargs, started)
+        except BaseException as exc:  # a store failure: the future must not hang
+            fut._finish(State.CRASHED, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    def _cache_key(
+        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> str | None:
+        if callable(task.cache):
+            custom = task.cache(*args, **kwargs)
+            return None if custom is None else f"{task.name}:{custom}"
+        return policies.cache_key(task.name, task.code_fingerprint, args, kwargs)
+
+    def _try_cache(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> bool:
+        key = self._cache_key(task, args, kwargs)
+        run.cache_key = key
+        if key is None:
+            return False
+        stored = self.rt.store.get_cached(key, now())
+        if stored is None:
+            return False
+        value = self.rt.results.decode(stored)
+        t = now()
+        self.rt.recorder.commit(
+            UpdateTaskRun(
+                run.id,
+                State.CACHED,
+                t,
+                {"result": stored, "cache_key": key, "ended_at": t},
+                message="cache hit",
+            )
+        )
+        fut._finish(State.CACHED, value)
+        return True
+
+    def _attempts(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        started: bool,
+    ) -> None:
+        rec = self.rt.recorder
+        attempts = run.attempts
+        while True:
+            if not started:
+                attempts += 1
+                t = now()
+                rec.record(
+                    UpdateTaskRun(run.id, State.RUNNING, t, {"attempts": attempts, "started_at": t})
+                )
+                fut.state = State.RUNNING
+            started = False
+            try:
+                value = self._run_body(task, run, args, kwargs)
+                stored = self.rt.results.encode(value, what=f"result of task {task.name!r}")
+            except BaseException as exc:
+                if isinstance(exc, Cancelled) or self._cancel_error is not None:
+                    rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+                    fut._finish(State.CANCELLED, error=self._cancel_error or exc)
+                    return
+                retry = not isinstance(exc, SerializationError) and policies.should_retry(
+                    exc, task.retry_on, attempts, task.retries
+                )
+                self._log_failure(task, run, exc, attempts, retry)
+                if retry:
+                    delay = policies.retry_delay(task.retry_delay, attempts, task.retry_jitter)
+                    rec.record(
+                        UpdateTaskRun(
+                            run.id,
+                            State.AWAITING_RETRY,
+                            now(),
+                            {"error": describe(exc)},
+                            message=f"retry in {delay:.3g} s after attempt {attempts}",
+                        )
+                    )
+                    fut.state = State.AWAITING_RETRY
+                    if self.cancelled.wait(delay):
+                        continue  # the next loop turn records the cancellation
+                    continue
+                t = now()
+                rec.commit(
+                    UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
+                )
+                fut._finish(State.FAILED, error=exc)
+                if not isinstance(exc, Exception):
+                    raise
+                return
+            t = now()
+            values: dict[str, Any] = {"result": stored, "ended_at": t, "error": None}
+            ops: list[Any] = [UpdateTaskRun(run.id, State.COMPLETED, t, values)]
+            if run.cache_key is not None:
+                values["cache_key"] = run.cache_key
+                exp = None if task.cache_expiration is None else t + task.cache_expiration
+                ops.append(PutCache(run.cache_key, task.name, run.id, stored, t, exp))
+            rec.commit(*ops)
+            fut._finish(State.COMPLETED, value)
+            return
+
+    def _log_failure(
+        self, task: Task[..., Any], run: TaskRun, exc: BaseException, attempt: int, retry: bool
+    ) -> None:
+        what = "will retry" if retry else "giving up"
+        text = "".join(traceback.format_exception(exc)).rstrip()
+        self.emit_log(
+            LogRecord(
+                self.run.id,
+                run.id,
+                now(),
+                logging.ERROR,
+                "legato.engine",
+                f"task {run.key} attempt {attempt} failed ({what}):\n{text}",
+            )
+        )
+
+    def _run_body(
+        self, task: Task[..., Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if self._cancel_error is not None:
+            raise self._cancel_error
+        if not task.needs_process and not task.resources:
+            return self._run_inline(task, run, args, kwargs)
+        res = self.rt.resources
+        res.check(task.name, task.pool, task.resources)
+        gpus = res.acquire(task.resources, self.cancelled)
+        try:
+            if not task.needs_process:
+                return self._run_inline(task, run, args, kwargs)
+            return self._run_child(task, run, args, kwargs, gpus)
+        finally:
+            res.release(task.resources, gpus)
+
+    def _run_inline(
+        self, task: Task[..., Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        token = current_run.set(self.context(run.id, task.name))
+        try:
+            return task.fn(*args, **kwargs)
+        finally:
+            current_run.reset(token)
+
+    def _run_child(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        gpus: list[int],
+    ) -> Any:
+        settings = self.rt.settings
+        context = {
+            "flow_run_id": self.run.id,
+            "task_run_id": run.id,
+            "flow_name": self.flow.name,
+            "task_name": task.name,
+            "log_level": settings.log_level,
+            "capture_output": settings.capture_output,
+        }
+        out = run_in_child(
+            task.fn,
+            args,
+            kwargs,
+            context=context,
+            timeout=task.timeout,
+            gpus=gpus if task.resources.get("gpu") else None,
+            cancelled=self.cancelled,
+        )
+        for record in out.logs:
+            self.emit_log(record)
+        for art in out.artifacts:
+            self.emit_artifact(art)
+        if out.error is not None:
+            raise out.error
+        return out.value
+
+    # -- child flows ----------------------------------------------------------------------
+
+    def call_flow(
+        self,
+        flow: Flow[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        key: str | None,
+        submit: bool,
+    ) -> Future[Any]:
+        self.check_cancelled()
+        params = flow.validate(args, kwargs)
+        key = self.next_key(flow.name, key)
+        rec = self._recorded(key, flow.name)
+        if rec is not None and rec.state.is_success:
+            return resolved(self.rt.results.decode(rec.result), rec.state)
+        t = now()
+        if rec is None:
+            run = TaskRun(
+                id=new_id(),
+                flow_run_id=self.run.id,
+                task=flow.name,
+                key=key,
+                state=State.RUNNING,
+                attempts=1,
+                pool=flow.pool,
+                tags=list(flow.tags),
+                created_at=t,
+                started_at=t,
+                child_flow_run_id=new_id(),
+            )
+            self.rt.recorder.record(InsertTaskRun(run))
+        else:
+            run = rec
+            self.rt.recorder.record(
+                UpdateTaskRun(run.id, State.RUNNING, t, {"attempts": run.attempts + 1})
+            )
+        fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING)
+        with self._lock:
+            self._futures.append(fut)
+
+        def go() -> None:
+            self._run_child_flow(flow, params, run, fut)
+
+        if submit:
+            try:
+                self.rt.flow_pool.submit(go)
+            except RuntimeError as exc:
+                fut._finish(State.CRASHED, error=exc)
+        else:
+            go()
+        return fut
+
+    def _run_child_flow(
+        self, flow: Flow[..., Any], params: dict[str, Any], run: TaskRun, fut: Future[Any]
+    ) -> None:
+        rec = self.rt.recorder
+        child_id = run.child_flow_run_id or new_id()
+        try:
+            value, stored = run_flow(
+                flow, params, run_id=child_id, parent=self, parent_task_run_id=run.id
+            )
+        except Paused as exc:
+            rec.record(UpdateTaskRun(run.id, State.PAUSED, now(), message=str(exc)))
+            fut._finish(State.PAUSED, error=exc)
+            return
+        except Cancelled as exc:
+            rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+            fut._finish(State.CANCELLED, error=exc)
+            return
+        except BaseException as exc:
+            t = now()
+            rec.commit(
+                UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
+            )
+            fut._finish(State.FAILED, error=exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        t = now()
+        rec.commit(UpdateTaskRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}))
+        fut._finish(State.COMPLETED, value)
+
+    # -- the end of the run ---------------------------------------------------------------
+
+    def settle_quietly(self) -> None:
+        """Wait for every started call to finish, ignoring outcomes (the run is ending)."""
+        with self._lock:
+            futures = list(self._futures)
+        for fut in futures:
+            fut._cf.exception()
+
+    def settle(self) -> None:
+        """Wait for every call of the run; raise if one paused, or failed unobserved."""
+        while True:
+            with self._lock:
+                futures = list(self._futures)
+            for fut in futures:
+                fut._cf.exception()  # wait
+            with self._lock:
+                if len(self._futures) == len(futures):
+                    break
+        paused = [f for f in futures if isinstance(f._cf.exception(), Paused)]
+        if paused:
+            raise paused[0]._cf.exception()  # type: ignore[misc]
+        self.check_cancelled()
+        unseen = [f for f in futures if not f._observed and f._cf.exception() is not None]
+        if unseen:
+            names = ", ".join(f.key for f in unseen[:5]) + (" ..." if len(unseen) > 5 else "")
+            raise FlowFailed(
+                f"{len(unseen)} task run(s) failed and the flow did not handle them: {names}"
+            )
+
+
+# -- flow runs ------------------------------------------------------------------------
+
+
+def run_flow(
+    flow: Flow[..., Any],
+    params: dict[str, Any],
+    *,
+    run_id: str | None = None,
+    resume: bool = False,
+    parent: FlowRunEngine | None = None,
+    parent_task_run_id: str | None = None,
+) -> tuple[Any, Any]:
+    """Run (or resume) a flow run to its end; returns (value, stored form of the value).
+
+    ``params`` must already be validated. Raises what the flow raised, ``Paused`` when it
+    waits for an answer, ``Cancelled`` when cancelled.
+    """
+    from legato.runtime import get_runtime
+
+    rt = parent.rt if parent is not None else get_runtime()
+    store, recorder = rt.store, rt.recorder
+    replay: dict[str, TaskRun] = {}
+    run: FlowRun | None = None
+    if run_id is not None:
+        try:
+            run = store.get_flow_run(run_id)
+        except LegatoError:
+            run = None
+    t = now()
+    if run is None:
+        run = FlowRun(
+            id=run_id or new_id(),
+            flow=flow.name,
+            state=State.RUNNING,
+            parameters=flow.dump_params(params, rt.results),
+            parent_task_run_id=parent_task_run_id,
+            pool=flow.pool,
+            tags=list(flow.tags),
+            created_at=t,
+            started_at=t,
+            source=flow.source,
+        )
+        recorder.commit(InsertFlowRun(run))
+    else:
+        replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
+        message = "resumed" if resume or run.state is not State.PENDING else None
+        recorder.commit(
+            UpdateFlowRun(run.id, State.RUNNING, t, {"ended_at": None, "error": None}, message)
+        )
+    attempt = 0
+    while True:
+        attempt += 1
+        engine = FlowRunEngine(rt, flow, run, replay)
+        if parent is None:
+            rt.watch(engine)
+        timer = None
+        if flow.timeout is not None:
+            from legato.errors import FlowTimeout
+
+            timer = threading.Timer(
+                flow.timeout,
+                engine.cancel,
+                [FlowTimeout(f"flow {flow.name!r} ran past its timeout of {flow.timeout:g} s")],
+            )
+            timer.daemon = True
+            timer.start()
+        token = current_run.set(engine.context())
+        try:
+            value = flow.fn(**params)
+            engine.settle()
+            stored = rt.results.encode(value, what=f"result of flow {flow.name!r}")
+        except Paused as exc:
+            recorder.commit(UpdateFlowRun(run.id, State.PAUSED, now(), message=str(exc)))
+            raise
+        except Cancelled:
+            engine.cancel()
+            engine.settle_quietly()
+            recorder.commit(UpdateFlowRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+            raise
+        except BaseException as exc:
+            if (
+                isinstance(exc, Exception)
+                and attempt <= flow.retries
+                and not engine.cancelled.is_set()
+            ):
+                engine.settle_quietly()
+                recorder.commit(
+                    UpdateFlowRun(
+                        run.id,
+                        State.RUNNING,
+                        now(),
+                        {"error": describe(exc)},
+                        message=f"flow retry {attempt} after {describe(exc)}",
+                    )
+                )
+                replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
+                continue
+            engine.cancel(exc)
+            engine.settle_quietly()
+            t = now()
+            text = "".join(traceback.format_exception(exc)).rstrip()
+            recorder.record(
+                InsertLogs(
+                    [
+                        LogRecord(
+                            run.id,
+                            None,
+                            t,
+                            logging.ERROR,
+                            "legato.engine",
+                            f"flow run failed:\n{text}",
+                        )
+                    ]
+                )
+            )
+            recorder.commit(
+                UpdateFlowRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
+            )
+            raise
+        finally:
+            current_run.reset(token)
+            if timer is not None:
+                timer.cancel()
+            if parent is None:
+                rt.unwatch(engine)
+        t = now()
+        recorder.commit(
+            UpdateFlowRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t})
+        )
+        return value, stored

@@ -1,0 +1,132 @@
+"""Every public exception Legato raises. Import them from ``legato.errors``.
+
+Each class's docstring is its default message. Messages say what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class LegatoError(Exception):
+    """Legato failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class UsageError(LegatoError):
+    """The command or call was used the wrong way."""
+
+
+class ParameterError(UsageError):
+    """A flow parameter is missing or has the wrong type."""
+
+
+class FlowNotFound(UsageError):
+    """No flow by that name could be loaded."""
+
+
+class RunNotFound(UsageError):
+    """No run has that id."""
+
+
+class ConfigurationError(UsageError):
+    """A LEGATO_* setting is invalid."""
+
+
+class SchemaTooNew(LegatoError):
+    """The database was written by a newer Legato; upgrade Legato to use it."""
+
+
+class SchemaOutOfDate(LegatoError):
+    """The database schema is older than this Legato; run `legato db upgrade`."""
+
+
+class StoreError(LegatoError):
+    """The state store could not be read or written."""
+
+
+class SerializationError(LegatoError):
+    """A value could not be serialized for storage."""
+
+
+class ResultStorageError(LegatoError):
+    """The result storage could not be written or read."""
+
+
+class TaskFailed(LegatoError):
+    """A task run failed."""
+
+
+class FlowFailed(LegatoError):
+    """A flow run failed."""
+
+
+class TaskTimeout(LegatoError):
+    """A task run exceeded its timeout and was stopped."""
+
+
+class FlowTimeout(LegatoError):
+    """A flow run exceeded its timeout."""
+
+
+class ReplayMismatch(LegatoError):
+    """On resume, the flow called a different task at a recorded call key.
+
+    Flows must call tasks in a deterministic order; give calls explicit ``key=`` values when
+    the order depends on data that can change between runs.
+    """
+
+
+class NoWorkerForPool(LegatoError):
+    """No worker or local executor can serve the task's pool and resources."""
+
+
+class InvalidAnswer(UsageError):
+    """The answer does not match the question's schema."""
+
+
+class Unauthorized(LegatoError):
+    """The API token is missing, wrong or lacks the role this action needs."""
+
+
+class Cancelled(BaseException):
+    """The run was cancelled.
+
+    A ``BaseException`` on purpose: a task's ``except Exception`` must not swallow it.
+    """
+
+
+class Paused(BaseException):
+    """The flow run is waiting for an answer; its process lets go until it is answered.
+
+    A ``BaseException`` so user code's ``except Exception`` does not swallow the pause.
+    """
+
+    def __init__(self, question_id: str) -> None:
+        super().__init__(f"waiting for an answer to question {question_id}")
+        self.question_id = question_id
+
+
+__all__ = [
+    "Cancelled",
+    "ConfigurationError",
+    "FlowFailed",
+    "FlowNotFound",
+    "FlowTimeout",
+    "InvalidAnswer",
+    "LegatoError",
+    "NoWorkerForPool",
+    "ParameterError",
+    "Paused",
+    "ReplayMismatch",
+    "ResultStorageError",
+    "RunNotFound",
+    "SchemaOutOfDate",
+    "SchemaTooNew",
+    "SerializationError",
+    "StoreError",
+    "TaskFailed",
+    "TaskTimeout",
+    "Unauthorized",
+    "UsageError",
+]

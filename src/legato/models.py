@@ -1,0 +1,198 @@
+"""The shared vocabulary: run states, their legal transitions, and run records."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class State(str, enum.Enum):
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    AWAITING_RETRY = "AWAITING_RETRY"
+    COMPLETED = "COMPLETED"
+    CACHED = "CACHED"
+    FAILED = "FAILED"
+    CRASHED = "CRASHED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATES
+
+    @property
+    def is_success(self) -> bool:
+        return self in (State.COMPLETED, State.CACHED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATES = frozenset({State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED})
+SUCCESS_STATES = frozenset({State.COMPLETED, State.CACHED})
+
+# Which state may follow which. CRASHED is not final: a crashed run is retried or resumed.
+# FAILED and CANCELLED may go back to PENDING/SCHEDULED through an explicit retry.
+_S = State
+TRANSITIONS: dict[State, frozenset[State]] = {
+    _S.SCHEDULED: frozenset({_S.PENDING, _S.RUNNING, _S.CANCELLED, _S.FAILED, _S.CACHED}),
+    _S.PENDING: frozenset(
+        {_S.RUNNING, _S.CANCELLED, _S.FAILED, _S.CACHED, _S.COMPLETED, _S.CRASHED, _S.PAUSED}
+    ),
+    _S.RUNNING: frozenset(
+        {
+            _S.COMPLETED,
+            _S.FAILED,
+            _S.CRASHED,
+            _S.CANCELLED,
+            _S.AWAITING_RETRY,
+            _S.PAUSED,
+            _S.PENDING,
+            _S.RUNNING,
+        }
+    ),
+    _S.PAUSED: frozenset({_S.PENDING, _S.RUNNING, _S.FAILED, _S.CANCELLED, _S.CRASHED}),
+    _S.AWAITING_RETRY: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.FAILED, _S.CRASHED}),
+    _S.CRASHED: frozenset({_S.PENDING, _S.RUNNING, _S.FAILED, _S.CANCELLED, _S.AWAITING_RETRY}),
+    _S.FAILED: frozenset({_S.PENDING, _S.RUNNING, _S.SCHEDULED}),
+    _S.CANCELLED: frozenset({_S.PENDING, _S.RUNNING, _S.SCHEDULED}),
+    _S.COMPLETED: frozenset(),
+    _S.CACHED: frozenset(),
+}
+
+
+def can_transition(old: State | None, new: State) -> bool:
+    """True when ``old -> new`` is legal (``None`` is a run being created)."""
+    if old is None:
+        return new in (_S.SCHEDULED, _S.PENDING, _S.RUNNING, _S.CACHED, _S.COMPLETED, _S.FAILED)
+    return new in TRANSITIONS[old]
+
+
+def now() -> float:
+    """Wall-clock time as epoch seconds (UTC). Every timestamp Legato stores is one of these."""
+    return time.time()
+
+
+def new_id() -> str:
+    """A time-ordered unique id (UUIDv7 layout): sorts by creation time, indexes stay local."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80 | (0x7 << 76) | (rand & ((1 << 76) - 1))
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # RFC 4122 variant bits
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@dataclass
+class FlowRun:
+    id: str
+    flow: str
+    state: State
+    parameters: dict[str, Any] = field(default_factory=dict)
+    parent_task_run_id: str | None = None
+    pool: str | None = None
+    tags: list[str] = field(default_factory=list)
+    result: Any = None
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow": self.flow,
+            "state": self.state.value,
+            "parameters": self.parameters,
+            "parent_task_run_id": self.parent_task_run_id,
+            "pool": self.pool,
+            "tags": self.tags,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "source": self.source,
+        }
+
+
+@dataclass
+class TaskRun:
+    id: str
+    flow_run_id: str
+    task: str
+    key: str
+    state: State
+    attempts: int = 0
+    pool: str | None = None
+    worker: str | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+    cache_key: str | None = None
+    result: Any = None
+    error: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    ended_at: float | None = None
+    child_flow_run_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow_run_id": self.flow_run_id,
+            "task": self.task,
+            "key": self.key,
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "pool": self.pool,
+            "worker": self.worker,
+            "resources": self.resources,
+            "tags": self.tags,
+            "depends_on": self.depends_on,
+            "cache_key": self.cache_key,
+            "result": self.result,
+            "error": self.error,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "child_flow_run_id": self.child_flow_run_id,
+        }
+
+
+@dataclass
+class StateChange:
+    """One row of the history table: the timeline and the audit."""
+
+    run_id: str
+    kind: str  # "flow" | "task"
+    state: State
+    at: float
+    message: str | None = None
+
+
+@dataclass
+class LogRecord:
+    flow_run_id: str
+    task_run_id: str | None
+    at: float
+    level: int
+    logger: str
+    message: str
+
+
+@dataclass
+class Artifact:
+    id: str
+    flow_run_id: str
+    task_run_id: str | None
+    kind: str  # markdown | table | image | link
+    data: Any
+    title: str | None = None
+    created_at: float = 0.0

@@ -1,0 +1,123 @@
+"""Every LEGATO_* environment variable, in one pydantic-settings class.
+
+The README's configuration table lists the same fields; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from legato.errors import ConfigurationError
+
+
+def parse_resources(text: str) -> dict[str, float]:
+    """Parse ``gpu=2,cpu=8,mem_gb=64`` into a dict; raise ConfigurationError on bad input."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        try:
+            if not sep or not name.strip():
+                raise ValueError
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigurationError(
+                f"bad resource {part!r}: expected NAME=NUMBER, e.g. gpu=2,cpu=8,mem_gb=64"
+            ) from None
+    return out
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEGATO_", extra="ignore")
+
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".legato",
+        description="Folder for the embedded database, results and logs.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the state database; default sqlite in LEGATO_HOME.",
+    )
+    result_storage: str | None = Field(
+        default=None,
+        description="fsspec URL or folder for serialized results; default LEGATO_HOME/results.",
+    )
+    inline_result_max_bytes: int = Field(
+        default=65536, description="JSON results up to this size are stored inline in the DB."
+    )
+    resources: str | None = Field(
+        default=None,
+        description="Local capacity, e.g. gpu=2,cpu=8,mem_gb=64; default: detected.",
+    )
+    max_workers: int | None = Field(
+        default=None, description="Threads for concurrent tasks in embedded mode; default 32."
+    )
+    capture_output: bool = Field(
+        default=False, description="Store tasks' print()/stderr output in the run's log."
+    )
+    log_level: str = Field(default="INFO", description="Lowest level stored from get_logger().")
+    allow_pickle: bool = Field(
+        default=True,
+        description="Allow cloudpickle for results JSON cannot hold (only where you trust "
+        "whoever can write the result storage).",
+    )
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        value = value.upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.home / 'legato.db'}"
+
+    @property
+    def results_url(self) -> str:
+        return self.result_storage or str(self.home / "results")
+
+    def local_resources(self) -> dict[str, float]:
+        if self.resources:
+            return parse_resources(self.resources)
+        return detect_resources()
+
+
+def detect_resources() -> dict[str, float]:
+    """This machine's capacity: CPUs, memory and visible GPUs."""
+    found: dict[str, float] = {"cpu": float(os.cpu_count() or 1)}
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        found["mem_gb"] = round(pages / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        found["gpu"] = float(len([d for d in visible.split(",") if d.strip()]))
+    else:
+        found["gpu"] = float(len(list(Path("/dev").glob("nvidia[0-9]*"))))
+    return found
+
+
+@functools.cache
+def _cached() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "LEGATO_" + str(first["loc"][0]).upper() if first["loc"] else "LEGATO_*"
+        raise ConfigurationError(f"{name}: {first['msg']}") from None
+
+
+def get_settings() -> Settings:
+    """The settings read from the environment (cached; ``reset_settings()`` rereads)."""
+    return _cached()
+
+
+def reset_settings() -> None:
+    _cached.cache_clear()

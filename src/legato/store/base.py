@@ -1,0 +1,157 @@
+"""The Store interface every backend implements (SQL over SQLite or PostgreSQL, HTTP).
+
+Writes are small operation records applied in batches: ``apply([...])`` commits a batch in one
+transaction (one HTTP request for HttpStore), which is how the engine groups commits.
+Reads are plain methods. Nothing above this package knows SQL or HTTP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from legato.models import (
+    Artifact,
+    FlowRun,
+    LogRecord,
+    State,
+    StateChange,
+    TaskRun,
+)
+
+
+@dataclass(slots=True)
+class InsertFlowRun:
+    run: FlowRun
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class InsertTaskRun:
+    run: TaskRun
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class UpdateFlowRun:
+    """Move a flow run to ``state`` and set ``values`` (columns: result, error, started_at,
+    ended_at, parameters, source); the change is written to the history."""
+
+    id: str
+    state: State
+    at: float
+    values: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class UpdateTaskRun:
+    """Move a task run to ``state`` and set ``values`` (columns: attempts, result, error,
+    started_at, ended_at, worker, cache_key, child_flow_run_id); written to the history."""
+
+    id: str
+    state: State
+    at: float
+    values: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class InsertLogs:
+    records: list[LogRecord]
+
+
+@dataclass(slots=True)
+class InsertArtifact:
+    artifact: Artifact
+
+
+@dataclass(slots=True)
+class PutCache:
+    key: str
+    task: str
+    task_run_id: str
+    result: Any
+    created_at: float
+    expires_at: float | None
+
+
+Op = (
+    InsertFlowRun
+    | InsertTaskRun
+    | UpdateFlowRun
+    | UpdateTaskRun
+    | InsertLogs
+    | InsertArtifact
+    | PutCache
+)
+
+
+@dataclass(slots=True)
+class LogEntry:
+    id: int
+    record: LogRecord
+
+
+class Store(Protocol):
+    """What the engine, CLI, worker and server need from the state store."""
+
+    url: str
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        """Commit every operation in one transaction, in order."""
+
+    def get_flow_run(self, run_id: str) -> FlowRun:
+        """The flow run with this id (or a unique id prefix); RunNotFound if none."""
+
+    def list_flow_runs(
+        self,
+        *,
+        flow: str | None = None,
+        states: Sequence[State] | None = None,
+        parent_task_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        """Flow runs, newest first."""
+
+    def transition_flow_run(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        allowed_from: Sequence[State],
+        values: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Compare-and-set: move the run to ``state`` only if it is in ``allowed_from``."""
+
+    def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        """Every task run of a flow run, in creation order."""
+
+    def get_task_run(self, task_run_id: str) -> TaskRun:
+        """One task run; RunNotFound if none."""
+
+    def get_history(self, run_id: str) -> list[StateChange]:
+        """Every state change of one run (flow or task), oldest first."""
+
+    def get_logs(
+        self,
+        flow_run_id: str,
+        *,
+        task_run_id: str | None = None,
+        after_id: int = 0,
+        min_level: int = 0,
+        limit: int = 1000,
+    ) -> list[LogEntry]:
+        """Log records of a run after ``after_id``, oldest first."""
+
+    def get_artifacts(self, flow_run_id: str) -> list[Artifact]:
+        """Artifacts attached to a flow run or its task runs, oldest first."""
+
+    def get_cached(self, key: str, now: float) -> Any | None:
+        """The stored result for a cache key that has not expired, else None."""
+
+    def close(self) -> None:
+        """Release connections."""

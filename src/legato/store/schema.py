@@ -1,0 +1,138 @@
+"""The one schema both dialects share. Migrations in ``migrations/`` must produce exactly this
+(a drift test checks it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+# Every revision this Legato knows, oldest first. The last one is what the code expects.
+KNOWN_REVISIONS = ("0001",)
+HEAD_REVISION = KNOWN_REVISIONS[-1]
+
+metadata = MetaData()
+
+flow_runs = Table(
+    "flow_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow", String(200), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("parameters", Text, nullable=False, default="{}"),
+    Column("parent_task_run_id", String(36)),
+    Column("pool", String(100)),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("result", Text),
+    Column("error", Text),
+    Column("source", Text),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_flow_runs_created", "created_at"),
+    Index("ix_flow_runs_flow_created", "flow", "created_at"),
+    Index("ix_flow_runs_state_created", "state", "created_at"),
+    Index("ix_flow_runs_parent", "parent_task_run_id"),
+)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("task", String(200), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("pool", String(100)),
+    Column("worker", String(200)),
+    Column("resources", Text, nullable=False, default="{}"),
+    Column("tags", Text, nullable=False, default="[]"),
+    Column("depends_on", Text, nullable=False, default="[]"),
+    Column("cache_key", String(128)),
+    Column("result", Text),
+    Column("error", Text),
+    Column("child_flow_run_id", String(36)),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
+    Index("ix_task_runs_state", "state"),
+)
+
+state_history = Table(
+    "state_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("message", Text),
+    Index("ix_state_history_run", "run_id", "id"),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("task_run_id", String(36)),
+    Column("at", Float, nullable=False),
+    Column("level", Integer, nullable=False),
+    Column("logger", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_logs_flow_run", "flow_run_id", "id"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("task_run_id", String(36)),
+    Column("kind", String(20), nullable=False),
+    Column("title", Text),
+    Column("data", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_artifacts_flow_run", "flow_run_id", "created_at"),
+)
+
+cache_entries = Table(
+    "cache_entries",
+    metadata,
+    Column("key", String(128), primary_key=True),
+    Column("task", String(200), nullable=False),
+    Column("task_run_id", String(36), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float),
+)
+
+questions = Table(
+    "questions",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("key", String(300), nullable=False),
+    Column("prompt", Text, nullable=False),
+    Column("schema", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("default", Text),
+    Column("answer", Text),
+    Column("answered_by", String(200)),
+    Column("answered_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("timeout_at", Float),
+    UniqueConstraint("flow_run_id", "key", name="uq_questions_flow_run_key"),
+    Index("ix_questions_state", "state", "created_at"),
+)

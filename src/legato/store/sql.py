@@ -1,0 +1,505 @@
+"""SqlStore: the Store over SQLite or PostgreSQL through SQLAlchemy Core.
+
+Every SQL statement Legato runs lives in this module. The two dialects differ only in how
+the engine is created and how a write transaction begins (see ``_connect_sqlite``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from legato.errors import RunNotFound, StoreError
+from legato.models import Artifact, FlowRun, LogRecord, State, StateChange, TaskRun
+from legato.store import schema as s
+from legato.store.base import (
+    InsertArtifact,
+    InsertFlowRun,
+    InsertLogs,
+    InsertTaskRun,
+    LogEntry,
+    Op,
+    PutCache,
+    UpdateFlowRun,
+    UpdateTaskRun,
+)
+from legato.store.migrate import check_schema
+
+_dumps = json.dumps
+_JSON_COLUMNS = frozenset({"parameters", "tags", "resources", "depends_on", "result"})
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (_dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in values.items()
+    }
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def _flow_run(row: Any) -> FlowRun:
+    return FlowRun(
+        id=row.id,
+        flow=row.flow,
+        state=State(row.state),
+        parameters=json.loads(row.parameters),
+        parent_task_run_id=row.parent_task_run_id,
+        pool=row.pool,
+        tags=json.loads(row.tags),
+        result=_loads(row.result),
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        source=row.source,
+    )
+
+
+def _task_run(row: Any) -> TaskRun:
+    return TaskRun(
+        id=row.id,
+        flow_run_id=row.flow_run_id,
+        task=row.task,
+        key=row.key,
+        state=State(row.state),
+        attempts=row.attempts,
+        pool=row.pool,
+        worker=row.worker,
+        resources=json.loads(row.resources),
+        tags=json.loads(row.tags),
+        depends_on=json.loads(row.depends_on),
+        cache_key=row.cache_key,
+        result=_loads(row.result),
+        error=row.error,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        child_flow_run_id=row.child_flow_run_id,
+    )
+
+
+def _flow_run_row(run: FlowRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "flow": run.flow,
+        "state": run.state.value,
+        "parameters": _dumps(run.parameters),
+        "parent_task_run_id": run.parent_task_run_id,
+        "pool": run.pool,
+        "tags": _dumps(run.tags),
+        "result": None if run.result is None else _dumps(run.result),
+        "error": run.error,
+        "source": run.source,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "updated_at": run.created_at,
+    }
+
+
+def _task_run_row(run: TaskRun) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "flow_run_id": run.flow_run_id,
+        "task": run.task,
+        "key": run.key,
+        "state": run.state.value,
+        "attempts": run.attempts,
+        "pool": run.pool,
+        "worker": run.worker,
+        "resources": _dumps(run.resources),
+        "tags": _dumps(run.tags),
+        "depends_on": _dumps(run.depends_on),
+        "cache_key": run.cache_key,
+        "result": None if run.result is None else _dumps(run.result),
+        "error": run.error,
+        "child_flow_run_id": run.child_flow_run_id,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+    }
+
+
+_INSERT_TASK_RUN = insert(s.task_runs)
+_INSERT_HISTORY = insert(s.state_history)
+_INSERT_LOG = insert(s.logs)
+
+
+def _history(run_id: str, kind: str, state: State, at: float, msg: str | None) -> dict[str, Any]:
+    return {"run_id": run_id, "kind": kind, "state": state.value, "at": at, "message": msg}
+
+
+def _connect_sqlite(url: str) -> Engine:
+    engine = create_engine(url, pool_size=8, max_overflow=16, pool_timeout=60)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        # We emit BEGIN ourselves (below), so the driver must not.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        # WAL + synchronous=NORMAL: a commit survives a killed process (not a power cut of the
+        # last few transactions), and costs no fsync per commit.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # Writers take the lock up front: a deferred transaction that later writes can fail
+        # with "database is locked" instead of waiting.
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+    return engine
+
+
+class SqlStore:
+    """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
+    (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
+
+    def __init__(self, url: str, *, auto_upgrade: bool = True) -> None:
+        self.url = url
+        self._write_lock = threading.Lock()
+        self._write_conn: Connection | None = None
+        self._update_stmts: dict[tuple[str, frozenset[str]], Any] = {}
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        try:
+            if self.dialect == "sqlite":
+                if parsed.database and parsed.database != ":memory:":
+                    from pathlib import Path
+
+                    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self.engine = _connect_sqlite(url)
+            else:
+                if parsed.drivername == "postgresql":
+                    parsed = parsed.set(drivername="postgresql+psycopg")
+                self.engine = create_engine(
+                    parsed, pool_size=10, max_overflow=20, pool_pre_ping=True
+                )
+            check_schema(self.engine, auto_upgrade=auto_upgrade)
+        except (OperationalError, DBAPIError) as exc:
+            raise StoreError(f"cannot open the state database {parsed!r}: {exc.orig}") from None
+
+    # -- transactions -------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        # One long-lived connection for writes: no pool checkout and reset per commit, and
+        # writers queue on this lock instead of on the database's.
+        with self._write_lock:
+            if self._write_conn is None or self._write_conn.closed:
+                self._write_conn = self.engine.connect()
+                self._write_conn.info["write"] = True
+            conn = self._write_conn
+            try:
+                with conn.begin():
+                    yield conn
+            except BaseException:
+                if conn.invalidated:
+                    conn.close()
+                    self._write_conn = None
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            conn.info["write"] = False
+            with conn.begin():
+                yield conn
+
+    # -- writes -------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        if not ops:
+            return
+        with self._write() as conn:
+            self._apply(conn, ops)
+
+    def _update_stmt(self, table: Any, columns: frozenset[str]) -> Any:
+        """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once)."""
+        key = (table.name, columns)
+        stmt = self._update_stmts.get(key)
+        if stmt is None:
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("_id"))
+                .values({c: bindparam(c) for c in sorted(columns)})
+            )
+            self._update_stmts[key] = stmt
+        return stmt
+
+    def _apply(self, conn: Connection, ops: Sequence[Op]) -> None:
+        history: list[dict[str, Any]] = []
+        new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
+        task_updates: list[dict[str, Any]] = []
+        log_rows: list[dict[str, Any]] = []
+
+        for op in ops:
+            if isinstance(op, InsertTaskRun):
+                run = op.run
+                new_tasks[run.id] = _task_run_row(run)
+                history.append(_history(run.id, "task", run.state, run.created_at, op.message))
+            elif isinstance(op, UpdateTaskRun):
+                values = _encode(op.values)
+                values["state"] = op.state.value
+                row = new_tasks.get(op.id)
+                if row is not None:
+                    row.update(values)  # inserted in this batch: insert the final row at once
+                else:
+                    values["_id"] = op.id
+                    task_updates.append(values)
+                history.append(_history(op.id, "task", op.state, op.at, op.message))
+            elif isinstance(op, InsertFlowRun):
+                conn.execute(insert(s.flow_runs), [_flow_run_row(op.run)])
+                history.append(
+                    _history(op.run.id, "flow", op.run.state, op.run.created_at, op.message)
+                )
+            elif isinstance(op, UpdateFlowRun):
+                values = _encode(op.values)
+                values["state"] = op.state.value
+                values["updated_at"] = op.at
+                values["_id"] = op.id
+                conn.execute(self._update_stmt(s.flow_runs, frozenset(values) - {"_id"}), [values])
+                history.append(_history(op.id, "flow", op.state, op.at, op.message))
+            elif isinstance(op, InsertLogs):
+                log_rows.extend(
+                    {
+                        "flow_run_id": r.flow_run_id,
+                        "task_run_id": r.task_run_id,
+                        "at": r.at,
+                        "level": r.level,
+                        "logger": r.logger,
+                        "message": r.message,
+                    }
+                    for r in op.records
+                )
+            elif isinstance(op, InsertArtifact):
+                a = op.artifact
+                conn.execute(
+                    insert(s.artifacts),
+                    [
+                        {
+                            "id": a.id,
+                            "flow_run_id": a.flow_run_id,
+                            "task_run_id": a.task_run_id,
+                            "kind": a.kind,
+                            "title": a.title,
+                            "data": _dumps(a.data),
+                            "created_at": a.created_at,
+                        }
+                    ],
+                )
+            elif isinstance(op, PutCache):
+                conn.execute(delete(s.cache_entries).where(s.cache_entries.c.key == op.key))
+                conn.execute(
+                    insert(s.cache_entries),
+                    [
+                        {
+                            "key": op.key,
+                            "task": op.task,
+                            "task_run_id": op.task_run_id,
+                            "result": _dumps(op.result),
+                            "created_at": op.created_at,
+                            "expires_at": op.expires_at,
+                        }
+                    ],
+                )
+            else:  # pragma: no cover - a new Op type without a branch here
+                raise TypeError(f"unknown store operation {op!r}")
+        if new_tasks:
+            conn.execute(_INSERT_TASK_RUN, list(new_tasks.values()))
+        # Updates of task runs inserted by an earlier batch, in order; consecutive updates
+        # that set the same columns go in one executemany.
+        i = 0
+        while i < len(task_updates):
+            cols = frozenset(task_updates[i]) - {"_id"}
+            j = i + 1
+            while j < len(task_updates) and frozenset(task_updates[j]) - {"_id"} == cols:
+                j += 1
+            conn.execute(self._update_stmt(s.task_runs, cols), task_updates[i:j])
+            i = j
+        if history:
+            conn.execute(_INSERT_HISTORY, history)
+        if log_rows:
+            conn.execute(_INSERT_LOG, log_rows)
+
+    def transition_flow_run(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        allowed_from: Sequence[State],
+        values: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> bool:
+        from legato.models import now
+
+        at = now()
+        row = _encode(values or {})
+        row.update(state=state.value, updated_at=at)
+        with self._write() as conn:
+            done = conn.execute(
+                update(s.flow_runs)
+                .where(
+                    and_(
+                        s.flow_runs.c.id == run_id,
+                        s.flow_runs.c.state.in_([a.value for a in allowed_from]),
+                    )
+                )
+                .values(row)
+            ).rowcount
+            if done:
+                conn.execute(
+                    insert(s.state_history), [_history(run_id, "flow", state, at, message)]
+                )
+        return bool(done)
+
+    # -- reads --------------------------------------------------------------------------
+
+    def _resolve_id(self, conn: Connection, table: Any, run_id: str) -> Any:
+        row = conn.execute(select(table).where(table.c.id == run_id)).first()
+        if row is None and 4 <= len(run_id) < 36:
+            # A unique prefix is enough, as with git hashes.
+            rows = conn.execute(
+                select(table).where(table.c.id.startswith(run_id, autoescape=True)).limit(2)
+            ).all()
+            if len(rows) == 1:
+                row = rows[0]
+            elif len(rows) > 1:
+                raise RunNotFound(f"run id prefix {run_id!r} is ambiguous: give more characters")
+        if row is None:
+            raise RunNotFound(f"no run has id {run_id!r} in {self.safe_url}")
+        return row
+
+    @property
+    def safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    def get_flow_run(self, run_id: str) -> FlowRun:
+        with self._read() as conn:
+            return _flow_run(self._resolve_id(conn, s.flow_runs, run_id))
+
+    def list_flow_runs(
+        self,
+        *,
+        flow: str | None = None,
+        states: Sequence[State] | None = None,
+        parent_task_run_id: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        q = select(s.flow_runs)
+        if flow is not None:
+            q = q.where(s.flow_runs.c.flow == flow)
+        if states:
+            q = q.where(s.flow_runs.c.state.in_([st.value for st in states]))
+        if parent_task_run_id is not None:
+            q = q.where(s.flow_runs.c.parent_task_run_id == parent_task_run_id)
+        q = q.order_by(s.flow_runs.c.created_at.desc(), s.flow_runs.c.id.desc())
+        q = q.limit(limit).offset(offset)
+        with self._read() as conn:
+            return [_flow_run(r) for r in conn.execute(q)]
+
+    def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        q = (
+            select(s.task_runs)
+            .where(s.task_runs.c.flow_run_id == flow_run_id)
+            .order_by(s.task_runs.c.created_at, s.task_runs.c.id)
+        )
+        with self._read() as conn:
+            return [_task_run(r) for r in conn.execute(q)]
+
+    def get_task_run(self, task_run_id: str) -> TaskRun:
+        with self._read() as conn:
+            return _task_run(self._resolve_id(conn, s.task_runs, task_run_id))
+
+    def get_history(self, run_id: str) -> list[StateChange]:
+        q = (
+            select(s.state_history)
+            .where(s.state_history.c.run_id == run_id)
+            .order_by(s.state_history.c.id)
+        )
+        with self._read() as conn:
+            return [
+                StateChange(r.run_id, r.kind, State(r.state), r.at, r.message)
+                for r in conn.execute(q)
+            ]
+
+    def get_logs(
+        self,
+        flow_run_id: str,
+        *,
+        task_run_id: str | None = None,
+        after_id: int = 0,
+        min_level: int = 0,
+        limit: int = 1000,
+    ) -> list[LogEntry]:
+        c = s.logs.c
+        q = select(s.logs).where(c.flow_run_id == flow_run_id, c.id > after_id)
+        if task_run_id is not None:
+            q = q.where(c.task_run_id == task_run_id)
+        if min_level:
+            q = q.where(c.level >= min_level)
+        q = q.order_by(c.id).limit(limit)
+        with self._read() as conn:
+            return [
+                LogEntry(
+                    r.id,
+                    LogRecord(r.flow_run_id, r.task_run_id, r.at, r.level, r.logger, r.message),
+                )
+                for r in conn.execute(q)
+            ]
+
+    def get_artifacts(self, flow_run_id: str) -> list[Artifact]:
+        c = s.artifacts.c
+        q = select(s.artifacts).where(c.flow_run_id == flow_run_id).order_by(c.created_at, c.id)
+        with self._read() as conn:
+            return [
+                Artifact(
+                    r.id,
+                    r.flow_run_id,
+                    r.task_run_id,
+                    r.kind,
+                    json.loads(r.data),
+                    r.title,
+                    r.created_at,
+                )
+                for r in conn.execute(q)
+            ]
+
+    def get_cached(self, key: str, now: float) -> Any | None:
+        c = s.cache_entries.c
+        q = select(c.result, c.expires_at).where(c.key == key)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        if row is None or (row.expires_at is not None and row.expires_at <= now):
+            return None
+        return json.loads(row.result)
+
+    def close(self) -> None:
+        with self._write_lock:
+            if self._write_conn is not None:
+                self._write_conn.close()
+                self._write_conn = None
+        self.engine.dispose()
