@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 WORKLOADS = ("sequential", "concurrent", "pipeline")
 PIPELINE_STEPS = 7  # upload, extract, prelim_stats, qc, sync, transform, detailed_stats
@@ -104,12 +105,44 @@ def main(
         _check(run(warm_n), args.workload, warm_n)
         for _ in range(args.reps):
             fresh_state()
+            settle()
             start = time.perf_counter()
             result = run(args.n)
             times.append(time.perf_counter() - start)
             _check(result, args.workload, args.n)
         line = {"peer": peer, "workload": args.workload, "n": args.n, "times_s": times}
         os.write(out_fd, (json.dumps(line) + "\n").encode())
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds used so far by this process and its live children (Linux /proc)."""
+    total = sum(os.times()[:2])
+    try:
+        kids = Path(f"/proc/{os.getpid()}/task").glob("*/children")
+        for pid in " ".join(k.read_text() for k in kids).split():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass  # no /proc, or a child just exited: count what we saw
+    return total
+
+
+def settle(idle_share: float = 0.1, window_s: float = 0.25, max_s: float = 120.0) -> None:
+    """Wait until this process tree is idle before a timed rep.
+
+    Prefect's local server goes on recording events for seconds after a flow returns;
+    without this, that backlog would be billed to the next rep. Idle means two quiet
+    windows in a row, since such services flush in bursts.
+    """
+    start = time.monotonic()
+    quiet = 0
+    while quiet < 2 and time.monotonic() - start < max_s:
+        before = _tree_cpu_s()
+        time.sleep(window_s)
+        quiet = quiet + 1 if _tree_cpu_s() - before < idle_share * window_s else 0
+    waited = time.monotonic() - start
+    if waited > 3 * window_s:
+        print(f"[bench] waited {waited:.1f} s for background work to finish", file=sys.stderr)
 
 
 def _check(result: int, workload: str, n: int) -> None:

@@ -10,6 +10,8 @@ commits its outcome before the result is handed to anyone.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import traceback
 from collections.abc import Callable, Iterable
@@ -142,6 +144,7 @@ class FlowRunEngine:
         self._futures: list[Future[Any]] = []
         self._cancel_error: BaseException | None = None
         self.cancelled = threading.Event()
+        self.children: list[FlowRunEngine] = []
 
     # -- what user code sees through the context ----------------------------------------
 
@@ -200,7 +203,10 @@ class FlowRunEngine:
                 return
             self._cancel_error = error or Cancelled()
             futures = list(self._futures)
+            children = list(self.children)
         self.cancelled.set()
+        for child in children:
+            child.cancel(Cancelled())
         for fut in futures:
             fut._finish(State.CANCELLED, error=self._cancel_error)
 
@@ -250,7 +256,7 @@ class FlowRunEngine:
         with self._lock:
             self._futures.append(fut)
         if inline:
-            self._execute(task, run, fut, args, kwargs, started=True)
+            self._execute(task, run, fut, args, kwargs, started=rec is None)
         elif not submit:
             for d in deps:
                 d._cf.exception()  # wait; failures are handled in _execute
@@ -378,8 +384,10 @@ class FlowRunEngine:
         started: bool,
     ) -> None:
         rec = self.rt.recorder
-        attempts = run.attempts
+        attempts = run.attempts  # every attempt ever made (the column)
+        tries = 0  # attempts in this run of the flow: the retry budget is per run or resume
         while True:
+            tries += 1
             if not started:
                 attempts += 1
                 t = now()
@@ -397,7 +405,7 @@ class FlowRunEngine:
                     fut._finish(State.CANCELLED, error=self._cancel_error or exc)
                     return
                 retry = not isinstance(exc, SerializationError) and policies.should_retry(
-                    exc, task.retry_on, attempts, task.retries
+                    exc, task.retry_on, tries, task.retries
                 )
                 self._log_failure(task, run, exc, attempts, retry)
                 if retry:
@@ -594,6 +602,18 @@ class FlowRunEngine:
         rec.commit(UpdateTaskRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}))
         fut._finish(State.COMPLETED, value)
 
+    def adopt(self, child: FlowRunEngine) -> None:
+        with self._lock:
+            self.children.append(child)
+            cancelled = self._cancel_error is not None
+        if cancelled:
+            child.cancel(Cancelled())
+
+    def disown(self, child: FlowRunEngine) -> None:
+        with self._lock:
+            if child in self.children:
+                self.children.remove(child)
+
     # -- the end of the run ---------------------------------------------------------------
 
     def settle_quietly(self) -> None:
@@ -654,6 +674,7 @@ def run_flow(
         except LegatoError:
             run = None
     t = now()
+    me = owner_id()
     if run is None:
         run = FlowRun(
             id=run_id or new_id(),
@@ -666,20 +687,34 @@ def run_flow(
             created_at=t,
             started_at=t,
             source=flow.source,
+            owner=me,
         )
         recorder.commit(InsertFlowRun(run))
     else:
+        if run.state.is_success:
+            value = rt.results.decode(run.result)
+            return value, run.result
+        recorder.flush()
+        # Compare-and-set: of two processes resuming the same run, one wins.
+        if not store.transition_flow_run(
+            run.id,
+            State.RUNNING,
+            allowed_from=[run.state],
+            values={"ended_at": None, "error": None, "owner": me},
+            message="resumed" if resume else "retried",
+        ):
+            from legato.errors import UsageError
+
+            raise UsageError(f"flow run {run.id} changed state meanwhile; try again")
         replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
-        message = "resumed" if resume or run.state is not State.PENDING else None
-        recorder.commit(
-            UpdateFlowRun(run.id, State.RUNNING, t, {"ended_at": None, "error": None}, message)
-        )
     attempt = 0
     while True:
         attempt += 1
         engine = FlowRunEngine(rt, flow, run, replay)
         if parent is None:
             rt.watch(engine)
+        else:
+            parent.adopt(engine)
         timer = None
         if flow.timeout is not None:
             from legato.errors import FlowTimeout
@@ -697,6 +732,7 @@ def run_flow(
             engine.settle()
             stored = rt.results.encode(value, what=f"result of flow {flow.name!r}")
         except Paused as exc:
+            engine.settle_quietly()  # what already started finishes and is recorded
             recorder.commit(UpdateFlowRun(run.id, State.PAUSED, now(), message=str(exc)))
             raise
         except Cancelled:
@@ -750,8 +786,47 @@ def run_flow(
                 timer.cancel()
             if parent is None:
                 rt.unwatch(engine)
+            else:
+                parent.disown(engine)
         t = now()
         recorder.commit(
             UpdateFlowRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t})
         )
         return value, stored
+
+
+def owner_id() -> str:
+    """Who runs a flow run: ``host:pid``, to tell a live run from a crashed one."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None, run_id: str | None = None) -> bool:
+    """True if ``owner`` is a live process on this host (other hosts: assumed alive)."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        number = int(pid)
+    except ValueError:
+        return False
+    if number == os.getpid():
+        from legato.runtime import get_runtime
+
+        return run_id is not None and get_runtime().is_running(run_id)
+    try:
+        os.kill(number, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return not _is_zombie(number)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

@@ -103,6 +103,7 @@ class FlowRun:
     started_at: float | None = None
     ended_at: float | None = None
     source: str | None = None
+    owner: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -119,6 +120,7 @@ class FlowRun:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "source": self.source,
+            "owner": self.owner,
         }
 
 
@@ -196,3 +198,48 @@ class Artifact:
     data: Any
     title: str | None = None
     created_at: float = 0.0
+
+
+class QuestionState(str, enum.Enum):
+    PENDING = "pending"
+    ANSWERED = "answered"
+    EXPIRED = "expired"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class Question:
+    """A question ``ask()`` put to a person, and its answer (who, when, what)."""
+
+    id: str
+    flow_run_id: str
+    key: str
+    prompt: str
+    schema: dict[str, Any]
+    state: QuestionState = QuestionState.PENDING
+    default: Any = None  # {"v": value} when the question has a default
+    answer: Any = None
+    answered_by: str | None = None
+    answered_at: float | None = None
+    error: str | None = None
+    created_at: float = 0.0
+    timeout_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow_run_id": self.flow_run_id,
+            "key": self.key,
+            "prompt": self.prompt,
+            "schema": self.schema,
+            "state": self.state.value,
+            "default": self.default,
+            "answer": self.answer,
+            "answered_by": self.answered_by,
+            "answered_at": self.answered_at,
+            "error": self.error,
+            "created_at": self.created_at,
+            "timeout_at": self.timeout_at,
+        }

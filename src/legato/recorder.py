@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from legato.errors import StoreError
 from legato.store import Op, Store
@@ -29,12 +29,16 @@ class Recorder:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        # Called with each queued op, in the thread that queued it (the CLI's progress bar).
+        self.listeners: list[Callable[[Op], None]] = []
 
     def record(self, op: Op) -> None:
         """Queue a change; it is committed within ``delay`` seconds or with the next commit."""
         with self._lock:
             self._pending.append(op)
             self._queued += 1
+        for listener in self.listeners:
+            listener(op)
         if self._thread is None:
             self._start()
         self._wake.set()
@@ -45,6 +49,9 @@ class Recorder:
             self._pending.extend(ops)
             self._queued += len(ops)
             target = self._queued
+        for listener in self.listeners:
+            for op in ops:
+                listener(op)
         self._commit_upto(target)
 
     def flush(self) -> None:

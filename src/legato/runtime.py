@@ -3,17 +3,19 @@ executors. Created on first use and shared by every flow run in the process."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from legato import logs
 from legato.executors import LocalResources, thread_pool
-from legato.models import State
+from legato.models import LogRecord, Question, State, now
 from legato.recorder import Recorder
 from legato.results import ResultStorage
 from legato.settings import Settings, get_settings
-from legato.store import Store, open_store
+from legato.store import InsertLogs, Store, open_store
 
 if TYPE_CHECKING:
     from legato.engine import FlowRunEngine
@@ -36,6 +38,8 @@ class Runtime:
         self._active: dict[str, FlowRunEngine] = {}
         self._watcher: threading.Thread | None = None
         self._stop = threading.Event()
+        # Called with (question, channels) when ask() records a question (Slack and the like).
+        self.question_notifiers: list[Callable[[Question, Any], None]] = []
         logs.install(settings.log_level)
         if settings.capture_output:
             logs.capture_output()
@@ -75,6 +79,34 @@ class Runtime:
     def unwatch(self, engine: FlowRunEngine) -> None:
         with self._lock:
             self._active.pop(engine.run.id, None)
+
+    def is_running(self, run_id: str) -> bool:
+        """True if this process is running that top-level flow run now."""
+        with self._lock:
+            return run_id in self._active
+
+    def notify_question(self, question: Question, channels: Any) -> None:
+        """Tell people a question waits: in the run's log, and through each notifier."""
+        self.recorder.record(
+            InsertLogs(
+                [
+                    LogRecord(
+                        question.flow_run_id,
+                        None,
+                        now(),
+                        logging.WARNING,
+                        "legato.ask",
+                        f"waiting for an answer to {question.prompt!r} (question {question.key}): "
+                        f"legato answer {question.flow_run_id} VALUE",
+                    )
+                ]
+            )
+        )
+        for notifier in self.question_notifiers:
+            try:
+                notifier(question, channels)
+            except Exception as exc:  # a failing channel never fails the run
+                logging.getLogger("legato.notify").warning("question notifier failed: %s", exc)
 
     def _watch_loop(self) -> None:
         while not self._stop.wait(1.0):

@@ -15,6 +15,8 @@ from legato.models import (
     Artifact,
     FlowRun,
     LogRecord,
+    Question,
+    QuestionState,
     State,
     StateChange,
     TaskRun,
@@ -77,8 +79,14 @@ class PutCache:
     expires_at: float | None
 
 
+@dataclass(slots=True)
+class InsertQuestion:
+    question: Question
+
+
 Op = (
-    InsertFlowRun
+    InsertQuestion
+    | InsertFlowRun
     | InsertTaskRun
     | UpdateFlowRun
     | UpdateTaskRun
@@ -111,10 +119,11 @@ class Store(Protocol):
         flow: str | None = None,
         states: Sequence[State] | None = None,
         parent_task_run_id: str | None = None,
+        top_level: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[FlowRun]:
-        """Flow runs, newest first."""
+        """Flow runs, newest first; ``top_level`` leaves out child flow runs."""
 
     def transition_flow_run(
         self,
@@ -152,6 +161,32 @@ class Store(Protocol):
 
     def get_cached(self, key: str, now: float) -> Any | None:
         """The stored result for a cache key that has not expired, else None."""
+
+    def get_question(self, question_id: str) -> Question:
+        """One question by id; RunNotFound if none."""
+
+    def find_question(self, flow_run_id: str, key: str) -> Question | None:
+        """The question a flow run asked at a call key, if any."""
+
+    def list_questions(
+        self,
+        *,
+        states: Sequence[QuestionState] | None = None,
+        flow_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Question]:
+        """Questions, oldest first."""
+
+    def update_question(
+        self,
+        question_id: str,
+        *,
+        allowed_from: Sequence[QuestionState],
+        state: QuestionState,
+        values: dict[str, Any],
+    ) -> bool:
+        """Compare-and-set a question's state and fields (answer, answered_by, answered_at,
+        error); False if it was not in ``allowed_from``."""
 
     def close(self) -> None:
         """Release connections."""

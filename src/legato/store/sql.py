@@ -28,12 +28,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from legato.errors import RunNotFound, StoreError
-from legato.models import Artifact, FlowRun, LogRecord, State, StateChange, TaskRun
+from legato.models import (
+    Artifact,
+    FlowRun,
+    LogRecord,
+    Question,
+    QuestionState,
+    State,
+    StateChange,
+    TaskRun,
+)
 from legato.store import schema as s
 from legato.store.base import (
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
+    InsertQuestion,
     InsertTaskRun,
     LogEntry,
     Op,
@@ -44,7 +54,9 @@ from legato.store.base import (
 from legato.store.migrate import check_schema
 
 _dumps = json.dumps
-_JSON_COLUMNS = frozenset({"parameters", "tags", "resources", "depends_on", "result"})
+_JSON_COLUMNS = frozenset(
+    {"parameters", "tags", "resources", "depends_on", "result", "answer", "default", "schema"}
+)
 
 
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
@@ -72,6 +84,7 @@ def _flow_run(row: Any) -> FlowRun:
         started_at=row.started_at,
         ended_at=row.ended_at,
         source=row.source,
+        owner=row.owner,
     )
 
 
@@ -98,6 +111,24 @@ def _task_run(row: Any) -> TaskRun:
     )
 
 
+def _question(row: Any) -> Question:
+    return Question(
+        id=row.id,
+        flow_run_id=row.flow_run_id,
+        key=row.key,
+        prompt=row.prompt,
+        schema=json.loads(row.schema),
+        state=QuestionState(row.state),
+        default=_loads(row.default),
+        answer=_loads(row.answer),
+        answered_by=row.answered_by,
+        answered_at=row.answered_at,
+        error=row.error,
+        created_at=row.created_at,
+        timeout_at=row.timeout_at,
+    )
+
+
 def _flow_run_row(run: FlowRun) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -110,6 +141,7 @@ def _flow_run_row(run: FlowRun) -> dict[str, Any]:
         "result": None if run.result is None else _dumps(run.result),
         "error": run.error,
         "source": run.source,
+        "owner": run.owner,
         "created_at": run.created_at,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
@@ -177,7 +209,7 @@ class SqlStore:
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
 
-    def __init__(self, url: str, *, auto_upgrade: bool = True) -> None:
+    def __init__(self, url: str, *, auto_upgrade: bool = True, check: bool = True) -> None:
         self.url = url
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
@@ -197,7 +229,8 @@ class SqlStore:
                 self.engine = create_engine(
                     parsed, pool_size=10, max_overflow=20, pool_pre_ping=True
                 )
-            check_schema(self.engine, auto_upgrade=auto_upgrade)
+            if check:
+                check_schema(self.engine, auto_upgrade=auto_upgrade)
         except (OperationalError, DBAPIError) as exc:
             raise StoreError(f"cannot open the state database {parsed!r}: {exc.orig}") from None
 
@@ -310,6 +343,28 @@ class SqlStore:
                         }
                     ],
                 )
+            elif isinstance(op, InsertQuestion):
+                q = op.question
+                conn.execute(
+                    insert(s.questions),
+                    [
+                        {
+                            "id": q.id,
+                            "flow_run_id": q.flow_run_id,
+                            "key": q.key,
+                            "prompt": q.prompt,
+                            "schema": _dumps(q.schema),
+                            "state": q.state.value,
+                            "default": None if q.default is None else _dumps(q.default),
+                            "answer": None if q.answer is None else _dumps(q.answer),
+                            "answered_by": q.answered_by,
+                            "answered_at": q.answered_at,
+                            "error": q.error,
+                            "created_at": q.created_at,
+                            "timeout_at": q.timeout_at,
+                        }
+                    ],
+                )
             elif isinstance(op, PutCache):
                 conn.execute(delete(s.cache_entries).where(s.cache_entries.c.key == op.key))
                 conn.execute(
@@ -406,10 +461,13 @@ class SqlStore:
         flow: str | None = None,
         states: Sequence[State] | None = None,
         parent_task_run_id: str | None = None,
+        top_level: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> list[FlowRun]:
         q = select(s.flow_runs)
+        if top_level:
+            q = q.where(s.flow_runs.c.parent_task_run_id.is_(None))
         if flow is not None:
             q = q.where(s.flow_runs.c.flow == flow)
         if states:
@@ -496,6 +554,55 @@ class SqlStore:
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
         return json.loads(row.result)
+
+    # -- questions ----------------------------------------------------------------------
+
+    def get_question(self, question_id: str) -> Question:
+        with self._read() as conn:
+            return _question(self._resolve_id(conn, s.questions, question_id))
+
+    def find_question(self, flow_run_id: str, key: str) -> Question | None:
+        c = s.questions.c
+        q = select(s.questions).where(c.flow_run_id == flow_run_id, c.key == key)
+        with self._read() as conn:
+            row = conn.execute(q).first()
+        return None if row is None else _question(row)
+
+    def list_questions(
+        self,
+        *,
+        states: Sequence[QuestionState] | None = None,
+        flow_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Question]:
+        c = s.questions.c
+        q = select(s.questions)
+        if states:
+            q = q.where(c.state.in_([st.value for st in states]))
+        if flow_run_id is not None:
+            q = q.where(c.flow_run_id == flow_run_id)
+        q = q.order_by(c.created_at, c.id).limit(limit)
+        with self._read() as conn:
+            return [_question(r) for r in conn.execute(q)]
+
+    def update_question(
+        self,
+        question_id: str,
+        *,
+        allowed_from: Sequence[QuestionState],
+        state: QuestionState,
+        values: dict[str, Any],
+    ) -> bool:
+        c = s.questions.c
+        row = _encode(values)
+        row["state"] = state.value
+        stmt = (
+            update(s.questions)
+            .where(c.id == question_id, c.state.in_([a.value for a in allowed_from]))
+            .values(row)
+        )
+        with self._write() as conn:
+            return bool(conn.execute(stmt).rowcount)
 
     def close(self) -> None:
         with self._write_lock:

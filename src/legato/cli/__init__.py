@@ -1,0 +1,603 @@
+"""The `legato` command.
+
+Exit codes: 0 completed, 1 failed, 2 bad usage or input, 3 paused (waiting for an answer).
+Errors are one readable line; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from legato.cli import output
+from legato.errors import (
+    ConfigurationError,
+    LegatoError,
+    SchemaOutOfDate,
+    SchemaTooNew,
+    StoreError,
+    UsageError,
+)
+from legato.models import State
+
+EXIT_COMPLETED, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
+
+app = typer.Typer(
+    name="legato",
+    help="Durable workflows for heterogeneous data pipelines.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+runs_app = typer.Typer(help="List, inspect, cancel, resume and retry runs.", no_args_is_help=True)
+db_app = typer.Typer(help="The state database.", no_args_is_help=True)
+asks_app = typer.Typer(help="Questions flows asked with ask().", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
+app.add_typer(asks_app, name="asks")
+
+_debug = False
+
+
+@app.callback()
+def _main(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks.", envvar="LEGATO_DEBUG")
+    ] = False,
+) -> None:
+    global _debug
+    _debug = debug
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    output.err.print(f"[red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def _store() -> Any:
+    from legato.runtime import get_runtime
+
+    return get_runtime().store
+
+
+def _exit_code(state: State) -> int:
+    if state.is_success:
+        return EXIT_COMPLETED
+    if state is State.PAUSED:
+        return EXIT_PAUSED
+    return EXIT_FAILED
+
+
+# -- legato run ----------------------------------------------------------------------------
+
+
+def parse_params(flow: Any, pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``-p key=value`` pairs (values are JSON when they parse, except for str parameters) on
+    top of a JSON params file."""
+    import typing
+
+    params: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except OSError as exc:
+            raise UsageError(f"cannot read params file {params_file}: {exc.strerror}") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"params file {params_file} is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError(f"params file {params_file} must hold a JSON object")
+        params.update(loaded)
+    try:
+        hints = typing.get_type_hints(flow.fn)
+    except Exception:
+        hints = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"bad parameter {pair!r}: expected -p NAME=VALUE")
+        if hints.get(name) is str:
+            params[name] = raw
+            continue
+        try:
+            params[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[name] = raw
+    return params
+
+
+@app.command()
+def run(
+    ref: Annotated[str, typer.Argument(help="FILE.py:FLOW (or module:FLOW).")],
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="NAME=VALUE, repeatable.")
+    ] = None,
+    params_file: Annotated[
+        Path | None, typer.Option("--params-file", help="JSON object of parameters.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the run as JSON.")] = False,
+    capture_output: Annotated[
+        bool, typer.Option("--capture-output", help="Store what tasks print in the run's log.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+) -> None:
+    """Run a flow now, in this process, recording every state change."""
+    from legato.cli.progress import RunProgress
+    from legato.engine import run_flow
+    from legato.errors import Cancelled, Paused
+    from legato.loader import load_flow
+    from legato.models import new_id
+    from legato.runtime import get_runtime
+
+    if capture_output:
+        os.environ["LEGATO_CAPTURE_OUTPUT"] = "true"
+    flow = load_flow(ref)
+    params = flow.validate((), parse_params(flow, param or [], params_file))
+    rt = get_runtime()
+    _console_logs()
+    run_id = new_id()
+    show = not quiet and not json_out and output.err.is_terminal
+    started = time.perf_counter()
+    outcome: BaseException | None = None
+    try:
+        with RunProgress(rt.recorder, flow.name, enabled=show):
+            run_flow(flow, params, run_id=run_id)
+    except (Paused, Cancelled, Exception) as exc:
+        outcome = exc
+    rt.recorder.flush()
+    finished = rt.store.get_flow_run(run_id)
+    report(finished, outcome, time.perf_counter() - started, json_out)
+
+
+def report(
+    finished: Any, outcome: BaseException | None, elapsed: float, json_out: bool
+) -> NoReturn:
+    """Print how a run ended (one line, or the run as JSON) and exit with its code."""
+    from legato.resume import pending_questions
+    from legato.runtime import get_runtime
+
+    store = get_runtime().store
+    if json_out:
+        output.print_json(output.flow_run_json(finished, store.get_task_runs(finished.id)))
+    summary = f"flow run {finished.id} {output.styled(finished.state)} in {elapsed:.2f} s"
+    if finished.state is State.PAUSED:
+        lines = [f"{summary}: waiting for an answer."]
+        for q in pending_questions(finished):
+            lines.append(f"  {q.prompt!r} ({_schema_hint(q.schema)})")
+            if q.error:
+                lines.append(f"    [red]{q.error}[/]")
+            lines.append(f"    answer: legato answer {q.flow_run_id} VALUE")
+        output.err.print("\n".join(lines))
+    elif outcome is not None and not finished.state.is_success:
+        output.err.print(f"{summary}: {finished.error or outcome}")
+        if _debug:
+            import traceback
+
+            traceback.print_exception(outcome)
+    elif not json_out:
+        output.err.print(summary)
+    raise typer.Exit(_exit_code(finished.state))
+
+
+def _schema_hint(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    kind = schema.get("type")
+    if kind == "boolean":
+        return "yes or no"
+    if kind == "object":
+        return "a JSON object: --json '{...}'"
+    return str(kind or schema.get("title") or "a value")
+
+
+def _console_logs() -> None:
+    """Show the run's log records on stderr as they happen."""
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("legato.run")
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=output.err, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+# -- legato runs ...------------------------------------------------------------------------
+
+
+def _parse_states(values: list[str] | None) -> list[State] | None:
+    if not values:
+        return None
+    states = []
+    for value in values:
+        for part in value.split(","):
+            try:
+                states.append(State(part.strip().upper()))
+            except ValueError:
+                names = ", ".join(s.value for s in State)
+                raise UsageError(f"unknown state {part!r}: use one of {names}") from None
+    return states
+
+
+@runs_app.command("ls")
+def runs_ls(
+    flow: Annotated[str | None, typer.Option("--flow", help="Only runs of this flow.")] = None,
+    state: Annotated[
+        list[str] | None, typer.Option("--state", help="Only runs in these states (a,b).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=10000)] = 20,
+    offset: Annotated[int, typer.Option("--offset", min=0)] = 0,
+    all_runs: Annotated[bool, typer.Option("--all", help="Include child flow runs.")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List flow runs, newest first (top-level runs unless --all)."""
+    store = _store()
+    runs = store.list_flow_runs(
+        flow=flow,
+        states=_parse_states(state),
+        limit=limit,
+        offset=offset,
+        top_level=not all_runs,
+    )
+    if json_out:
+        output.print_json([output.flow_run_json(r) for r in runs])
+        return
+    if not runs:
+        output.err.print("no flow runs yet: start one with `legato run FILE.py:FLOW`")
+        return
+    output.out.print(output.runs_table(runs))
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One flow run: state, parameters, task runs, child runs, errors."""
+    store = _store()
+    run = store.get_flow_run(run_id)
+    task_runs = store.get_task_runs(run.id)
+    if json_out:
+        data = output.flow_run_json(run, task_runs)
+        data["questions"] = [q.to_json() for q in store.list_questions(flow_run_id=run.id)]
+        data["history"] = [
+            {"state": h.state.value, "at": output.iso(h.at), "message": h.message}
+            for h in store.get_history(run.id)
+        ]
+        output.print_json(data)
+        raise typer.Exit(_exit_code(run.state) if run.state.is_final else 0)
+    o = output.out
+    o.print(f"[bold]{run.flow}[/] {run.id}  {output.styled(run.state)}")
+    o.print(
+        f"started {output.short_time(run.started_at)}  "
+        f"duration {output.duration(run.started_at, run.ended_at)}"
+    )
+    o.print(f"parameters {json.dumps(run.parameters)}")
+    if run.parent_task_run_id:
+        parent = store.get_task_run(run.parent_task_run_id)
+        o.print(f"child of flow run {parent.flow_run_id} (call {parent.key})")
+    if run.error:
+        o.print(f"[red]error[/] {run.error}")
+    counts: dict[str, int] = {}
+    for t in task_runs:
+        counts[t.state.value] = counts.get(t.state.value, 0) + 1
+    summary = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    o.print(f"task runs: {len(task_runs)}" + (f" ({summary})" if summary else ""))
+    if task_runs:
+        o.print(output.task_runs_table(task_runs))
+    for q in store.list_questions(flow_run_id=run.id):
+        line = f"asked {q.prompt!r} at {output.short_time(q.created_at)}: {q.state.value}"
+        if q.answered_at is not None:
+            line += (
+                f", {json.dumps(q.answer)} by {q.answered_by} at {output.short_time(q.answered_at)}"
+            )
+        if q.error:
+            line += f" [red]({q.error})[/]"
+        o.print(line)
+    waiting = [t for t in task_runs if t.state is State.PENDING and t.pool]
+    for t in waiting[:5]:
+        o.print(f"[yellow]{t.key} is waiting for a worker in pool {t.pool}[/]")
+
+
+@runs_app.command("logs")
+def runs_logs(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    task_key: Annotated[
+        str | None, typer.Option("--task", help="Only this task run (its key or id).")
+    ] = None,
+    level: Annotated[str, typer.Option("--level", help="Lowest level shown.")] = "DEBUG",
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new records until the run ends.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The log of a flow run (records from get_logger(), captured output, failures)."""
+    store = _store()
+    run = store.get_flow_run(run_id)
+    min_level = logging.getLevelName(level.upper())
+    if not isinstance(min_level, int):
+        raise UsageError(f"unknown level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    task_run_id = None
+    keys: dict[str, str] = {t.id: t.key for t in store.get_task_runs(run.id)}
+    if task_key is not None:
+        matches = [i for i, k in keys.items() if k == task_key or i.startswith(task_key)]
+        if not matches:
+            raise UsageError(f"flow run {run.id} has no task run {task_key!r}")
+        task_run_id = matches[0]
+    after = 0
+    entries_json: list[dict[str, Any]] = []
+    while True:
+        entries = store.get_logs(
+            run.id, task_run_id=task_run_id, after_id=after, min_level=min_level, limit=1000
+        )
+        for e in entries:
+            r = e.record
+            where = keys.get(r.task_run_id or "", "") if r.task_run_id else "flow"
+            if r.task_run_id and not where:
+                keys.update({t.id: t.key for t in store.get_task_runs(run.id)})
+                where = keys.get(r.task_run_id, r.task_run_id)
+            if json_out:
+                entries_json.append(
+                    {
+                        "id": e.id,
+                        "at": output.iso(r.at),
+                        "level": output.level_name(r.level),
+                        "task_run_id": r.task_run_id,
+                        "key": where,
+                        "logger": r.logger,
+                        "message": r.message,
+                    }
+                )
+            else:
+                output.out.print(
+                    f"{output.short_time(r.at)} {output.level_name(r.level):<7} [{where}] "
+                    f"{r.message}",
+                    markup=False,
+                )
+            after = e.id
+        if len(entries) == 1000:
+            continue
+        if not follow or store.get_flow_run(run.id).state.is_final:
+            break
+        time.sleep(0.5)
+    if json_out:
+        output.print_json(entries_json)
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+) -> None:
+    """Cancel a run: its running tasks are stopped and it is marked CANCELLED."""
+    store = _store()
+    run = store.get_flow_run(run_id)
+    active = [s for s in State if not s.is_final]
+    if not store.transition_flow_run(
+        run.id,
+        State.CANCELLED,
+        allowed_from=active,
+        values={"ended_at": time.time()},
+        message="cancelled from the CLI",
+    ):
+        now_state = store.get_flow_run(run.id).state
+        raise UsageError(f"flow run {run.id} is already {now_state.value}: nothing to cancel")
+    output.err.print(
+        f"flow run {run.id} CANCELLED; a process running it stops its tasks within a second"
+    )
+
+
+@runs_app.command("resume")
+def runs_resume(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Carry on a paused or crashed run; finished tasks are not run again."""
+    from legato.resume import continue_run
+
+    _console_logs()
+    started = time.perf_counter()
+    finished, outcome = continue_run(run_id)
+    report(finished, outcome, time.perf_counter() - started, json_out)
+
+
+@runs_app.command("retry")
+def runs_retry(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run a failed or cancelled run again: only failed and never-started tasks run."""
+    from legato.resume import continue_run
+
+    _console_logs()
+    started = time.perf_counter()
+    finished, outcome = continue_run(run_id, retry=True)
+    report(finished, outcome, time.perf_counter() - started, json_out)
+
+
+# -- questions ------------------------------------------------------------------------------
+
+
+@app.command()
+def answer(
+    run_id: Annotated[str, typer.Argument(help="The flow run that asked (id or prefix).")],
+    value: Annotated[
+        str | None, typer.Argument(help="The answer: yes/no, a word, a number.")
+    ] = None,
+    json_value: Annotated[
+        str | None, typer.Option("--json", help="The answer as JSON (for structured answers).")
+    ] = None,
+    key: Annotated[
+        str | None, typer.Option("--key", help="Which question, if the run has several.")
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="Who answers (default user@host).")] = None,
+    no_resume: Annotated[
+        bool, typer.Option("--no-resume", help="Only record the answer; resume later.")
+    ] = False,
+) -> None:
+    """Answer a question a paused run asked, then carry the run on in this process."""
+    from legato.ask import answer_question, parse_answer
+    from legato.resume import continue_run, pending_questions
+
+    store = _store()
+    run = store.get_flow_run(run_id)
+    pending = pending_questions(run)
+    if key is not None:
+        pending = [q for q in pending if q.key == key or q.id.startswith(key)]
+    if not pending:
+        raise UsageError(
+            f"flow run {run.id} has no pending question" + (f" {key!r}" if key else "")
+        )
+    if len(pending) > 1:
+        keys = ", ".join(f"{q.key} (run {q.flow_run_id[:13]})" for q in pending)
+        raise UsageError(
+            f"flow run {run.id} waits on several questions: pick one with --key ({keys})"
+        )
+    question = pending[0]
+    if (value is None) == (json_value is None):
+        raise UsageError("give the answer as VALUE or as --json '...', not both or neither")
+    if json_value is not None:
+        try:
+            parsed = json.loads(json_value)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"--json is not valid JSON: {exc}") from None
+    else:
+        assert value is not None
+        parsed = parse_answer(question.schema, value)
+    answer_question(store, question, parsed, by)
+    output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
+    if no_resume:
+        return
+    _console_logs()
+    started = time.perf_counter()
+    finished, outcome = continue_run(run.id)
+    refused = store.get_question(question.id)
+    if refused.error and refused.state.value == "pending":
+        output.err.print(f"[red]{refused.error}[/]; the run is still waiting")
+        raise typer.Exit(EXIT_USAGE)
+    report(finished, outcome, time.perf_counter() - started, False)
+
+
+@asks_app.command("ls")
+def asks_ls(
+    all_questions: Annotated[
+        bool, typer.Option("--all", help="Answered and expired questions too.")
+    ] = False,
+    run_id: Annotated[str | None, typer.Option("--run", help="Only this flow run's.")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Questions waiting for an answer (oldest first)."""
+    from rich.table import Table
+
+    from legato.models import QuestionState
+
+    store = _store()
+    states = None if all_questions else [QuestionState.PENDING]
+    rid = store.get_flow_run(run_id).id if run_id else None
+    questions = store.list_questions(states=states, flow_run_id=rid, limit=1000)
+    if json_out:
+        output.print_json([q.to_json() for q in questions])
+        return
+    if not questions:
+        output.err.print("no questions waiting")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("RUN", "KEY", "QUESTION", "EXPECTS", "ASKED", "STATE", "ANSWER"):
+        table.add_column(col, overflow="fold")
+    for q in questions:
+        table.add_row(
+            q.flow_run_id,
+            q.key,
+            q.prompt,
+            _schema_hint(q.schema),
+            output.short_time(q.created_at),
+            q.state.value,
+            "" if q.answer is None else f"{json.dumps(q.answer)} by {q.answered_by}",
+        )
+    output.out.print(table)
+
+
+# -- legato db ...---------------------------------------------------------------------------
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the state database's schema to this Legato's version."""
+    from legato.settings import get_settings
+    from legato.store.migrate import check_schema
+    from legato.store.sql import SqlStore
+
+    url = get_settings().db_url
+    store = SqlStore(url, auto_upgrade=False, check=False)
+    try:
+        check_schema(store.engine, auto_upgrade=True)
+    finally:
+        store.close()
+    output.err.print(f"database {store.safe_url} is at the current schema")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Show which schema revision the database holds."""
+    from legato.settings import get_settings
+    from legato.store.migrate import current_revision
+    from legato.store.schema import HEAD_REVISION
+    from legato.store.sql import SqlStore
+
+    store = SqlStore(get_settings().db_url, auto_upgrade=False, check=False)
+    try:
+        with store.engine.connect() as conn:
+            found = current_revision(conn)
+    finally:
+        store.close()
+    output.out.print(f"database: {store.safe_url}")
+    output.out.print(
+        f"schema revision: {found or 'none (empty)'}; this Legato needs {HEAD_REVISION}"
+    )
+
+
+# -- entry point ----------------------------------------------------------------------------
+
+
+def _code_for(exc: LegatoError) -> int:
+    usage = (UsageError, ConfigurationError, SchemaTooNew, SchemaOutOfDate, StoreError)
+    return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: typer, with Legato's errors shown as one line."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else 0)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except LegatoError as exc:
+        if _debug:
+            raise
+        output.err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(_code_for(exc))
+    except KeyboardInterrupt:
+        output.err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        if _debug:
+            raise
+        output.err.print(
+            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (run with --debug for the "
+            "traceback)",
+            highlight=False,
+        )
+        sys.exit(EXIT_FAILED)

@@ -1,0 +1,159 @@
+"""How runs look on the terminal and in ``--json`` (stable field names, see DESIGN.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from legato.models import FlowRun, State, TaskRun
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+STATE_STYLE = {
+    State.COMPLETED: "green",
+    State.CACHED: "cyan",
+    State.FAILED: "red",
+    State.CRASHED: "red",
+    State.CANCELLED: "magenta",
+    State.RUNNING: "blue",
+    State.PAUSED: "yellow",
+    State.AWAITING_RETRY: "yellow",
+    State.PENDING: "dim",
+    State.SCHEDULED: "dim",
+}
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return (
+        dt.datetime.fromtimestamp(ts, dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def short_time(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(start: float | None, end: float | None) -> str:
+    if start is None:
+        return "-"
+    import time
+
+    seconds = (end if end is not None else time.time()) - start
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def styled(state: State) -> str:
+    return f"[{STATE_STYLE.get(state, '')}]{state.value}[/]"
+
+
+def _result(stored: Any) -> tuple[Any, Any]:
+    if isinstance(stored, dict) and "v" in stored:
+        return stored["v"], None
+    return None, stored
+
+
+def task_run_json(tr: TaskRun) -> dict[str, Any]:
+    value, ref = _result(tr.result)
+    return {
+        "id": tr.id,
+        "task": tr.task,
+        "key": tr.key,
+        "state": tr.state.value,
+        "attempts": tr.attempts,
+        "pool": tr.pool,
+        "worker": tr.worker,
+        "started_at": iso(tr.started_at),
+        "ended_at": iso(tr.ended_at),
+        "error": tr.error,
+        "depends_on": tr.depends_on,
+        "resources": tr.resources,
+        "tags": tr.tags,
+        "cache_key": tr.cache_key,
+        "result": value,
+        "result_ref": ref,
+        "child_flow_run_id": tr.child_flow_run_id,
+        "created_at": iso(tr.created_at),
+    }
+
+
+def flow_run_json(run: FlowRun, task_runs: list[TaskRun] | None = None) -> dict[str, Any]:
+    value, ref = _result(run.result)
+    data: dict[str, Any] = {
+        "id": run.id,
+        "flow": run.flow,
+        "state": run.state.value,
+        "parameters": run.parameters,
+        "tags": run.tags,
+        "pool": run.pool,
+        "parent_task_run_id": run.parent_task_run_id,
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "error": run.error,
+        "result": value,
+        "result_ref": ref,
+        "source": run.source,
+    }
+    if task_runs is not None:
+        data["task_runs"] = [task_run_json(t) for t in task_runs]
+    return data
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def runs_table(runs: list[FlowRun]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "FLOW", "STATE", "STARTED", "DURATION", "PARAMETERS"):
+        table.add_column(col, no_wrap=col != "PARAMETERS", overflow="fold")
+    for r in runs:
+        params = json.dumps(r.parameters)
+        table.add_row(
+            r.id,
+            r.flow,
+            styled(r.state),
+            short_time(r.started_at or r.created_at),
+            duration(r.started_at, r.ended_at),
+            params if len(params) <= 60 else params[:57] + "...",
+        )
+    return table
+
+
+def task_runs_table(task_runs: list[TaskRun]) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for col in ("KEY", "STATE", "TRIES", "POOL", "WORKER", "DURATION", "ERROR"):
+        table.add_column(col, overflow="fold")
+    for t in task_runs:
+        table.add_row(
+            t.key,
+            styled(t.state),
+            str(t.attempts),
+            t.pool or "-",
+            t.worker or "-",
+            duration(t.started_at, t.ended_at) if t.started_at else "-",
+            (t.error or "")[:200],
+        )
+    return table
+
+
+def level_name(level: int) -> str:
+    return logging.getLevelName(level)

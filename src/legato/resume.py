@@ -1,0 +1,81 @@
+"""Carry on a flow run that stopped: resumed after a crash or a pause, retried after a failure.
+
+The flow function runs again from the top; calls already COMPLETED or CACHED return their
+stored results without running; failed, cancelled and never-started calls run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from legato.engine import owner_alive, run_flow
+from legato.errors import Cancelled, Paused, UsageError
+from legato.models import FlowRun, State
+from legato.runtime import Runtime, get_runtime
+
+RESUMABLE = {State.PAUSED, State.CRASHED, State.RUNNING, State.PENDING, State.AWAITING_RETRY}
+RETRYABLE = {State.FAILED, State.CANCELLED, State.CRASHED}
+
+
+def root_of(rt: Runtime, run: FlowRun) -> FlowRun:
+    """The top-level run a child flow run belongs to (a child resumes through its parent)."""
+    while run.parent_task_run_id:
+        parent_call = rt.store.get_task_run(run.parent_task_run_id)
+        run = rt.store.get_flow_run(parent_call.flow_run_id)
+    return run
+
+
+def continue_run(run_id: str, *, retry: bool = False) -> tuple[FlowRun, BaseException | None]:
+    """Resume (or, with ``retry``, retry) a flow run in this process until it ends or pauses.
+
+    Returns the run as it ended and the exception that ended it, if any.
+    """
+    rt = get_runtime()
+    run = root_of(rt, rt.store.get_flow_run(run_id))
+    allowed = RETRYABLE if retry else RESUMABLE
+    if run.state not in allowed:
+        verb = "retry" if retry else "resume"
+        hint = (
+            " (use `legato runs retry` for a failed or cancelled run)"
+            if not retry and run.state in RETRYABLE
+            else " (use `legato runs resume` for a paused or crashed run)"
+            if retry and run.state in RESUMABLE
+            else ""
+        )
+        raise UsageError(f"flow run {run.id} is {run.state.value}: cannot {verb} it{hint}")
+    if run.state is State.RUNNING and owner_alive(run.owner, run.id):
+        raise UsageError(
+            f"flow run {run.id} is still running in process {run.owner}; "
+            "cancel it first, or wait for it to end"
+        )
+    if not run.source:
+        raise UsageError(f"flow run {run.id} has no recorded source, so its code cannot be found")
+    from legato.loader import load_flow
+
+    flow = load_flow(run.source)
+    params = flow.load_params(run.parameters, rt.results)
+    outcome: BaseException | None = None
+    try:
+        run_flow(flow, params, run_id=run.id, resume=not retry)
+    except (Paused, Cancelled, Exception) as exc:
+        outcome = exc
+    rt.recorder.flush()
+    return rt.store.get_flow_run(run.id), outcome
+
+
+def pending_questions(run: FlowRun) -> list[Any]:
+    """Questions still waiting in a run and its child runs."""
+    from legato.models import QuestionState
+
+    rt = get_runtime()
+    found = []
+    stack = [run]
+    while stack:
+        current = stack.pop()
+        found.extend(
+            rt.store.list_questions(states=[QuestionState.PENDING], flow_run_id=current.id)
+        )
+        for tr in rt.store.get_task_runs(current.id):
+            if tr.child_flow_run_id and tr.state is State.PAUSED:
+                stack.append(rt.store.get_flow_run(tr.child_flow_run_id))
+    return found
