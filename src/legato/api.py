@@ -73,7 +73,7 @@ class Task(Generic[P, R]):
         if not callable(fn):
             raise UsageError(f"@task needs a function, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "task")
+        self.name: str = name or str(getattr(fn, "__name__", "task"))
         self.pool = pool
         self.resources = {str(k): float(v) for k, v in (resources or {}).items()}
         if retries < 0:
@@ -83,18 +83,20 @@ class Task(Generic[P, R]):
         if not 0 <= retry_jitter <= 1:
             raise UsageError(f"task {self.name!r}: retry_jitter must be between 0 and 1")
         self.retry_jitter = float(retry_jitter)
-        if retry_on is not None and not isinstance(retry_on, tuple | list):
-            retry_on = (retry_on,)
-        self.retry_on: tuple[type[BaseException], ...] | None = (
-            None if retry_on is None else tuple(retry_on)
-        )
+        self.retry_on: tuple[type[BaseException], ...] | None
+        if retry_on is None:
+            self.retry_on = None
+        elif isinstance(retry_on, type):
+            self.retry_on = (retry_on,)
+        else:
+            self.retry_on = tuple(retry_on)
         if timeout is not None and timeout <= 0:
             raise UsageError(f"task {self.name!r}: timeout must be > 0 seconds")
         self.timeout = timeout
         self.cache = cache
         self.cache_expiration = cache_expiration
         self.tags = tuple(tags)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     @property
     def needs_process(self) -> bool:
@@ -109,7 +111,7 @@ class Task(Generic[P, R]):
         engine = current_engine()
         if engine is None:
             kw, _, _ = _reserved_kwargs(self.fn, dict(kwargs))
-            return self.fn(*args, **kw)  # type: ignore[arg-type]
+            return self.fn(*args, **kw)
         kw, key, wait_for = _reserved_kwargs(self.fn, dict(kwargs))
         fut = engine.call_task(self, args, kw, key=key, wait_for=wait_for, submit=False)
         return fut.result()  # type: ignore[no-any-return]
@@ -164,7 +166,7 @@ class Flow(Generic[P, R]):
         if not callable(fn):
             raise UsageError(f"@flow needs a function, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "flow")
+        self.name: str = name or str(getattr(fn, "__name__", "flow"))
         self.pool = pool
         if retries < 0:
             raise UsageError(f"flow {self.name!r}: retries must be >= 0, got {retries}")
@@ -174,7 +176,7 @@ class Flow(Generic[P, R]):
         self.timeout = timeout
         self.tags = tuple(tags)
         self.signature = inspect.signature(fn)
-        functools.update_wrapper(self, fn)  # type: ignore[arg-type]
+        functools.update_wrapper(self, fn)
 
     # -- parameters -----------------------------------------------------------------------
 
@@ -267,7 +269,7 @@ class Flow(Generic[P, R]):
         kw, key, _ = _reserved_kwargs(self.fn, kwargs)
         engine = current_engine()
         if engine is None:
-            return resolved(self(*args, **kw))  # type: ignore[arg-type]
+            return resolved(self(*args, **kw))
         return engine.call_flow(self, args, kw, key=key, submit=True)
 
     def map(self, iterable: Iterable[Any], *args: Any, **kwargs: Any) -> list[Future[R]]:
@@ -277,7 +279,7 @@ class Flow(Generic[P, R]):
         engine = current_engine()
         items = list(iterable)
         if engine is None:
-            return [resolved(self(item, *args, **kw)) for item in items]  # type: ignore[arg-type]
+            return [resolved(self(item, *args, **kw)) for item in items]
         base = key if isinstance(key, str) else engine.next_key(self.name, None)
         return [
             engine.call_flow(

@@ -40,14 +40,14 @@ def table(
     columns: Sequence[str] | None = None,
 ) -> str | None:
     """Attach a table: a list of dicts (columns from their keys) or of lists (give columns)."""
-    rows = list(rows)
-    if rows and isinstance(rows[0], Mapping):
-        cols = list(columns or dict.fromkeys(k for r in rows for k in r))  # type: ignore[union-attr]
-        body = [[_cell(r.get(c)) for c in cols] for r in rows]  # type: ignore[union-attr]
+    items: list[Any] = list(rows)
+    if items and isinstance(items[0], Mapping):
+        cols = list(columns or dict.fromkeys(k for r in items for k in r))
+        body = [[_cell(r.get(c)) for c in cols] for r in items]
     else:
-        width = max((len(r) for r in rows), default=0)  # type: ignore[arg-type]
+        width = max((len(r) for r in items), default=0)
         cols = list(columns or [f"col{i + 1}" for i in range(width)])
-        body = [[_cell(v) for v in r] for r in rows]  # type: ignore[union-attr]
+        body = [[_cell(v) for v in r] for r in items]
     return _attach("table", {"columns": cols, "rows": body}, title)
 
 

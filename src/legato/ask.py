@@ -101,15 +101,15 @@ def ask(
 def _outcome(store: Store, question: Question, adapter: Any) -> Any:
     from pydantic import ValidationError
 
-    if question.state is QuestionState.PENDING and question.timeout_at is not None:
-        if now() >= question.timeout_at:
-            store.update_question(
-                question.id,
-                allowed_from=[QuestionState.PENDING],
-                state=QuestionState.EXPIRED,
-                values={"answered_at": now(), "answered_by": "timeout"},
-            )
-            question = store.get_question(question.id)
+    timed_out = question.timeout_at is not None and now() >= question.timeout_at
+    if question.state is QuestionState.PENDING and timed_out:
+        store.update_question(
+            question.id,
+            allowed_from=[QuestionState.PENDING],
+            state=QuestionState.EXPIRED,
+            values={"answered_at": now(), "answered_by": "timeout"},
+        )
+        question = store.get_question(question.id)
     if question.state is QuestionState.PENDING:
         raise Paused(question.id)
     if question.state is QuestionState.EXPIRED and question.answer is None:

@@ -231,7 +231,9 @@ class FlowRunEngine:
         if wait_for:
             deps.extend(wait_for)
         ready = all(d.done() for d in deps)
-        inline = not submit and ready and not task.needs_process
+        # A cached task is not marked RUNNING up front: a cache hit goes PENDING -> CACHED
+        # with no attempt counted (its body never runs).
+        inline = not submit and ready and not task.needs_process and not task.cache
         t = now()
         if rec is None:
             run = TaskRun(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     SCHEDULED = "SCHEDULED"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -28,9 +28,6 @@ class State(str, enum.Enum):
     @property
     def is_success(self) -> bool:
         return self in (State.COMPLETED, State.CACHED)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 FINAL_STATES = frozenset({State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED})
@@ -200,13 +197,10 @@ class Artifact:
     created_at: float = 0.0
 
 
-class QuestionState(str, enum.Enum):
+class QuestionState(enum.StrEnum):
     PENDING = "pending"
     ANSWERED = "answered"
     EXPIRED = "expired"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -44,9 +44,10 @@ class ResultStorage:
 
     def encode(self, value: Any, *, what: str = "result") -> dict[str, Any]:
         """The stored form of ``value``; writes to the result storage when needed."""
-        if type(value) in _SCALARS and not (isinstance(value, float) and value != value):
-            if not isinstance(value, str) or len(value) <= self.inline_max_bytes:
-                return {"v": value}
+        is_nan = isinstance(value, float) and value != value
+        short = not isinstance(value, str) or len(value) <= self.inline_max_bytes
+        if type(value) in _SCALARS and not is_nan and short:
+            return {"v": value}
         text = _exact_json(value)
         if text is not None:
             if len(text) <= self.inline_max_bytes:

@@ -1,0 +1,45 @@
+# One command per chore; CI calls the same ones (.ci/run -> make test).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+SRC    := src tests bench examples
+
+.PHONY: install lint format typecheck test test-fast test-slow bench demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+
+format: install
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
+
+typecheck: install
+	$(BIN)/mypy
+
+# The fast suite, then the slow suites (crash/chaos), each its own step.
+test: lint typecheck test-fast test-slow
+
+test-fast: install
+	$(BIN)/pytest -m "not slow"
+
+test-slow: install
+	$(BIN)/pytest -m slow
+
+bench: install
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+demo: install
+	$(BIN)/python examples/quickstart.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
