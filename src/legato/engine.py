@@ -258,13 +258,13 @@ class FlowRunEngine:
         with self._lock:
             self._futures.append(fut)
         if inline:
-            self._execute(task, run, fut, args, kwargs, started=rec is None)
+            self._execute(task, run, fut, args, kwargs, deps, started=rec is None)
         elif not submit:
             for d in deps:
                 d._cf.exception()  # wait; failures are handled in _execute
-            self._execute(task, run, fut, args, kwargs, started=False)
+            self._execute(task, run, fut, args, kwargs, deps, started=False)
         else:
-            self._when_ready(deps, lambda: self._schedule(task, run, fut, args, kwargs))
+            self._when_ready(deps, lambda: self._schedule(task, run, fut, args, kwargs, deps))
         return fut
 
     def _when_ready(self, deps: list[Future[Any]], then: Callable[[], None]) -> None:
@@ -292,9 +292,10 @@ class FlowRunEngine:
         fut: Future[Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        deps: list[Future[Any]],
     ) -> None:
         try:
-            self.rt.task_pool.submit(self._execute, task, run, fut, args, kwargs, False)
+            self.rt.task_pool.submit(self._execute, task, run, fut, args, kwargs, deps, False)
         except RuntimeError as exc:  # the pool is shut down (interpreter exiting)
             fut._finish(State.CRASHED, error=exc)
 
@@ -305,6 +306,7 @@ class FlowRunEngine:
         fut: Future[Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        deps: list[Future[Any]],
         started: bool,
     ) -> None:
         rec = self.rt.recorder
@@ -313,13 +315,26 @@ class FlowRunEngine:
                 rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
                 fut._finish(State.CANCELLED, error=self._cancel_error)
                 return
-            try:
+            # Every dependency is done by now (data futures and wait_for alike); if one did
+            # not succeed, this call does not run.
+            up = next((d for d in deps if d._cf.exception() is not None), None)
+            if up is None:
                 args = tuple(_resolve(a) for a in args)
                 kwargs = {k: _resolve(v) for k, v in kwargs.items()}
-            except BaseException as exc:
-                up = next((f for f in _find_futures(args, kwargs) if f.exception(0)), None)
-                where = f"upstream task run {up.key!r}" if up else "an upstream task run"
-                err = TaskFailed(f"not run: {where} did not complete ({describe(exc)})")
+            else:
+                cause = up._cf.exception()
+                assert cause is not None
+                if isinstance(cause, Paused):
+                    # Waits with its upstream: still PENDING, it runs when the run resumes.
+                    fut._finish(State.PENDING, error=cause)
+                    return
+                if isinstance(cause, Cancelled):
+                    rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+                    fut._finish(State.CANCELLED, error=cause)
+                    return
+                err = TaskFailed(
+                    f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
+                )
                 rec.commit(
                     UpdateTaskRun(
                         run.id,

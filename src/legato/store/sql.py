@@ -230,7 +230,11 @@ class SqlStore:
                     parsed, pool_size=10, max_overflow=20, pool_pre_ping=True
                 )
             if check:
-                check_schema(self.engine, auto_upgrade=auto_upgrade)
+                try:
+                    check_schema(self.engine, auto_upgrade=auto_upgrade)
+                except BaseException:
+                    self.engine.dispose()  # a refused database keeps no connection open
+                    raise
         except (OperationalError, DBAPIError) as exc:
             raise StoreError(f"cannot open the state database {parsed!r}: {exc.orig}") from None
 
