@@ -54,7 +54,17 @@ def _prefect_requirements_unpinned_certifi(venv: Path) -> list[str]:
     Read from the wheel's METADATA so the list follows the pinned release exactly.
     """
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [str(venv / "bin" / "python"), "-m", "pip", "download", "-q", "--no-deps", "-d", tmp, PREFECT]
+        cmd = [
+            str(venv / "bin" / "python"),
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "-d",
+            tmp,
+            PREFECT,
+        ]
         subprocess.run(cmd, check=True, capture_output=True)
         wheel = next(Path(tmp).glob("prefect-*.whl"))
         with zipfile.ZipFile(wheel) as zf:

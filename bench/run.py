@@ -24,7 +24,11 @@ import peers
 from workloads._common import WORKLOADS, task_runs
 
 RESULTS = peers.BENCH / "results"
-DEFAULT_N = {"sequential": 1000, "concurrent": 1000, "pipeline": 200}  # pipeline: items, 7 tasks each
+DEFAULT_N = {
+    "sequential": 1000,
+    "concurrent": 1000,
+    "pipeline": 200,
+}  # pipeline: items, 7 tasks each
 GUARD_S = 3600  # not a timing check: only stops a hung peer from blocking the run forever
 RATIOS = (("prefect", "legato"), ("dask", "legato"), ("legato", "threads"))
 
@@ -39,10 +43,16 @@ def _names(values: list[str], allowed: tuple[str, ...]) -> list[str]:
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), help=", ".join(WORKLOADS))
     p.add_argument("--peers", nargs="+", default=list(peers.PEERS), help=", ".join(peers.PEERS))
-    p.add_argument("--n", type=int, help="tasks (sequential, concurrent) or items (pipeline); default 1000/1000/200")
+    p.add_argument(
+        "--n",
+        type=int,
+        help="tasks (sequential, concurrent) or items (pipeline); default 1000/1000/200",
+    )
     p.add_argument("--reps", type=int, help="timed reps per peer and workload (default 5)")
     p.add_argument("--quick", action="store_true", help="n=200, reps=3")
     args = p.parse_args()
@@ -60,7 +70,9 @@ def run_one(python: Path, peer: str, workload: str, n: int, reps: int) -> dict[s
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=GUARD_S)
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
-        raise RuntimeError(f"{peer} {workload} exited {proc.returncode}; end of {log.name}:\n{tail}")
+        raise RuntimeError(
+            f"{peer} {workload} exited {proc.returncode}; end of {log.name}:\n{tail}"
+        )
     row: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     row["task_runs"] = task_runs(workload, n)
     row["median_s"] = statistics.median(row["times_s"])
@@ -81,13 +93,25 @@ def ratios(rows: list[dict[str, Any]], workloads: list[str]) -> dict[str, dict[s
 def print_report(rows: list[dict[str, Any]], ratio: dict[str, dict[str, float]]) -> None:
     head = ("workload", "peer", "n", "task runs", "median s", "ms/task")
     lines = [head] + [
-        (r["workload"], r["peer"], str(r["n"]), str(r["task_runs"]), f"{r['median_s']:.3f}", f"{r['ms_per_task']:.4f}")
+        (
+            r["workload"],
+            r["peer"],
+            str(r["n"]),
+            str(r["task_runs"]),
+            f"{r['median_s']:.3f}",
+            f"{r['ms_per_task']:.4f}",
+        )
         for r in rows
     ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     print()
     for line in lines:
-        print("  ".join(cell.rjust(w) if i >= 2 else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))))
+        print(
+            "  ".join(
+                cell.rjust(w) if i >= 2 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
     print()
     for w, pairs in ratio.items():
         print(f"{w}: " + ", ".join(f"{k} = {v:.1f}x" for k, v in pairs.items()))
@@ -108,7 +132,11 @@ def main() -> None:
     for workload in args.workloads:
         n = args.n or (200 if args.quick else DEFAULT_N[workload])
         for peer, python in pythons.items():  # peers side by side, one workload at a time
-            print(f"[bench] {workload} n={n} reps={args.reps}: {peer} ...", file=sys.stderr, flush=True)
+            print(
+                f"[bench] {workload} n={n} reps={args.reps}: {peer} ...",
+                file=sys.stderr,
+                flush=True,
+            )
             try:
                 rows.append(run_one(python, peer, workload, n, args.reps))
             except (RuntimeError, subprocess.TimeoutExpired) as err:
@@ -118,7 +146,11 @@ def main() -> None:
     print_report(rows, ratio)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": _cpus()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": _cpus(),
+        },
         "peer_versions": {"prefect": peers.PREFECT, "dask": peers.DASK},
         "reps": args.reps,
         "results": rows,

@@ -31,9 +31,7 @@ def legato_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pat
 
 
 @pytest.fixture
-def configure(
-    legato_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Runtime]:
+def configure(legato_home: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Runtime]:
     """``configure(resources="gpu=2", allow_pickle=False)``: set LEGATO_* variables for this
     test and return a fresh runtime built from them."""
 

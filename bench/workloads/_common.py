@@ -1,7 +1,8 @@
 """What every peer's workload script shares: CLI, timing loop, one JSON line out.
 
-A peer module defines one function per workload, `run(n) -> result`, that runs the whole
-flow once; `main` times only that call, after one untimed warm-up.
+A peer script defines one flow function per workload, `flow(n) -> int`, that runs the
+whole flow once; `main` times only that call, after one untimed warm-up, and checks the
+returned value so a peer that skipped work cannot look fast.
 """
 
 from __future__ import annotations
@@ -147,4 +148,6 @@ def settle(idle_share: float = 0.1, window_s: float = 0.25, max_s: float = 120.0
 
 def _check(result: int, workload: str, n: int) -> None:
     if result != expected(workload, n):
-        raise SystemExit(f"{workload} n={n}: flow returned {result!r}, expected {expected(workload, n)}")
+        raise SystemExit(
+            f"{workload} n={n}: flow returned {result!r}, expected {expected(workload, n)}"
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # This file is named like the library: keep its folder off sys.path so `import dask`
@@ -15,14 +16,14 @@ HERE = Path(__file__).resolve().parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
 
+from dask import delayed  # noqa: E402
+from dask.base import compute  # noqa: E402
+
 from workloads import _common as C  # noqa: E402
 
-import dask  # noqa: E402
-from dask import delayed  # noqa: E402
 
-
-def _compute(*values: object) -> tuple[object, ...]:
-    return dask.compute(*values, scheduler="threads", optimize_graph=False)
+def _compute(*values: Any) -> tuple[Any, ...]:
+    return tuple(compute(*values, scheduler="threads", optimize_graph=False))
 
 
 def sequential(n: int) -> int:
@@ -30,11 +31,11 @@ def sequential(n: int) -> int:
     for _ in range(n):
         x = delayed(C.inc)(x)  # each call depends on the previous one: a chain
     (result,) = _compute(x)
-    return int(result)  # type: ignore[call-overload]
+    return int(result)
 
 
 def concurrent(n: int) -> int:
-    return sum(_compute(*(delayed(C.inc)(i) for i in range(n))))  # type: ignore[arg-type]
+    return sum(int(v) for v in _compute(*(delayed(C.inc)(i) for i in range(n))))
 
 
 def pipeline(n: int) -> int:

@@ -17,20 +17,24 @@ sys.path.insert(0, str(HERE.parent))
 from workloads import _common as C  # noqa: E402
 
 try:
-    import legato  # noqa: E402
+    import legato
 except ImportError:  # not installed in this interpreter: use the checkout's src/
     sys.path.insert(0, str(HERE.parents[1] / "src"))
-    import legato  # noqa: E402
+    import legato
 
 from legato import flow, task  # noqa: E402
 from legato.runtime import get_runtime  # noqa: E402
 from legato.testing import replace_runtime  # noqa: E402
 
-
 # Shared trivial bodies, made Legato tasks.
 inc = task(C.inc)
 upload, extract, prelim_stats = task(C.upload), task(C.extract), task(C.prelim_stats)
-qc, sync, transform, detailed_stats = task(C.qc), task(C.sync), task(C.transform), task(C.detailed_stats)
+qc, sync, transform, detailed_stats = (
+    task(C.qc),
+    task(C.sync),
+    task(C.transform),
+    task(C.detailed_stats),
+)
 
 
 @flow
@@ -88,7 +92,11 @@ def _check_last_home_used() -> None:
 
 if __name__ == "__main__":
     try:
-        C.main("legato", {"sequential": sequential, "concurrent": concurrent, "pipeline": pipeline}, fresh_home)
+        C.main(
+            "legato",
+            {"sequential": sequential, "concurrent": concurrent, "pipeline": pipeline},
+            fresh_home,
+        )
     finally:
         _check_last_home_used()
         replace_runtime()  # close the last store before removing its folder

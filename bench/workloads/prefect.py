@@ -40,7 +40,12 @@ from prefect.futures import wait  # noqa: E402
 # Shared trivial bodies, made Prefect tasks.
 inc = task(C.inc)
 upload, extract, prelim_stats = task(C.upload), task(C.extract), task(C.prelim_stats)
-qc, sync, transform, detailed_stats = task(C.qc), task(C.sync), task(C.transform), task(C.detailed_stats)
+qc, sync, transform, detailed_stats = (
+    task(C.qc),
+    task(C.sync),
+    task(C.transform),
+    task(C.detailed_stats),
+)
 
 
 @flow

@@ -42,7 +42,9 @@ def _then(pool: ThreadPoolExecutor, parent: Future[int], fn: Callable[[int], int
         except BaseException as exc:  # parent failed: pass it on
             out.set_exception(exc)
             return
-        inner.add_done_callback(lambda f: out.set_exception(e) if (e := f.exception()) else out.set_result(f.result()))
+        inner.add_done_callback(
+            lambda f: out.set_exception(e) if (e := f.exception()) else out.set_result(f.result())
+        )
 
     parent.add_done_callback(start)
     return out
@@ -55,8 +57,17 @@ def pipeline(n: int) -> int:
             remote = pool.submit(C.upload, i)
             extracted = _then(pool, remote, C.extract)
             transformed = _then(pool, extracted, C.transform)
-            futures += [remote, extracted, _then(pool, extracted, C.prelim_stats), _then(pool, remote, C.qc)]
-            futures += [_then(pool, remote, C.sync), transformed, _then(pool, transformed, C.detailed_stats)]
+            futures += [
+                remote,
+                extracted,
+                _then(pool, extracted, C.prelim_stats),
+                _then(pool, remote, C.qc),
+            ]
+            futures += [
+                _then(pool, remote, C.sync),
+                transformed,
+                _then(pool, transformed, C.detailed_stats),
+            ]
         wait(futures)
         return sum(1 for f in futures if f.result() is not None)
 

@@ -145,6 +145,9 @@ class FlowRunEngine:
         self._cancel_error: BaseException | None = None
         self.cancelled = threading.Event()
         self.children: list[FlowRunEngine] = []
+        # Calls started and not yet finished (their futures may be settled early by cancel()).
+        self._inflight = 0
+        self._idle = threading.Condition(self._lock)
 
     # -- what user code sees through the context ----------------------------------------
 
@@ -257,6 +260,7 @@ class FlowRunEngine:
         fut: Future[Any] = Future(run.id, key, task.name, run.state)
         with self._lock:
             self._futures.append(fut)
+            self._inflight += 1
         if inline:
             self._execute(task, run, fut, args, kwargs, deps, started=rec is None)
         elif not submit:
@@ -298,6 +302,13 @@ class FlowRunEngine:
             self.rt.task_pool.submit(self._execute, task, run, fut, args, kwargs, deps, False)
         except RuntimeError as exc:  # the pool is shut down (interpreter exiting)
             fut._finish(State.CRASHED, error=exc)
+            self._done_one()
+
+    def _done_one(self) -> None:
+        with self._lock:
+            self._inflight -= 1
+            if self._inflight == 0:
+                self._idle.notify_all()
 
     def _execute(
         self,
@@ -322,8 +333,11 @@ class FlowRunEngine:
                 args = tuple(_resolve(a) for a in args)
                 kwargs = {k: _resolve(v) for k, v in kwargs.items()}
             else:
+                for d in deps:
+                    d._observed = True  # the failure is handed on to this call's future
                 cause = up._cf.exception()
                 assert cause is not None
+                up._observed = True  # its failure travels on in this call's outcome
                 if isinstance(cause, Paused):
                     # Waits with its upstream: still PENDING, it runs when the run resumes.
                     fut._finish(State.PENDING, error=cause)
@@ -353,6 +367,8 @@ class FlowRunEngine:
             fut._finish(State.CRASHED, error=exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            self._done_one()
 
     def _cache_key(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -417,7 +433,8 @@ class FlowRunEngine:
                 value = self._run_body(task, run, args, kwargs)
                 stored = self.rt.results.encode(value, what=f"result of task {task.name!r}")
             except BaseException as exc:
-                if isinstance(exc, Cancelled) or self._cancel_error is not None:
+                stopped = self.cancelled.is_set() or exc is self._cancel_error
+                if isinstance(exc, Cancelled) or stopped:
                     rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
                     fut._finish(State.CANCELLED, error=self._cancel_error or exc)
                     return
@@ -576,15 +593,20 @@ class FlowRunEngine:
         fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING)
         with self._lock:
             self._futures.append(fut)
+            self._inflight += 1
 
         def go() -> None:
-            self._run_child_flow(flow, params, run, fut)
+            try:
+                self._run_child_flow(flow, params, run, fut)
+            finally:
+                self._done_one()
 
         if submit:
             try:
                 self.rt.flow_pool.submit(go)
             except RuntimeError as exc:
                 fut._finish(State.CRASHED, error=exc)
+                self._done_one()
         else:
             go()
         return fut
@@ -619,6 +641,12 @@ class FlowRunEngine:
         rec.commit(UpdateTaskRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}))
         fut._finish(State.COMPLETED, value)
 
+    def stop_new_calls(self, error: BaseException) -> None:
+        """Calls not started yet do not start (they end CANCELLED); running ones go on."""
+        with self._lock:
+            if self._cancel_error is None:
+                self._cancel_error = error
+
     def adopt(self, child: FlowRunEngine) -> None:
         with self._lock:
             self.children.append(child)
@@ -634,11 +662,10 @@ class FlowRunEngine:
     # -- the end of the run ---------------------------------------------------------------
 
     def settle_quietly(self) -> None:
-        """Wait for every started call to finish, ignoring outcomes (the run is ending)."""
-        with self._lock:
-            futures = list(self._futures)
-        for fut in futures:
-            fut._cf.exception()
+        """Wait until no call of this run is still executing, whatever the outcomes."""
+        with self._idle:
+            while self._inflight > 0:
+                self._idle.wait()
 
     def settle(self) -> None:
         """Wait for every call of the run; raise if one paused, or failed unobserved."""
@@ -775,8 +802,13 @@ def run_flow(
                 )
                 replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
                 continue
-            engine.cancel(exc)
-            engine.settle_quietly()
+            if engine.cancelled.is_set():
+                engine.settle_quietly()  # cancelled or timed out: processes were killed
+            else:
+                # The flow raised: what it already started finishes and is recorded, so a
+                # retry replays it instead of redoing it. Nothing new starts.
+                engine.stop_new_calls(exc)
+                engine.settle_quietly()
             t = now()
             text = "".join(traceback.format_exception(exc)).rstrip()
             recorder.record(

@@ -22,7 +22,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-FLOW = '''
+FLOW = """
 import os, signal
 from pathlib import Path
 from legato import flow, task
@@ -70,17 +70,22 @@ def pipeline(n: int = 6, fan: int = 4) -> int:
         total = step(i, total)
     squares = square.map(range(fan))
     return total + sum(f.result() for f in squares)
-'''
+"""
 
 N, FAN = 6, 4
 EXPECTED = sum(range(N)) + sum(x * x for x in range(FAN))
 KEYS = [f"step:{i}" for i in range(N)] + [f"square:{x}" for x in range(FAN)]
 
 
-def _legato(home: Path, *args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _legato(
+    home: Path, *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEGATO_HOME": str(home), **(env_extra or {})}
     return subprocess.run(
-        [sys.executable, "-m", "legato.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "legato.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
 
@@ -163,7 +168,7 @@ def test_external_kill_at_random_moments(tmp_path: Path) -> None:
     """SIGKILL from outside at several moments of a flow whose tasks take a little time."""
     flow_file = tmp_path / "slow.py"
     flow_file.write_text(
-        '''
+        """
 import os, time
 from pathlib import Path
 from legato import flow, task
@@ -180,14 +185,16 @@ def step(i: int) -> int:
 @flow
 def slow(n: int = 30) -> int:
     return sum(step(i) for i in range(n))
-'''
+"""
     )
     home = tmp_path / "home"
     effects = tmp_path / "effects.txt"
     env = {**os.environ, "LEGATO_HOME": str(home), "EFFECTS": str(effects)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "legato.cli", "run", f"{flow_file}:slow", "-q"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "legato.cli", "run", f"{flow_file}:slow", "-q"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     time.sleep(1.2)  # imports take a moment; then some steps finish
     proc.kill()
@@ -197,8 +204,10 @@ def slow(n: int = 30) -> int:
         done_before = _completed_keys(home)
         counts_before = Counter(effects.read_text().split()) if effects.exists() else Counter()
         resumed = subprocess.Popen(
-            [sys.executable, "-m", "legato.cli", "runs", "resume", run_id], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [sys.executable, "-m", "legato.cli", "runs", "resume", run_id],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         time.sleep(1.0 + delay)
         resumed.kill()

@@ -52,7 +52,10 @@ CURRENT: dict[str, Any] = {}
 def asks_one(kind: str) -> Any:
     base = prepare(1)
     answer = ask(f"what for {kind}?", schema=SCHEMAS[kind])
-    return {"base": base, "answer": answer.model_dump() if isinstance(answer, BaseModel) else answer}
+    return {
+        "base": base,
+        "answer": answer.model_dump() if isinstance(answer, BaseModel) else answer,
+    }
 
 
 def _pending(rt: Runtime) -> Any:

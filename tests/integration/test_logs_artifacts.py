@@ -115,7 +115,15 @@ def test_artifacts_are_stored_with_their_run(tmp_path: Path) -> None:
     reporting(str(image_file))
     run = last_flow_run(store())
     arts = store().get_artifacts(run.id)
-    assert [a.kind for a in arts] == ["markdown", "table", "table", "image", "image", "link", "markdown"]
+    assert [a.kind for a in arts] == [
+        "markdown",
+        "table",
+        "table",
+        "image",
+        "image",
+        "link",
+        "markdown",
+    ]
     assert [a.task_run_id for a in arts] == [ids["task"]] * 6 + [None]
     assert all(a.flow_run_id == run.id for a in arts)
     md, t1, t2, img, img2, link, flow_md = arts

@@ -200,9 +200,9 @@ def test_a_run_whose_code_is_gone_cannot_resume(rt: Runtime) -> None:
 
     with rt.store.engine.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(
-            update(schema.flow_runs).where(schema.flow_runs.c.id == run.id).values(
-                source="/nowhere/gone.py:three_steps"
-            )
+            update(schema.flow_runs)
+            .where(schema.flow_runs.c.id == run.id)
+            .values(source="/nowhere/gone.py:three_steps")
         )
     with pytest.raises(FlowNotFound, match="no such file"):
         continue_run(run.id, retry=True)

@@ -14,7 +14,9 @@ def store() -> Store:
     return get_runtime().store
 
 
-def failing_then_ok(failures: int, exc: type[Exception] = ConnectionError) -> tuple[list[int], object]:
+def failing_then_ok(
+    failures: int, exc: type[Exception] = ConnectionError
+) -> tuple[list[int], object]:
     """A task body that fails ``failures`` times, then returns the number of calls."""
     calls: list[int] = []
 

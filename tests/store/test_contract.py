@@ -64,7 +64,9 @@ def task_run(flow_run_id: str, key: str, **values: Any) -> TaskRun:
     return TaskRun(**fields)
 
 
-def log(flow_run_id: str, message: str, level: int = 20, task_run_id: str | None = None) -> LogRecord:
+def log(
+    flow_run_id: str, message: str, level: int = 20, task_run_id: str | None = None
+) -> LogRecord:
     return LogRecord(flow_run_id, task_run_id, T0 + 2, level, "legato.run.etl", message)
 
 
@@ -248,7 +250,9 @@ def test_updating_a_task_run_in_later_batches(store: Store) -> None:
     parent = flow_run()
     run = task_run(parent.id, "load:0")
     store.apply([InsertFlowRun(parent), InsertTaskRun(run)])
-    store.apply([UpdateTaskRun(run.id, State.RUNNING, T0 + 2, {"attempts": 1, "started_at": T0 + 2})])
+    store.apply(
+        [UpdateTaskRun(run.id, State.RUNNING, T0 + 2, {"attempts": 1, "started_at": T0 + 2})]
+    )
     store.apply(
         [
             UpdateTaskRun(run.id, State.AWAITING_RETRY, T0 + 3, {"error": "E: 1"}, "retry in 1 s"),
@@ -257,7 +261,11 @@ def test_updating_a_task_run_in_later_batches(store: Store) -> None:
                 run.id,
                 State.COMPLETED,
                 T0 + 5,
-                {"result": {"ref": "file:///r.json", "ser": "json"}, "ended_at": T0 + 5, "error": None},
+                {
+                    "result": {"ref": "file:///r.json", "ser": "json"},
+                    "ended_at": T0 + 5,
+                    "error": None,
+                },
             ),
         ]
     )
@@ -284,7 +292,9 @@ def test_insert_and_updates_of_a_task_run_in_one_batch(store: Store) -> None:
         [
             InsertFlowRun(parent),
             InsertTaskRun(run),
-            UpdateTaskRun(run.id, State.COMPLETED, T0 + 3, {"result": {"v": 1}, "ended_at": T0 + 3}),
+            UpdateTaskRun(
+                run.id, State.COMPLETED, T0 + 3, {"result": {"v": 1}, "ended_at": T0 + 3}
+            ),
         ]
     )
     got = store.get_task_run(run.id)
@@ -421,10 +431,20 @@ def test_artifacts_round_trip_in_order(store: Store) -> None:
     tr = task_run(run.id, "report:0")
     arts = [
         Artifact(new_id(), run.id, tr.id, "markdown", {"markdown": "# QC ✓"}, "QC", T0 + 1),
-        Artifact(new_id(), run.id, tr.id, "table", {"columns": ["a"], "rows": [[1], [None]]}, None, T0 + 2),
+        Artifact(
+            new_id(),
+            run.id,
+            tr.id,
+            "table",
+            {"columns": ["a"], "rows": [[1], [None]]},
+            None,
+            T0 + 2,
+        ),
         Artifact(new_id(), run.id, None, "link", {"url": "https://example.org"}, "data", T0 + 3),
     ]
-    store.apply([InsertFlowRun(run), InsertTaskRun(tr)] + [InsertArtifact(a) for a in reversed(arts)])
+    store.apply(
+        [InsertFlowRun(run), InsertTaskRun(tr)] + [InsertArtifact(a) for a in reversed(arts)]
+    )
     assert store.get_artifacts(run.id) == arts
     assert store.get_artifacts(new_id()) == []
 

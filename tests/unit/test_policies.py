@@ -43,7 +43,9 @@ def test_retry_delay_per_attempt(delays: object, attempt: int, expected: float) 
 def test_jitter_spreads_the_delay_to_both_ends() -> None:
     assert policies.retry_delay(10, 1, 0.5, rng=FixedRandom(0.0)) == pytest.approx(5.0)
     assert policies.retry_delay(10, 1, 0.5, rng=FixedRandom(0.5)) == pytest.approx(10.0)
-    assert policies.retry_delay(10, 1, 0.5, rng=FixedRandom(0.999999)) == pytest.approx(15.0, rel=1e-5)
+    assert policies.retry_delay(10, 1, 0.5, rng=FixedRandom(0.999999)) == pytest.approx(
+        15.0, rel=1e-5
+    )
     assert policies.retry_delay(0, 1, 1.0, rng=FixedRandom(0.9)) == 0.0
 
 
