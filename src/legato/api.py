@@ -210,8 +210,14 @@ class Flow(Generic[P, R]):
         """Bind and validate call arguments against the type hints; ParameterError if bad."""
         from pydantic import ValidationError
 
+        unknown = [k for k in kwargs if k not in self.signature.parameters]
+        if unknown:
+            takes = ", ".join(self.signature.parameters) or "no parameters"
+            raise ParameterError(
+                f"flow {self.name!r}: unknown parameter {unknown[0]!r} (it takes: {takes})"
+            )
         try:
-            bound = self.signature.bind(*args, **kwargs)
+            bound = self.signature.bind_partial(*args, **kwargs)  # missing ones: pydantic says
         except TypeError as exc:
             raise ParameterError(f"flow {self.name!r}: {exc}") from None
         try:

@@ -784,6 +784,14 @@ def run_flow(
             engine.settle_quietly()
             recorder.commit(UpdateFlowRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
             raise
+        except KeyboardInterrupt:
+            # The person stopped the process: the run can be resumed where it stopped.
+            engine.cancel()
+            engine.settle_quietly()
+            recorder.commit(
+                UpdateFlowRun(run.id, State.CRASHED, now(), message="interrupted (Ctrl-C)")
+            )
+            raise
         except BaseException as exc:
             if (
                 isinstance(exc, Exception)

@@ -129,19 +129,21 @@ def run_in_child(
         except BrokenPipeError:
             pass
         deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                proc.wait(timeout=0.1)
-                break
-            except subprocess.TimeoutExpired:
-                if cancelled.is_set():
-                    _kill_group(proc)
-                    raise Cancelled() from None
-                if deadline is not None and time.monotonic() >= deadline:
-                    _kill_group(proc)
-                    raise TaskTimeout(
-                        f"the task ran past its timeout of {timeout:g} s and was stopped"
-                    ) from None
+        try:
+            while True:
+                try:
+                    proc.wait(timeout=0.1)
+                    break
+                except subprocess.TimeoutExpired:
+                    if cancelled.is_set():
+                        raise Cancelled() from None
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise TaskTimeout(
+                            f"the task ran past its timeout of {timeout:g} s and was stopped"
+                        ) from None
+        except BaseException:
+            _kill_group(proc)  # timeout, cancel, Ctrl-C: nothing the task started survives
+            raise
         _kill_group(proc)  # reap anything the task left behind in its group
         if not os.path.exists(out_path):
             raise ProcessCrashed(

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from itertools import pairwise
 
 from legato import State, flow, task
-from legato.models import can_transition
+from legato.models import TaskRun, can_transition
 from legato.runtime import get_runtime
 from legato.store import Store
 from legato.testing import last_flow_run
@@ -15,7 +16,7 @@ def store() -> Store:
     return get_runtime().store
 
 
-def only_task_run(flow_name: str):  # type: ignore[no-untyped-def]
+def only_task_run(flow_name: str) -> TaskRun:
     [tr] = store().get_task_runs(last_flow_run(store(), flow_name).id)
     return tr
 
@@ -46,7 +47,7 @@ def test_a_second_run_with_the_same_input_is_cached_and_not_executed() -> None:
     states = [h.state for h in store().get_history(second.id)]
     assert states[-1] is State.CACHED
     assert can_transition(None, states[0])
-    for old, new in zip(states, states[1:], strict=False):
+    for old, new in pairwise(states):
         assert can_transition(old, new), f"{old} -> {new} in {states}"
 
 
@@ -101,7 +102,7 @@ def test_a_different_input_is_not_a_hit() -> None:
 def test_cache_expiration_is_honoured() -> None:
     executed: list[int] = []
 
-    @task(cache=True, cache_expiration=0.3)
+    @task(cache=True, cache_expiration=1.0)
     def short_lived(x: int) -> int:
         executed.append(x)
         return x + 1
@@ -113,7 +114,7 @@ def test_cache_expiration_is_honoured() -> None:
     assert expiring(1) == 2
     assert expiring(1) == 2  # within the expiration: a hit
     assert executed == [1]
-    time.sleep(0.5)
+    time.sleep(1.2)
     assert expiring(1) == 2  # expired: runs again
     assert executed == [1, 1]
     assert only_task_run("expiring").state is State.COMPLETED

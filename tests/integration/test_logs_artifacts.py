@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from legato import artifact, flow, get_logger, task
-from legato.runtime import get_runtime
+from legato.runtime import Runtime, get_runtime
 from legato.store import Store
 from legato.testing import last_flow_run, task_runs_by_key
 
@@ -59,7 +60,7 @@ def test_log_records_are_stored_per_run_and_task_run() -> None:
     assert len(store().get_logs(second.id)) == 3  # its own records only
 
 
-def test_log_level_setting_controls_what_is_stored(configure) -> None:  # type: ignore[no-untyped-def]
+def test_log_level_setting_controls_what_is_stored(configure: Callable[..., Runtime]) -> None:
     configure(log_level="debug")
 
     @flow

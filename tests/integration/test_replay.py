@@ -3,6 +3,8 @@ them again; a different task at a recorded call key is a ReplayMismatch."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from legato import State, flow, task
@@ -21,7 +23,7 @@ def store() -> Store:
 def assert_legal_history(run_id: str) -> list[State]:
     states = [h.state for h in store().get_history(run_id)]
     assert can_transition(None, states[0]), states
-    for old, new in zip(states, states[1:], strict=False):
+    for old, new in pairwise(states):
         assert can_transition(old, new), f"{old} -> {new} in {states}"
     return states
 
@@ -104,7 +106,7 @@ def test_a_different_task_at_a_recorded_key_is_a_replay_mismatch() -> None:
     with pytest.raises(RuntimeError):
         version1()
     run = last_flow_run(store())
-    with pytest.raises(ReplayMismatch, match="'original'.*'step'.*'replacement'"):
+    with pytest.raises(ReplayMismatch, match=r"'original'.*'step'.*'replacement'"):
         run_flow(version2, {}, run_id=run.id, resume=True)
     [tr] = store().get_task_runs(run.id)
     assert (tr.task, tr.state) == ("original", State.COMPLETED)

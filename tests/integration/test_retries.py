@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from legato import State, flow, task
@@ -16,7 +18,7 @@ def store() -> Store:
 
 def failing_then_ok(
     failures: int, exc: type[Exception] = ConnectionError
-) -> tuple[list[int], object]:
+) -> tuple[list[int], Callable[[], int]]:
     """A task body that fails ``failures`` times, then returns the number of calls."""
     calls: list[int] = []
 
@@ -32,7 +34,7 @@ def failing_then_ok(
 @pytest.mark.parametrize("submit", [False, True], ids=["call", "submit"])
 def test_retries_are_counted_exactly(submit: bool) -> None:
     calls, body = failing_then_ok(2)
-    flaky = task(name="flaky", retries=3)(body)  # type: ignore[call-overload]
+    flaky = task(name="flaky", retries=3)(body)
 
     @flow
     def retried() -> int:
@@ -52,7 +54,7 @@ def test_retries_are_counted_exactly(submit: bool) -> None:
 
 def test_a_task_that_keeps_failing_runs_retries_plus_one_times() -> None:
     calls, body = failing_then_ok(100)
-    hopeless = task(name="hopeless", retries=2)(body)  # type: ignore[call-overload]
+    hopeless = task(name="hopeless", retries=2)(body)
 
     @flow
     def gives_up() -> None:
@@ -72,7 +74,7 @@ def test_a_task_that_keeps_failing_runs_retries_plus_one_times() -> None:
 
 def test_no_retries_by_default() -> None:
     calls, body = failing_then_ok(1)
-    once = task(name="once")(body)  # type: ignore[call-overload]
+    once = task(name="once")(body)
 
     @flow
     def single() -> None:
@@ -87,13 +89,14 @@ def test_no_retries_by_default() -> None:
 
 def test_retry_delay_list_gives_one_delay_per_attempt_and_repeats_the_last() -> None:
     calls, body = failing_then_ok(4)
-    paced = task(name="paced", retries=4, retry_delay=[0.01, 0.02, 0.05])(body)  # type: ignore[call-overload]
+    paced = task(name="paced", retries=4, retry_delay=[0.01, 0.02, 0.05])(body)
 
     @flow
     def delayed() -> int:
         return paced()
 
     assert delayed() == 5
+    assert len(calls) == 5
     [tr] = store().get_task_runs(last_flow_run(store()).id)
     messages = [h.message for h in store().get_history(tr.id) if h.state is State.AWAITING_RETRY]
     assert messages == [
@@ -106,13 +109,14 @@ def test_retry_delay_list_gives_one_delay_per_attempt_and_repeats_the_last() -> 
 
 def test_a_single_retry_delay_applies_to_every_retry() -> None:
     calls, body = failing_then_ok(2)
-    steady = task(name="steady", retries=2, retry_delay=0.03)(body)  # type: ignore[call-overload]
+    steady = task(name="steady", retries=2, retry_delay=0.03)(body)
 
     @flow
     def constant() -> int:
         return steady()
 
     assert constant() == 3
+    assert len(calls) == 3
     [tr] = store().get_task_runs(last_flow_run(store()).id)
     messages = [h.message for h in store().get_history(tr.id) if h.state is State.AWAITING_RETRY]
     assert messages == ["retry in 0.03 s after attempt 1", "retry in 0.03 s after attempt 2"]
@@ -123,8 +127,8 @@ def test_retry_on_retries_only_the_listed_exceptions() -> None:
     bug_calls, bug_body = failing_then_ok(1, KeyError)
     transient = task(name="transient", retries=3, retry_on=[ConnectionError, TimeoutError])(
         transient_body
-    )  # type: ignore[call-overload]
-    bug = task(name="bug", retries=3, retry_on=ConnectionError)(bug_body)  # type: ignore[call-overload]
+    )
+    bug = task(name="bug", retries=3, retry_on=ConnectionError)(bug_body)
 
     @flow
     def filtered() -> str:
@@ -146,7 +150,7 @@ def test_retry_on_retries_only_the_listed_exceptions() -> None:
 
 def test_retry_on_matches_subclasses() -> None:
     calls, body = failing_then_ok(1, ConnectionRefusedError)
-    net = task(name="net", retries=1, retry_on=OSError)(body)  # type: ignore[call-overload]
+    net = task(name="net", retries=1, retry_on=OSError)(body)
 
     @flow
     def subclassed() -> int:

@@ -61,7 +61,8 @@ def postgres_server() -> Iterator[PostgresServer]:
     try:
         server = PostgresServer(url)
     except Exception as exc:  # not installed, not running, refused...
-        reason = f"PostgreSQL is not reachable at {url} ({type(exc).__name__}: {exc})".strip()
+        detail = " ".join(str(exc).split())
+        reason = f"PostgreSQL is not reachable at {url} ({type(exc).__name__}: {detail})"
         if os.environ.get("CI") == "true":
             pytest.fail(f"{reason}; CI=true requires it (set LEGATO_TEST_POSTGRES_URL)")
         pytest.skip(f"{reason}; set LEGATO_TEST_POSTGRES_URL to run the PostgreSQL tests")

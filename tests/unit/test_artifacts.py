@@ -28,7 +28,7 @@ def test_markdown_needs_text() -> None:
 
 def test_an_image_that_cannot_be_read_names_the_path(tmp_path: Path) -> None:
     missing = tmp_path / "missing.png"
-    with pytest.raises(UsageError, match="missing.png"):
+    with pytest.raises(UsageError, match=r"missing\.png"):
         artifact.image(missing)
 
 

@@ -41,7 +41,7 @@ def test_design_states() -> None:
 
 
 def test_success_and_final_states() -> None:
-    assert SUCCESS_STATES == {State.COMPLETED, State.CACHED}
+    assert {State.COMPLETED, State.CACHED} == SUCCESS_STATES
     assert {s for s in State if s.is_success} == SUCCESS_STATES
     assert {s for s in State if s.is_final} == FINAL_STATES
     assert not State.CRASHED.is_final  # a crashed run is retried or resumed

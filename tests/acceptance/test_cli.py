@@ -1,0 +1,237 @@
+"""`legato` as a user runs it: exit codes, --json field names, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.acceptance.conftest import Legato, as_json
+
+FLOWS = str(Path(__file__).with_name("flows.py"))
+
+
+def test_run_completes_and_prints_the_run_as_json(legato: Legato) -> None:
+    proc = legato("run", f"{FLOWS}:arithmetic", "-p", "n=4", "-p", "scale=0.5", "--json")
+    assert proc.returncode == 0, proc.stderr
+    run = json.loads(proc.stdout)
+    assert {"id", "flow", "state", "parameters", "task_runs"} <= set(run)
+    assert run["flow"] == "arithmetic" and run["state"] == "COMPLETED"
+    assert run["parameters"] == {"n": 4, "scale": 0.5, "label": "run"}
+    assert run["result"] == {"total": 6.0, "label": "run"}
+    assert len(run["task_runs"]) == 4
+    for tr in run["task_runs"]:
+        expected = {
+            "id",
+            "task",
+            "key",
+            "state",
+            "attempts",
+            "pool",
+            "worker",
+            "started_at",
+            "ended_at",
+            "error",
+        }
+        assert expected <= set(tr)
+        assert tr["state"] == "COMPLETED" and tr["attempts"] == 1
+
+
+def test_str_parameters_stay_strings_and_params_file_is_read(
+    legato: Legato, tmp_path: Path
+) -> None:
+    params = tmp_path / "p.json"
+    params.write_text(json.dumps({"n": 2, "label": "from-file"}))
+    proc = legato(
+        "run", f"{FLOWS}:arithmetic", "--params-file", str(params), "-p", "label=007", "--json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert as_json(proc)["parameters"]["label"] == "007"
+
+
+def test_listing_show_and_logs(legato: Legato) -> None:
+    legato("run", f"{FLOWS}:arithmetic", "-p", "n=2", "-p", "label=first")
+    legato("run", f"{FLOWS}:failing")
+    runs = as_json(legato("runs", "ls", "--json"))
+    assert [r["flow"] for r in runs] == ["failing", "arithmetic"]  # newest first
+    assert as_json(legato("runs", "ls", "--json", "--state", "failed"))[0]["flow"] == "failing"
+    assert (
+        as_json(legato("runs", "ls", "--json", "--flow", "arithmetic"))[0]["state"] == "COMPLETED"
+    )
+    first = runs[1]["id"]
+    shown = legato("runs", "show", first[:13], "--json")
+    assert shown.returncode == 0
+    assert as_json(shown)["id"] == first  # a unique prefix is enough
+    human = legato("runs", "show", first)
+    assert "double:0[0]" in human.stdout and "COMPLETED" in human.stdout
+    logs = as_json(legato("runs", "logs", first, "--json"))
+    assert any("summing 2 items for first" in e["message"] for e in logs)
+    failed_logs = legato("runs", "logs", runs[0]["id"], "--level", "error")
+    assert "ValueError: cannot handle 3" in failed_logs.stdout
+
+
+def test_failed_run_exits_1_with_one_line(legato: Legato) -> None:
+    proc = legato("run", f"{FLOWS}:failing", "-q")
+    assert proc.returncode == 1
+    assert "ValueError: cannot handle 3" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    debug = legato("--debug", "run", f"{FLOWS}:failing", "-q")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_bad_input_exits_2_and_creates_no_run(legato: Legato, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("import nonexistent_module_xyz\n")
+    cases = [
+        ([f"{FLOWS}:nope"], "has no flow named 'nope'"),
+        ([str(tmp_path / "missing.py") + ":f"], "no such file"),
+        ([f"{broken}:f"], "ModuleNotFoundError"),
+        ([f"{FLOWS}:double"], "is not a flow"),
+        ([f"{FLOWS}:arithmetic", "-p", "n=many"], "parameter 'n'"),
+        ([f"{FLOWS}:arithmetic"], "parameter 'n': missing"),
+        ([f"{FLOWS}:arithmetic", "-p", "n=1", "-p", "bogus=1"], "bogus"),
+        ([f"{FLOWS}:arithmetic", "-p", "n"], "expected -p NAME=VALUE"),
+        ([f"{FLOWS}:arithmetic", "--params-file", str(tmp_path / "none.json")], "cannot read"),
+    ]
+    for args, message in cases:
+        proc = legato("run", *args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert message in proc.stderr, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+    assert as_json(legato("runs", "ls", "--json")) == []
+
+
+def test_unserializable_result_fails_the_run_cleanly(legato: Legato) -> None:
+    proc = legato("run", f"{FLOWS}:unserializable", "-q")
+    assert proc.returncode == 1
+    assert "cannot be serialized" in proc.stderr
+    [run] = as_json(legato("runs", "ls", "--json"))
+    assert run["state"] == "FAILED" and "SerializationError" in run["error"]
+
+
+def test_unwritable_result_storage_is_one_line(legato: Legato, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    proc = legato(
+        "run",
+        f"{FLOWS}:arithmetic",
+        "-p",
+        "n=3",
+        "-q",
+        env={
+            "LEGATO_RESULT_STORAGE": str(blocker / "results"),
+            "LEGATO_INLINE_RESULT_MAX_BYTES": "1",
+        },
+    )
+    assert proc.returncode == 1
+    assert "cannot write a result to the result storage" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_database_from_a_newer_legato_is_refused_untouched(legato: Legato, home: Path) -> None:
+    legato("run", f"{FLOWS}:arithmetic", "-p", "n=1")
+    db = home / "legato.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    before = _dump(db)
+    for args in (["runs", "ls"], ["run", f"{FLOWS}:arithmetic", "-p", "n=1"]):
+        proc = legato(*args)
+        assert proc.returncode == 2
+        assert "newer Legato" in proc.stderr and "Traceback" not in proc.stderr
+    assert _dump(db) == before  # same rows and schema (the file may be checkpointed)
+
+
+def _dump(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return list(conn.iterdump())
+
+
+def test_paused_run_exits_3_and_is_answered_from_the_cli(legato: Legato) -> None:
+    proc = legato("run", f"{FLOWS}:approval", "-p", "item=widget")
+    assert proc.returncode == 3, proc.stderr
+    assert "legato answer" in proc.stderr
+    [question] = as_json(legato("asks", "ls", "--json"))
+    assert question["prompt"] == "ship widget?" and question["state"] == "pending"
+    refused = legato("answer", question["flow_run_id"], "perhaps")
+    assert refused.returncode == 2 and "yes or no" in refused.stderr
+    assert as_json(legato("runs", "ls", "--json"))[0]["state"] == "PAUSED"
+    done = legato("answer", question["flow_run_id"], "yes", "--by", "qa-lead")
+    assert done.returncode == 0, done.stderr
+    run = as_json(legato("runs", "show", question["flow_run_id"], "--json"))
+    assert run["state"] == "COMPLETED" and run["result"] == "shipped"
+    [asked] = run["questions"]
+    assert asked["answer"] is True and asked["answered_by"] == "qa-lead"
+    assert as_json(legato("asks", "ls", "--json")) == []
+
+
+def test_cancel_kills_the_running_task_and_retry_finishes_it(
+    legato: Legato, home: Path, tmp_path: Path
+) -> None:
+    mark = tmp_path / "mark.txt"
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+    env.update({"LEGATO_HOME": str(home), "MARK_FILE": str(mark)})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato", "run", f"{FLOWS}:cancellable", "-p", "seconds=3", "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    run_id = None
+    for _ in range(100):  # wait until the task is running
+        time.sleep(0.1)
+        listed = legato("runs", "ls", "--json")
+        if listed.returncode == 0 and json.loads(listed.stdout or "[]"):
+            run_id = json.loads(listed.stdout)[0]["id"]
+            tasks = as_json(legato("runs", "show", run_id, "--json"))["task_runs"]
+            if tasks and tasks[0]["state"] == "RUNNING":
+                break
+    assert run_id is not None
+    cancelled = legato("runs", "cancel", run_id)
+    assert cancelled.returncode == 0, cancelled.stderr
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1, err  # the run did not complete
+    time.sleep(3.5)  # past the moment the task would have written its mark
+    assert not mark.exists(), "the cancelled task kept running"
+    run = as_json(legato("runs", "show", run_id, "--json"))
+    assert run["state"] == "CANCELLED"
+    assert run["task_runs"][0]["state"] == "CANCELLED"
+    again = legato("runs", "cancel", run_id)
+    assert again.returncode == 2 and "already CANCELLED" in again.stderr
+    retried = legato("runs", "retry", run_id, "--json", env={"MARK_FILE": str(mark)})
+    assert retried.returncode == 0, retried.stderr
+    assert as_json(retried)["result"] == "done" and mark.read_text() == "written"
+
+
+def test_db_upgrade_and_status(legato: Legato, home: Path) -> None:
+    up = legato("db", "upgrade")
+    assert up.returncode == 0, up.stderr
+    status = legato("db", "status")
+    assert "schema revision: 0001" in status.stdout
+
+
+def test_interrupt_is_not_a_traceback(legato: Legato, home: Path, tmp_path: Path) -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+    env.update({"LEGATO_HOME": str(home), "MARK_FILE": str(tmp_path / "m")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato", "run", f"{FLOWS}:cancellable", "-p", "seconds=5", "-q"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    [run] = as_json(legato("runs", "ls", "--json"))
+    assert run["state"] == "CRASHED"  # resumable: `legato runs resume`
