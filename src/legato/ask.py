@@ -9,7 +9,6 @@ calls replay from the store, and this ``ask()`` returns the validated answer.
 from __future__ import annotations
 
 import getpass
-import os
 import socket
 from typing import Any, TypeVar, overload
 
@@ -175,7 +174,9 @@ def check_answer(schema: dict[str, Any], value: Any) -> None:
 
 
 def default_answerer() -> str:
-    return os.environ.get("LEGATO_USER") or f"{getpass.getuser()}@{socket.gethostname()}"
+    from legato.settings import get_settings
+
+    return get_settings().user or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def answer_question(store: Store, question: Question, value: Any, by: str | None = None) -> None:

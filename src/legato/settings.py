@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         "whoever can write the result storage).",
     )
 
+    user: str | None = Field(
+        default=None, description="Who answers questions from this shell (default user@host)."
+    )
+    debug: bool = Field(default=False, description="Show tracebacks on CLI errors.")
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:

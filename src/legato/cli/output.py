@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
+import sys
 from typing import Any
 
 from rich.console import Console
@@ -12,8 +14,10 @@ from rich.table import Table
 
 from legato.models import FlowRun, State, TaskRun
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False)
+# Piped output is not cut to 80 columns: ids and errors stay whole for grep and scripts.
+_WIDE = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+out = Console(highlight=False, soft_wrap=True, width=_WIDE)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATE_STYLE = {
     State.COMPLETED: "green",
