@@ -141,6 +141,10 @@ class TaskRun:
     started_at: float | None = None
     ended_at: float | None = None
     child_flow_run_id: str | None = None
+    queued_at: float | None = None
+    lease_expires_at: float | None = None
+    max_attempts: int = 1
+    payload: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,6 +166,10 @@ class TaskRun:
             "started_at": self.started_at,
             "ended_at": self.ended_at,
             "child_flow_run_id": self.child_flow_run_id,
+            "queued_at": self.queued_at,
+            "lease_expires_at": self.lease_expires_at,
+            "max_attempts": self.max_attempts,
+            "payload": self.payload,
         }
 
 
@@ -236,4 +244,68 @@ class Question:
             "error": self.error,
             "created_at": self.created_at,
             "timeout_at": self.timeout_at,
+        }
+
+
+@dataclass
+class Worker:
+    """A process serving one pool: its capacity, what it uses, when it was last heard of."""
+
+    id: str
+    name: str
+    pool: str
+    capacity: dict[str, float]
+    used: dict[str, float] = field(default_factory=dict)
+    state: str = "online"  # online | draining | offline
+    host: str | None = None
+    pid: int | None = None
+    started_at: float = 0.0
+    last_heartbeat: float = 0.0
+    version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "pool": self.pool,
+            "capacity": self.capacity,
+            "used": self.used,
+            "state": self.state,
+            "host": self.host,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "last_heartbeat": self.last_heartbeat,
+            "version": self.version,
+        }
+
+
+class Role(enum.StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    def allows(self, needed: Role) -> bool:
+        order = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+        return order.index(self) >= order.index(needed)
+
+
+@dataclass
+class ApiToken:
+    """An API token's record; the secret itself is never stored, only its SHA-256."""
+
+    id: str
+    name: str
+    role: Role
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "role": self.role.value,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked_at": self.revoked_at,
         }

@@ -12,14 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from legato.models import (
+    ApiToken,
     Artifact,
     FlowRun,
     LogRecord,
     Question,
     QuestionState,
+    Role,
     State,
     StateChange,
     TaskRun,
+    Worker,
 )
 
 
@@ -187,6 +190,78 @@ class Store(Protocol):
     ) -> bool:
         """Compare-and-set a question's state and fields (answer, answered_by, answered_at,
         error); False if it was not in ``allowed_from``."""
+
+    # -- remote pools: claims, leases, heartbeats (see queue.py) --------------------------
+
+    def claim_task_runs(
+        self,
+        pool: str,
+        worker: str,
+        free: dict[str, float],
+        *,
+        limit: int = 1,
+        lease_seconds: float = 30.0,
+    ) -> list[TaskRun]:
+        """Claim up to ``limit`` queued task runs of ``pool`` whose resources fit ``free``:
+        RUNNING, attempts + 1 (the fencing token), leased to ``worker``."""
+
+    def heartbeat(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
+    ) -> list[str]:
+        """Renew the leases of ``held`` (task run id -> attempt); return the ids lost."""
+
+    def finish_task_run(
+        self,
+        task_run_id: str,
+        attempt: int,
+        state: State,
+        values: dict[str, Any],
+        message: str | None = None,
+    ) -> bool:
+        """Record a claimed attempt's outcome; False if that attempt no longer holds the run."""
+
+    def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
+        """CRASHED for every expired lease, and queued again while attempts remain."""
+
+    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
+        """Wake-up counters to pass to ``wait_for_queue`` (read before looking for work)."""
+
+    def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
+        """Block until work may have been queued in the pools of ``seen``, or timeout."""
+
+    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """Block until task runs among ``ids`` end (or pause); return those that did."""
+
+    def register_worker(self, worker: Worker) -> None:
+        """Record a worker that just started."""
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        """online | draining | offline."""
+
+    def list_workers(
+        self, pool: str | None = None, *, include_offline: bool = False
+    ) -> list[Worker]:
+        """Workers by pool and name."""
+
+    def queue_depths(self) -> dict[str, int]:
+        """Queued task runs per pool."""
+
+    # -- API tokens (see tokens.py) ---------------------------------------------------------
+
+    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
+        """A new token and its secret (the secret is not stored)."""
+
+    def verify_token(self, secret: str) -> ApiToken | None:
+        """The live token with this secret."""
+
+    def touch_token(self, token_id: str) -> None:
+        """Record that a token was used now."""
+
+    def list_tokens(self) -> list[ApiToken]:
+        """Every token, revoked ones too."""
+
+    def revoke_token(self, id_or_name: str) -> bool:
+        """Revoke by id, id prefix or name; False if none matched."""
 
     def close(self) -> None:
         """Release connections."""

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001",)
+KNOWN_REVISIONS = ("0001", "0002")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -66,8 +66,16 @@ task_runs = Table(
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
     Column("ended_at", Float),
+    # Queued for a pool's workers (0002): ready since queued_at; the holder's lease ends at
+    # lease_expires_at; the attempt number is the fencing token.
+    Column("queued_at", Float),
+    Column("lease_expires_at", Float),
+    Column("max_attempts", Integer, nullable=False, server_default="1"),
+    Column("payload", Text),
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
+    Index("ix_task_runs_queue", "pool", "state", "queued_at"),
+    Index("ix_task_runs_lease", "state", "lease_expires_at"),
 )
 
 state_history = Table(
@@ -137,4 +145,33 @@ questions = Table(
     Column("timeout_at", Float),
     UniqueConstraint("flow_run_id", "key", name="uq_questions_flow_run_key"),
     Index("ix_questions_state", "state", "created_at"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("host", String(200)),
+    Column("pid", Integer),
+    Column("capacity", Text, nullable=False),
+    Column("used", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("started_at", Float, nullable=False),
+    Column("last_heartbeat", Float, nullable=False),
+    Column("version", String(50)),
+    Index("ix_workers_pool", "pool", "state"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
 )

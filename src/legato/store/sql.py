@@ -52,10 +52,25 @@ from legato.store.base import (
     UpdateTaskRun,
 )
 from legato.store.migrate import check_schema
+from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
+from legato.store.queue import QueueSql
+from legato.store.tokens import TokenSql
 
 _dumps = json.dumps
 _JSON_COLUMNS = frozenset(
-    {"parameters", "tags", "resources", "depends_on", "result", "answer", "default", "schema"}
+    {
+        "parameters",
+        "tags",
+        "resources",
+        "depends_on",
+        "result",
+        "answer",
+        "default",
+        "schema",
+        "payload",
+        "capacity",
+        "used",
+    }
 )
 
 
@@ -108,6 +123,10 @@ def _task_run(row: Any) -> TaskRun:
         started_at=row.started_at,
         ended_at=row.ended_at,
         child_flow_run_id=row.child_flow_run_id,
+        queued_at=row.queued_at,
+        lease_expires_at=row.lease_expires_at,
+        max_attempts=row.max_attempts,
+        payload=_loads(row.payload),
     )
 
 
@@ -169,6 +188,10 @@ def _task_run_row(run: TaskRun) -> dict[str, Any]:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
+        "queued_at": run.queued_at,
+        "lease_expires_at": run.lease_expires_at,
+        "max_attempts": run.max_attempts,
+        "payload": None if run.payload is None else _dumps(run.payload),
     }
 
 
@@ -205,7 +228,7 @@ def _connect_sqlite(url: str) -> Engine:
     return engine
 
 
-class SqlStore:
+class SqlStore(QueueSql, TokenSql):
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
 
@@ -214,6 +237,8 @@ class SqlStore:
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
         self._update_stmts: dict[tuple[str, frozenset[str]], Any] = {}
+        self.notifier = Notifier()
+        self._listener: PostgresListener | None = None
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         try:
@@ -252,7 +277,10 @@ class SqlStore:
             try:
                 with conn.begin():
                     yield conn
+                if self.dialect != "postgresql":
+                    self._deliver_local(conn)
             except BaseException:
+                conn.info.pop("legato_signals", None)
                 if conn.invalidated:
                     conn.close()
                     self._write_conn = None
@@ -388,6 +416,14 @@ class SqlStore:
                 raise TypeError(f"unknown store operation {op!r}")
         if new_tasks:
             conn.execute(_INSERT_TASK_RUN, list(new_tasks.values()))
+        queued = {r["pool"] for r in new_tasks.values() if r.get("queued_at") is not None}
+        requeued = [u["_id"] for u in task_updates if u.get("queued_at") is not None]
+        if requeued:
+            c = s.task_runs.c
+            queued.update(
+                p for (p,) in conn.execute(select(c.pool).where(c.id.in_(requeued))).all()
+            )
+        self._signal(conn, QUEUE_CHANNEL, {p for p in queued if p})
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates
         # that set the same columns go in one executemany.
         i = 0
@@ -608,7 +644,26 @@ class SqlStore:
         with self._write() as conn:
             return bool(conn.execute(stmt).rowcount)
 
+    def _listen(self) -> None:
+        """Start the LISTEN thread on first wait (PostgreSQL only)."""
+        if self.dialect == "postgresql" and self._listener is None:
+            with self._write_lock:
+                if self._listener is None:
+                    url = make_url(self.url).set(drivername="postgresql")
+                    conninfo = url.render_as_string(hide_password=False)
+                    self._listener = PostgresListener(conninfo, self.notifier)
+
+    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
+        self._listen()
+        return super().queue_versions(pools)
+
+    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        self._listen()
+        return super().wait_for_task_runs(ids, timeout)
+
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         with self._write_lock:
             if self._write_conn is not None:
                 self._write_conn.close()

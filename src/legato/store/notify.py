@@ -1,0 +1,100 @@
+"""Wake-ups without sleep loops: "work was queued in pool P", "task run T finished".
+
+A ``Notifier`` keeps a version number per key; a waiter remembers the version it saw, looks
+for work, and if there is none waits for the version to move, so a wake-up that lands between
+the look and the wait is never lost. On PostgreSQL the keys are moved by LISTEN/NOTIFY from
+any process; on SQLite, by commits in this process (other processes fall back to a short poll).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+log = logging.getLogger("legato.store")
+
+QUEUE_CHANNEL = "legato_queue"  # payload: the pool name
+DONE_CHANNEL = "legato_done"  # payload: the task run id
+
+
+class Notifier:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._versions: dict[str, int] = {}
+        self._epoch = 0  # moves on every notification: "something happened"
+
+    def version(self, key: str) -> int:
+        with self._cond:
+            return self._versions.get(key, 0)
+
+    def versions(self, keys: Iterable[str]) -> dict[str, int]:
+        """Current versions of ``keys`` (and of "*", which wakes every waiter)."""
+        with self._cond:
+            seen = {k: self._versions.get(k, 0) for k in keys}
+            seen["*"] = self._versions.get("*", 0)
+            return seen
+
+    def notify(self, key: str) -> None:
+        with self._cond:
+            self._versions[key] = self._versions.get(key, 0) + 1
+            self._epoch += 1
+            self._cond.notify_all()
+
+    def wait(self, seen: dict[str, int], timeout: float) -> bool:
+        """Wait until any key's version differs from ``seen``; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if any(self._versions.get(k, 0) != v for k, v in seen.items()):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+
+
+class PostgresListener:
+    """A thread holding one LISTEN connection, turning notifications into Notifier moves."""
+
+    def __init__(self, conninfo: str, notifier: Notifier) -> None:
+        self.conninfo = conninfo
+        self.notifier = notifier
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="legato-listen", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def _run(self) -> None:
+        import psycopg
+
+        backoff = 0.2
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    conn.execute(f"LISTEN {DONE_CHANNEL}")
+                    self._ready.set()
+                    backoff = 0.2
+                    # After a reconnect we may have missed notifications: wake everyone once.
+                    self.notifier.notify("*")
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._deliver(note)
+            except Exception as exc:  # the server restarted: reconnect with backoff
+                if self._stop.is_set():
+                    break
+                log.warning("LISTEN connection lost (%s); reconnecting", exc)
+                self._ready.set()
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def _deliver(self, note: Any) -> None:
+        channel = "queue:" if note.channel == QUEUE_CHANNEL else "done:"
+        self.notifier.notify(channel + note.payload)
+
+    def close(self) -> None:
+        self._stop.set()

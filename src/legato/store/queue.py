@@ -1,0 +1,323 @@
+"""The SQL of remote pools: claims with leases and fencing, heartbeats, re-queues, workers.
+
+A task run waiting for a pool's workers is PENDING with ``queued_at`` set. A claim moves it to
+RUNNING for one worker, bumps ``attempts`` (the fencing token) and sets a lease; the holder
+renews the lease by heartbeat; a result is accepted only from the attempt that holds it. A run
+whose lease expired is CRASHED and, while attempts remain, queued again.
+Claims use ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite a write transaction is taken up
+front (``BEGIN IMMEDIATE``), which serialises claimers.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, insert, select, text, update
+
+from legato.models import State, TaskRun, Worker
+from legato.store import schema as s
+from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
+
+
+def fits(needs: dict[str, float], free: dict[str, float]) -> bool:
+    return all(free.get(k, 0.0) + 1e-9 >= v for k, v in needs.items() if v > 0)
+
+
+_CLAIM = (
+    update(s.task_runs)
+    .where(s.task_runs.c.id == bindparam("_id"))
+    .values(
+        state=State.RUNNING.value,
+        worker=bindparam("worker"),
+        attempts=s.task_runs.c.attempts + 1,
+        started_at=bindparam("now"),
+        lease_expires_at=bindparam("lease"),
+        queued_at=None,
+        ended_at=None,
+    )
+)
+
+
+def _worker(row: Any) -> Worker:
+    return Worker(
+        id=row.id,
+        name=row.name,
+        pool=row.pool,
+        capacity=json.loads(row.capacity),
+        used=json.loads(row.used),
+        state=row.state,
+        host=row.host,
+        pid=row.pid,
+        started_at=row.started_at,
+        last_heartbeat=row.last_heartbeat,
+        version=row.version,
+    )
+
+
+class QueueSql:
+    """Mixed into SqlStore: it provides ``_write``, ``_read``, ``dialect``, ``notifier``."""
+
+    dialect: str
+    notifier: Notifier
+    _write: Any
+    _read: Any
+
+    # -- wake-ups -------------------------------------------------------------------------
+
+    def _signal(self, conn: Connection, channel: str, payloads: set[str]) -> None:
+        """Announce ``payloads`` on ``channel`` when this transaction commits."""
+        if not payloads:
+            return
+        if self.dialect == "postgresql":
+            conn.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                [{"channel": channel, "payload": p} for p in sorted(payloads)],
+            )
+        else:
+            pending = conn.info.setdefault("legato_signals", [])
+            prefix = "queue:" if channel == QUEUE_CHANNEL else "done:"
+            pending.extend(prefix + p for p in payloads)
+
+    def _deliver_local(self, conn: Connection) -> None:
+        """After a SQLite commit: wake waiters in this process."""
+        for key in conn.info.pop("legato_signals", []):
+            self.notifier.notify(key)
+
+    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
+        """Remember before looking for work; pass to ``wait_for_queue``."""
+        return self.notifier.versions([f"queue:{p}" for p in pools])
+
+    def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
+        """Block until work may have been queued in one of the pools, or ``timeout``.
+
+        On SQLite another process's commit is not signalled here: the wait is capped at a
+        short poll interval instead.
+        """
+        if self.dialect == "sqlite":
+            timeout = min(timeout, 0.25)
+        return self.notifier.wait(seen, timeout)
+
+    # -- claims -----------------------------------------------------------------------------
+
+    def claim_task_runs(
+        self,
+        pool: str,
+        worker: str,
+        free: dict[str, float],
+        *,
+        limit: int = 1,
+        lease_seconds: float = 30.0,
+    ) -> list[TaskRun]:
+        """Claim up to ``limit`` queued task runs of ``pool`` that fit in ``free``."""
+        from legato.store.sql import _history, _task_run
+
+        now = time.time()
+        c = s.task_runs.c
+        q = (
+            select(c.id, c.resources)
+            .where(c.pool == pool, c.state == State.PENDING.value, c.queued_at <= now)
+            .order_by(c.queued_at, c.id)
+            .limit(max(limit * 4, 16))
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        left = dict(free)
+        with self._write() as conn:
+            chosen = []
+            for row in conn.execute(q):
+                needs = json.loads(row.resources)
+                if fits(needs, left):
+                    for k, v in needs.items():
+                        left[k] = left.get(k, 0.0) - v
+                    chosen.append(row.id)
+                    if len(chosen) == limit:
+                        break
+            if not chosen:
+                return []
+            conn.execute(
+                _CLAIM,
+                [
+                    {"_id": i, "worker": worker, "now": now, "lease": now + lease_seconds}
+                    for i in chosen
+                ],
+            )
+            conn.execute(
+                insert(s.state_history),
+                [_history(i, "task", State.RUNNING, now, f"claimed by {worker}") for i in chosen],
+            )
+            rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
+        by_id = {r.id: _task_run(r) for r in rows}
+        return [by_id[i] for i in chosen]
+
+    def heartbeat(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
+    ) -> list[str]:
+        """Renew the leases a worker holds (task run id -> attempt); returns the ids it no
+        longer holds (cancelled, or re-queued after its lease ran out): kill those."""
+        now = time.time()
+        c = s.task_runs.c
+        lost = []
+        with self._write() as conn:
+            conn.execute(
+                update(s.workers)
+                .where(s.workers.c.id == worker_id)
+                .values(last_heartbeat=now, used=json.dumps(used))
+            )
+            for run_id, attempt in held.items():
+                done = conn.execute(
+                    update(s.task_runs)
+                    .where(
+                        c.id == run_id,
+                        c.attempts == attempt,
+                        c.state == State.RUNNING.value,
+                    )
+                    .values(lease_expires_at=now + lease_seconds)
+                ).rowcount
+                if not done:
+                    lost.append(run_id)
+        return lost
+
+    def finish_task_run(
+        self,
+        task_run_id: str,
+        attempt: int,
+        state: State,
+        values: dict[str, Any],
+        message: str | None = None,
+    ) -> bool:
+        """Record the outcome of a claimed attempt; False (nothing written) if that attempt no
+        longer holds the run: a late result from a dead attempt is refused."""
+        from legato.store.sql import _encode, _history
+
+        now = time.time()
+        c = s.task_runs.c
+        row = _encode(values)
+        row.update(state=state.value, lease_expires_at=None)
+        if state is State.PENDING:  # handed back (drain, retry): queued again
+            row.setdefault("queued_at", now)
+            row["worker"] = None
+        with self._write() as conn:
+            done = conn.execute(
+                update(s.task_runs)
+                .where(c.id == task_run_id, c.attempts == attempt, c.state == State.RUNNING.value)
+                .values(row)
+            ).rowcount
+            if not done:
+                return False
+            conn.execute(
+                insert(s.state_history), [_history(task_run_id, "task", state, now, message)]
+            )
+            if state is State.PENDING:
+                pool = conn.execute(select(c.pool).where(c.id == task_run_id)).scalar_one()
+                self._signal(conn, QUEUE_CHANNEL, {pool})
+            else:
+                self._signal(conn, DONE_CHANNEL, {task_run_id})
+        self._deliver_after(conn)
+        return True
+
+    def _deliver_after(self, conn: Connection) -> None:
+        if self.dialect != "postgresql":
+            self._deliver_local(conn)
+
+    def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
+        """Task runs whose lease ran out: CRASHED, then queued again while attempts remain.
+        Returns them as they are now."""
+        from legato.store.sql import _history, _task_run
+
+        now = time.time() if now is None else now
+        c = s.task_runs.c
+        q = select(c.id, c.attempts, c.max_attempts, c.pool).where(
+            c.state == State.RUNNING.value, c.lease_expires_at < now
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            history = []
+            pools = set()
+            done = []
+            for r in rows:
+                history.append(_history(r.id, "task", State.CRASHED, now, "lease expired"))
+                if r.attempts < r.max_attempts:
+                    values = {"state": State.PENDING.value, "queued_at": now}
+                    history.append(_history(r.id, "task", State.PENDING, now, "re-queued"))
+                    pools.add(r.pool)
+                else:
+                    values = {"state": State.CRASHED.value, "ended_at": now}
+                    values["error"] = "the worker running it was lost (lease expired)"
+                    done.append(r.id)
+                values.update(worker=None, lease_expires_at=None)
+                conn.execute(update(s.task_runs).where(c.id == r.id).values(values))
+            conn.execute(insert(s.state_history), history)
+            self._signal(conn, QUEUE_CHANNEL, pools)
+            self._signal(conn, DONE_CHANNEL, set(done))
+            result = conn.execute(select(s.task_runs).where(c.id.in_([r.id for r in rows]))).all()
+        self._deliver_after(conn)
+        return [_task_run(r) for r in result]
+
+    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """Wait until each of ``ids`` is final (or PAUSED), or ``timeout``; returns those that
+        are. Used by a flow waiting on remote task runs."""
+        from legato.store.sql import _task_run
+
+        deadline = time.monotonic() + timeout
+        keys = [f"done:{i}" for i in ids]
+        c = s.task_runs.c
+        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
+        while True:
+            seen = self.notifier.versions(keys)
+            with self._read() as conn:
+                rows = conn.execute(
+                    select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
+                ).all()
+            left = deadline - time.monotonic()
+            if rows or left <= 0:
+                return [_task_run(r) for r in rows]
+            self.notifier.wait(seen, min(left, 0.25) if self.dialect == "sqlite" else left)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    def register_worker(self, worker: Worker) -> None:
+        row = worker.to_json()
+        row["capacity"] = json.dumps(worker.capacity)
+        row["used"] = json.dumps(worker.used)
+        with self._write() as conn:
+            conn.execute(insert(s.workers), [row])
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(s.workers)
+                .where(s.workers.c.id == worker_id)
+                .values(state=state, last_heartbeat=time.time())
+            )
+
+    def list_workers(
+        self, pool: str | None = None, *, include_offline: bool = False
+    ) -> list[Worker]:
+        w = s.workers.c
+        q = select(s.workers).order_by(w.pool, w.name)
+        if pool is not None:
+            q = q.where(w.pool == pool)
+        if not include_offline:
+            q = q.where(w.state != "offline")
+        with self._read() as conn:
+            return [_worker(r) for r in conn.execute(q)]
+
+    def queue_depths(self) -> dict[str, int]:
+        """Queued task runs per pool (Prometheus, `legato pools ls`)."""
+        from sqlalchemy import func
+
+        c = s.task_runs.c
+        q = (
+            select(c.pool, func.count())
+            .where(c.state == State.PENDING.value, c.queued_at.is_not(None))
+            .group_by(c.pool)
+        )
+        with self._read() as conn:
+            return {str(pool): int(n) for pool, n in conn.execute(q)}

@@ -1,0 +1,232 @@
+"""The Store contract for remote pools and API tokens: claims, leases, fencing, heartbeats,
+re-queues, wake-ups, workers. The same tests on every backend."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from legato.models import Role, State, Worker, new_id
+from legato.store import InsertFlowRun, InsertTaskRun, Store, UpdateTaskRun
+from tests.store.test_contract import flow_run, states, task_run
+
+
+def queued(store: Store, n: int, pool: str = "gpu", **values: object) -> list[str]:
+    """A flow run with ``n`` task runs queued for ``pool``; returns their ids."""
+    run = flow_run()
+    now = time.time()
+    trs = [
+        task_run(
+            run.id, f"t:{i}", pool=pool, queued_at=now - 1 + i * 1e-3, max_attempts=2, **values
+        )
+        for i in range(n)
+    ]
+    store.apply([InsertFlowRun(run), *[InsertTaskRun(t) for t in trs]])
+    return [t.id for t in trs]
+
+
+def test_a_claim_takes_queued_runs_oldest_first_and_leases_them(store: Store) -> None:
+    ids = queued(store, 3)
+    [first] = store.claim_task_runs("gpu", "w1", {"gpu": 4}, lease_seconds=30)
+    assert first.id == ids[0]
+    assert first.state is State.RUNNING and first.worker == "w1" and first.attempts == 1
+    assert first.lease_expires_at is not None and first.lease_expires_at > time.time() + 20
+    rest = store.claim_task_runs("gpu", "w2", {"gpu": 4}, limit=5)
+    assert [t.id for t in rest] == ids[1:]
+    assert store.claim_task_runs("gpu", "w3", {"gpu": 4}, limit=5) == []
+    assert states(store, first.id)[-1] is State.RUNNING
+
+
+def test_claims_respect_pool_readiness_and_resources(store: Store) -> None:
+    run = flow_run()
+    now = time.time()
+    store.apply(
+        [
+            InsertFlowRun(run),
+            InsertTaskRun(
+                task_run(run.id, "big:0", pool="gpu", queued_at=now - 1, resources={"gpu": 2})
+            ),
+            InsertTaskRun(
+                task_run(run.id, "small:0", pool="gpu", queued_at=now - 1, resources={"gpu": 1})
+            ),
+            InsertTaskRun(task_run(run.id, "later:0", pool="gpu", queued_at=now + 3600)),
+            InsertTaskRun(task_run(run.id, "unready:0", pool="gpu")),  # waits on dependencies
+            InsertTaskRun(task_run(run.id, "cpu:0", pool="cpu", queued_at=now - 1)),
+        ]
+    )
+    claimed = store.claim_task_runs("gpu", "w", {"gpu": 1}, limit=10)
+    assert [t.key for t in claimed] == ["small:0"]
+    assert store.claim_task_runs("gpu", "w", {"gpu": 2}, limit=10)[0].key == "big:0"
+    assert store.claim_task_runs("gpu", "w", {"gpu": 8}, limit=10) == []
+    assert [t.key for t in store.claim_task_runs("cpu", "w", {}, limit=10)] == ["cpu:0"]
+
+
+def test_concurrent_claimers_never_share_a_run(store_factory: Callable[..., Store]) -> None:
+    ids = set(queued(store_factory(), 60))
+    got: list[list[str]] = []
+    lock = threading.Lock()
+
+    def claimer(name: str) -> None:
+        store = store_factory()
+        mine = []
+        while True:
+            batch = store.claim_task_runs("gpu", name, {"gpu": 100}, limit=3)
+            if not batch:
+                break
+            mine.extend(t.id for t in batch)
+        with lock:
+            got.append(mine)
+
+    threads = [threading.Thread(target=claimer, args=(f"w{i}",)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    flat = [i for mine in got for i in mine]
+    assert len(flat) == len(set(flat)) == 60 and set(flat) == ids
+
+
+def test_a_result_is_accepted_only_from_the_attempt_holding_the_run(store: Store) -> None:
+    [run_id] = queued(store, 1)
+    [claim] = store.claim_task_runs("gpu", "w1", {"gpu": 1})
+    assert not store.finish_task_run(run_id, claim.attempts + 1, State.COMPLETED, {})
+    assert store.finish_task_run(
+        run_id, claim.attempts, State.COMPLETED, {"result": {"v": 42}, "ended_at": time.time()}
+    )
+    done = store.get_task_run(run_id)
+    assert done.state is State.COMPLETED and done.result == {"v": 42}
+    assert done.lease_expires_at is None
+    # A second, late result from the same attempt is refused too.
+    assert not store.finish_task_run(run_id, claim.attempts, State.FAILED, {"error": "late"})
+    assert store.get_task_run(run_id).state is State.COMPLETED
+
+
+def test_an_expired_lease_requeues_then_crashes_when_attempts_run_out(store: Store) -> None:
+    [run_id] = queued(store, 1)  # max_attempts=2
+    [first] = store.claim_task_runs("gpu", "w1", {"gpu": 1}, lease_seconds=0.05)
+    time.sleep(0.1)
+    [again] = store.requeue_expired()
+    assert again.id == run_id and again.state is State.PENDING and again.worker is None
+    assert store.requeue_expired() == []
+    [second] = store.claim_task_runs("gpu", "w2", {"gpu": 1}, lease_seconds=0.05)
+    assert second.attempts == 2 and second.worker == "w2"
+    # The dead first attempt's result is refused: it lost the run.
+    assert not store.finish_task_run(run_id, first.attempts, State.COMPLETED, {})
+    time.sleep(0.1)
+    [final] = store.requeue_expired()
+    assert final.state is State.CRASHED and "lease expired" in (final.error or "")
+    assert states(store, run_id) == [
+        State.PENDING,
+        State.RUNNING,
+        State.CRASHED,
+        State.PENDING,
+        State.RUNNING,
+        State.CRASHED,
+    ]
+
+
+def test_heartbeats_renew_leases_and_report_lost_runs(store: Store) -> None:
+    a, b = queued(store, 2)
+    store.register_worker(Worker(new_id(), "w1", "gpu", {"gpu": 2}, started_at=1, last_heartbeat=1))
+    [worker] = store.list_workers("gpu")
+    claims = store.claim_task_runs("gpu", "w1", {"gpu": 2}, limit=2, lease_seconds=0.2)
+    held = {t.id: t.attempts for t in claims}
+    # Someone cancels b (it is no longer RUNNING): the worker is told to let it go.
+    store.apply([UpdateTaskRun(b, State.CANCELLED, time.time())])
+    lost = store.heartbeat(worker.id, held, lease_seconds=30, used={"gpu": 2})
+    assert lost == [b]
+    assert store.get_task_run(a).lease_expires_at > time.time() + 20  # type: ignore[operator]
+    time.sleep(0.3)
+    assert store.requeue_expired() == []  # a was renewed
+    [seen] = store.list_workers("gpu")
+    assert seen.used == {"gpu": 2} and seen.last_heartbeat > 1
+
+
+def test_handing_a_run_back_queues_it_again(store: Store) -> None:
+    [run_id] = queued(store, 1)
+    [claim] = store.claim_task_runs("gpu", "w1", {"gpu": 1})
+    assert store.finish_task_run(run_id, claim.attempts, State.PENDING, {}, "worker draining")
+    back = store.get_task_run(run_id)
+    assert back.state is State.PENDING and back.queued_at is not None and back.worker is None
+    assert store.claim_task_runs("gpu", "w2", {"gpu": 1})[0].id == run_id
+
+
+def test_a_waiting_claimer_is_woken_when_work_is_queued(
+    store_factory: Callable[..., Store],
+) -> None:
+    waiter, producer = store_factory(), store_factory()
+    seen = waiter.queue_versions(["gpu"])
+    assert waiter.claim_task_runs("gpu", "w", {"gpu": 1}) == []
+    woke: list[float] = []
+
+    def wait() -> None:
+        t0 = time.monotonic()
+        while not waiter.claim_task_runs("gpu", "w", {"gpu": 1}):
+            waiter.wait_for_queue(seen, timeout=5)
+        woke.append(time.monotonic() - t0)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.2)
+    queued(producer, 1)
+    thread.join(10)
+    assert woke, "the claimer never got the queued run"
+
+
+def test_waiting_for_task_runs_returns_when_they_end(store_factory: Callable[..., Store]) -> None:
+    waiter, worker = store_factory(), store_factory()
+    [run_id] = queued(worker, 1)
+    assert waiter.wait_for_task_runs([run_id], timeout=0.1) == []
+    [claim] = worker.claim_task_runs("gpu", "w", {"gpu": 1})
+    results: list[list[object]] = []
+    thread = threading.Thread(
+        target=lambda: results.append(list(waiter.wait_for_task_runs([run_id], timeout=10)))
+    )
+    thread.start()
+    time.sleep(0.2)
+    worker.finish_task_run(run_id, claim.attempts, State.COMPLETED, {"result": {"v": 1}})
+    thread.join(15)
+    [[done]] = results
+    assert done.state is State.COMPLETED  # type: ignore[attr-defined]
+
+
+def test_queue_depths_and_offline_workers(store: Store) -> None:
+    queued(store, 3, pool="gpu")
+    queued(store, 1, pool="io")
+    assert store.queue_depths() == {"gpu": 3, "io": 1}
+    w = Worker(new_id(), "w1", "io", {"cpu": 2}, started_at=1, last_heartbeat=1)
+    store.register_worker(w)
+    store.set_worker_state(w.id, "offline")
+    assert store.list_workers() == []
+    assert [x.state for x in store.list_workers(include_offline=True)] == ["offline"]
+
+
+def test_tokens_store_only_a_hash_and_can_be_revoked(store: Store) -> None:
+    token, secret = store.create_token("ci-bot", Role.OPERATOR)
+    assert secret.startswith("lgt_") and len(secret) > 30
+    found = store.verify_token(secret)
+    assert found is not None and found.id == token.id and found.role is Role.OPERATOR
+    assert store.verify_token(secret + "x") is None
+    assert all(secret not in repr(t.to_json()) for t in store.list_tokens())
+    store.touch_token(token.id)
+    assert store.list_tokens()[0].last_used_at is not None
+    assert store.revoke_token("ci-bot")
+    assert store.verify_token(secret) is None
+    assert not store.revoke_token("ci-bot")  # already revoked
+    assert store.list_tokens()[0].revoked_at is not None
+
+
+def test_roles_are_ordered() -> None:
+    assert Role.ADMIN.allows(Role.OPERATOR) and Role.OPERATOR.allows(Role.VIEWER)
+    assert not Role.VIEWER.allows(Role.OPERATOR)
+
+
+@pytest.mark.parametrize("bad", ["", "   "])
+def test_a_token_needs_a_name(store: Store, bad: str) -> None:
+    from legato.errors import UsageError
+
+    with pytest.raises(UsageError):
+        store.create_token(bad, Role.VIEWER)
