@@ -205,6 +205,9 @@ class Store(Protocol):
         """Claim up to ``limit`` queued task runs of ``pool`` whose resources fit ``free``:
         RUNNING, attempts + 1 (the fencing token), leased to ``worker``."""
 
+    def next_queued_at(self, pool: str) -> float | None:
+        """When the earliest queued task run of ``pool`` becomes claimable, if any."""
+
     def heartbeat(
         self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
     ) -> list[str]:

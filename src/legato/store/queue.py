@@ -22,6 +22,10 @@ from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
 
 
+# A queued task run: waiting for its first claim, or for its next attempt after a failure.
+_QUEUED = (State.PENDING.value, State.AWAITING_RETRY.value)
+
+
 def fits(needs: dict[str, float], free: dict[str, float]) -> bool:
     return all(free.get(k, 0.0) + 1e-9 >= v for k, v in needs.items() if v > 0)
 
@@ -118,7 +122,7 @@ class QueueSql:
         c = s.task_runs.c
         q = (
             select(c.id, c.resources)
-            .where(c.pool == pool, c.state == State.PENDING.value, c.queued_at <= now)
+            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
             .order_by(c.queued_at, c.id)
             .limit(max(limit * 4, 16))
         )
@@ -151,6 +155,16 @@ class QueueSql:
             rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
         by_id = {r.id: _task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
+
+    def next_queued_at(self, pool: str) -> float | None:
+        """When the earliest queued task run of ``pool`` becomes claimable (retries wait)."""
+        from sqlalchemy import func
+
+        c = s.task_runs.c
+        q = select(func.min(c.queued_at)).where(c.pool == pool, c.state.in_(_QUEUED))
+        with self._read() as conn:
+            value = conn.execute(q).scalar()
+        return None if value is None else float(value)
 
     def heartbeat(
         self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
@@ -196,7 +210,8 @@ class QueueSql:
         c = s.task_runs.c
         row = _encode(values)
         row.update(state=state.value, lease_expires_at=None)
-        if state is State.PENDING:  # handed back (drain, retry): queued again
+        requeue = state in (State.PENDING, State.AWAITING_RETRY)
+        if requeue:  # handed back (drain) or to be retried: queued again
             row.setdefault("queued_at", now)
             row["worker"] = None
         with self._write() as conn:
@@ -210,7 +225,7 @@ class QueueSql:
             conn.execute(
                 insert(s.state_history), [_history(task_run_id, "task", state, now, message)]
             )
-            if state is State.PENDING:
+            if requeue:
                 pool = conn.execute(select(c.pool).where(c.id == task_run_id)).scalar_one()
                 self._signal(conn, QUEUE_CHANNEL, {pool})
             else:
@@ -316,7 +331,7 @@ class QueueSql:
         c = s.task_runs.c
         q = (
             select(c.pool, func.count())
-            .where(c.state == State.PENDING.value, c.queued_at.is_not(None))
+            .where(c.state.in_(_QUEUED), c.queued_at.is_not(None))
             .group_by(c.pool)
         )
         with self._read() as conn:

@@ -298,8 +298,11 @@ class SqlStore(QueueSql, TokenSql):
     def apply(self, ops: Sequence[Op]) -> None:
         if not ops:
             return
-        with self._write() as conn:
-            self._apply(conn, ops)
+        try:
+            with self._write() as conn:
+                self._apply(conn, ops)
+        except DBAPIError as exc:  # nothing of the batch was committed
+            raise StoreError(f"the state database refused a write: {exc.orig}") from exc
 
     def _update_stmt(self, table: Any, columns: frozenset[str]) -> Any:
         """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once)."""
