@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import wait as _cf_wait
-from pathlib import Path
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from legato.context import current_engine
@@ -252,12 +250,9 @@ class Flow(Generic[P, R]):
 
     @functools.cached_property
     def source(self) -> str | None:
-        module = sys.modules.get(self.fn.__module__)
-        path = getattr(module, "__file__", None)
-        qualname = getattr(self.fn, "__qualname__", self.name)
-        if self.fn.__module__ in ("__main__",) or getattr(module, "__legato_loaded__", False):
-            return f"{Path(path).resolve()}:{qualname}" if path else None
-        return f"{self.fn.__module__}:{qualname}"
+        from legato.loader import code_ref
+
+        return code_ref(self.fn)
 
     # -- calling ----------------------------------------------------------------------------
 

@@ -236,7 +236,8 @@ class FlowRunEngine:
         ready = all(d.done() for d in deps)
         # A cached task is not marked RUNNING up front: a cache hit goes PENDING -> CACHED
         # with no attempt counted (its body never runs).
-        inline = not submit and ready and not task.needs_process and not task.cache
+        remote = task.pool is not None and self.rt.remote_pools
+        inline = not submit and ready and not task.needs_process and not task.cache and not remote
         t = now()
         if rec is None:
             run = TaskRun(
@@ -256,6 +257,8 @@ class FlowRunEngine:
             self.rt.recorder.record(InsertTaskRun(run))
         else:
             run = rec  # recorded but never finished: it runs again under the same id
+            if run.state in (State.FAILED, State.CANCELLED, State.CRASHED):
+                run.payload = None  # over: queue a new attempt; otherwise await the queued one
             run.state = State.PENDING
         fut: Future[Any] = Future(run.id, key, task.name, run.state)
         with self._lock:
@@ -337,7 +340,6 @@ class FlowRunEngine:
                     d._observed = True  # the failure is handed on to this call's future
                 cause = up._cf.exception()
                 assert cause is not None
-                up._observed = True  # its failure travels on in this call's outcome
                 if isinstance(cause, Paused):
                     # Waits with its upstream: still PENDING, it runs when the run resumes.
                     fut._finish(State.PENDING, error=cause)
@@ -361,6 +363,9 @@ class FlowRunEngine:
                 fut._finish(State.FAILED, error=err)
                 return
             if task.cache and self._try_cache(task, run, fut, args, kwargs):
+                return
+            if task.pool is not None and self.rt.remote_pools:
+                self._remote(task, run, fut, args, kwargs)
                 return
             self._attempts(task, run, fut, args, kwargs, started)
         except BaseException as exc:  # a store failure: the future must not hang
@@ -475,6 +480,69 @@ class FlowRunEngine:
             rec.commit(*ops)
             fut._finish(State.COMPLETED, value)
             return
+
+    def _remote(
+        self,
+        task: Task[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> None:
+        """Queue the call for its pool's workers and wait for the outcome they record.
+        Retries happen on the workers' side (the attempt count is the fencing token)."""
+        from legato.loader import code_ref
+
+        store, rec = self.rt.store, self.rt.recorder
+        if run.payload is None:  # not queued before this process (a resumed call is awaited)
+            ref = code_ref(task)
+            if ref is None:
+                raise UsageError(
+                    f"task {task.name!r} is defined inside a function, so workers cannot import "
+                    "it: define it at module level to run it on pool " + repr(task.pool)
+                )
+            t = now()
+            payload = {
+                "task": ref,
+                "args": self.rt.results.encode(
+                    {"args": list(args), "kwargs": kwargs}, what=f"arguments of {task.name!r}"
+                ),
+            }
+            rec.commit(
+                UpdateTaskRun(
+                    run.id,
+                    State.PENDING,
+                    t,
+                    {
+                        "queued_at": t,
+                        "payload": payload,
+                        # a full retry budget from here (a retried run has attempts already)
+                        "max_attempts": run.attempts + task.retries + 1,
+                    },
+                    message=f"queued for pool {task.pool}",
+                )
+            )
+        while True:
+            if self._cancel_error is not None and self.cancelled.is_set():
+                rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
+                fut._finish(State.CANCELLED, error=self._cancel_error)
+                return
+            ended = store.wait_for_task_runs([run.id], timeout=1.0)
+            if ended:
+                break
+        done = ended[0]
+        if done.state.is_success:
+            fut._finish(done.state, self.rt.results.decode(done.result))
+        elif done.state is State.CANCELLED:
+            fut._finish(State.CANCELLED, error=Cancelled())
+        else:
+            fut._finish(
+                done.state,
+                error=TaskFailed(
+                    f"task run {done.key} {done.state.value} on pool {task.pool} after "
+                    f"{done.attempts} attempt(s): {done.error}"
+                ),
+            )
 
     def _log_failure(
         self, task: Task[..., Any], run: TaskRun, exc: BaseException, attempt: int, retry: bool

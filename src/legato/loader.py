@@ -81,3 +81,36 @@ def load_flow(ref: str) -> Any:
     if not isinstance(obj, Flow):
         raise FlowNotFound(f"{where}:{name} is not a flow (decorate the function with @flow)")
     return obj
+
+
+def code_ref(obj: Any) -> str | None:
+    """Where a flow or task can be loaded from in another process: ``/abs/file.py:qualname``
+    for code loaded from a file (or run as ``python file.py``), else ``module:qualname``."""
+    fn = getattr(obj, "fn", obj)
+    module = sys.modules.get(fn.__module__)
+    path = getattr(module, "__file__", None)
+    qualname = getattr(fn, "__qualname__", getattr(fn, "__name__", None))
+    if qualname is None or "<locals>" in qualname:
+        return None  # defined inside a function: no other process can find it
+    if fn.__module__ == "__main__" or getattr(module, "__legato_loaded__", False):
+        return f"{Path(path).resolve()}:{qualname}" if path else None
+    return f"{fn.__module__}:{qualname}"
+
+
+_loaded: dict[str, Any] = {}
+
+
+def load_ref(ref: str) -> Any:
+    """The object a ``code_ref`` names (modules are loaded once per process)."""
+    where, name = split_ref(ref)
+    if name is None:
+        raise FlowNotFound(f"{ref!r} does not name an object (expected FILE.py:NAME)")
+    module = _loaded.get(where)
+    if module is None:
+        module = _loaded[where] = load_module(where)
+    obj: Any = module
+    for part in name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise FlowNotFound(f"{where} has no {name!r}")
+    return obj

@@ -32,6 +32,10 @@ class Runtime:
             allow_pickle=settings.allow_pickle,
         )
         self.resources = LocalResources(settings.local_resources())
+        remote = settings.remote_pools
+        # Tasks naming a pool go to that pool's workers in server mode; embedded, local
+        # executors serve every pool.
+        self.remote_pools = bool(getattr(settings, "api_url", None)) if remote is None else remote
         self._lock = threading.Lock()
         self._task_pool: ThreadPoolExecutor | None = None
         self._flow_pool: ThreadPoolExecutor | None = None

@@ -66,10 +66,36 @@ class Settings(BaseSettings):
         "whoever can write the result storage).",
     )
 
+    remote_pools: bool | None = Field(
+        default=None,
+        description="Queue tasks that name a pool for that pool's workers instead of running "
+        "them here; default: on when LEGATO_API_URL is set.",
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, description="How often workers renew their leases."
+    )
     user: str | None = Field(
         default=None, description="Who answers questions from this shell (default user@host)."
     )
     debug: bool = Field(default=False, description="Show tracebacks on CLI errors.")
+
+    api_url: str | None = Field(
+        default=None,
+        description="URL of a Legato server (http://host:8787): runs, the CLI and workers "
+        "record there instead of the embedded database.",
+    )
+    api_token: str | None = Field(
+        default=None, description="Bearer token for LEGATO_API_URL (`legato tokens create`)."
+    )
+    server_host: str = Field(
+        default="127.0.0.1", description="Address `legato server start` binds."
+    )
+    server_port: int = Field(
+        default=8787, ge=1, le=65535, description="Port `legato server start` listens on."
+    )
+    max_body_bytes: int = Field(
+        default=16 * 2**20, gt=0, description="Largest request body the server accepts."
+    )
 
     @field_validator("log_level")
     @classmethod

@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from legato.cli import output
+from legato.cli import workers as _workers
 from legato.errors import (
     ConfigurationError,
     LegatoError,
@@ -42,6 +43,9 @@ asks_app = typer.Typer(help="Questions flows asked with ask().", no_args_is_help
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(asks_app, name="asks")
+app.add_typer(_workers.worker_app, name="worker")
+app.add_typer(_workers.workers_app, name="workers")
+app.add_typer(_workers.pools_app, name="pools")
 
 _debug = False
 

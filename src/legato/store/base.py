@@ -249,6 +249,14 @@ class Store(Protocol):
     def queue_depths(self) -> dict[str, int]:
         """Queued task runs per pool."""
 
+    # -- what /metrics shows (see stats.py) ------------------------------------------------
+
+    def count_runs(self) -> dict[str, dict[str, int]]:
+        """Flow runs and task runs per state: ``{"flow": {...}, "task": {...}}``."""
+
+    def recent_task_durations(self, limit: int = 2000) -> list[tuple[str, str, float]]:
+        """(task, state, seconds) of the task runs that ended among the newest ``limit``."""
+
     # -- API tokens (see tokens.py) ---------------------------------------------------------
 
     def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:

@@ -21,7 +21,6 @@ from legato.models import State, TaskRun, Worker
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
 
-
 # A queued task run: waiting for its first claim, or for its next attempt after a failure.
 _QUEUED = (State.PENDING.value, State.AWAITING_RETRY.value)
 

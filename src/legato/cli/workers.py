@@ -1,0 +1,132 @@
+"""`legato worker start`, `legato workers ls`, `legato pools ls`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from legato.cli import output
+
+worker_app = typer.Typer(help="Run a worker that serves one pool.", no_args_is_help=True)
+workers_app = typer.Typer(help="Workers known to the server.", no_args_is_help=True)
+pools_app = typer.Typer(help="Pools: their workers, capacity and queues.", no_args_is_help=True)
+
+
+@worker_app.command("start")
+def worker_start(
+    pool: Annotated[str, typer.Option("--pool", help="The pool to serve.")],
+    name: Annotated[str | None, typer.Option("--name", help="Default: POOL@host:pid.")] = None,
+    resources: Annotated[
+        str | None,
+        typer.Option(
+            "--resources", help="Capacity, e.g. gpu=2,cpu=16,mem_gb=64 (default: detected)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", min=1, help="Task runs at once (default: CPUs).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", min=0, help="Seconds running work gets on SIGTERM.")
+    ] = 30.0,
+) -> None:
+    """Claim and run the task runs queued for POOL until stopped (SIGTERM drains)."""
+    from legato.runtime import get_runtime
+    from legato.settings import parse_resources
+    from legato.worker import WorkerProcess
+
+    rt = get_runtime()
+    capacity = parse_resources(resources) if resources else rt.settings.local_resources()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    worker = WorkerProcess(
+        rt.store,
+        rt.results,
+        pool=pool,
+        capacity=capacity,
+        name=name,
+        concurrency=concurrency,
+        heartbeat=rt.settings.heartbeat_seconds,
+        grace=grace,
+    )
+    worker.run()
+
+
+@workers_app.command("ls")
+def workers_ls(
+    pool: Annotated[str | None, typer.Option("--pool")] = None,
+    all_workers: Annotated[bool, typer.Option("--all", help="Offline workers too.")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Workers: pool, capacity, use, last heartbeat."""
+    from legato.runtime import get_runtime
+
+    workers = get_runtime().store.list_workers(pool, include_offline=all_workers)
+    if json_out:
+        output.print_json([w.to_json() for w in workers])
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "POOL", "STATE", "CAPACITY", "USED", "LAST HEARTBEAT"):
+        table.add_column(col)
+    for w in workers:
+        table.add_row(
+            w.name,
+            w.pool,
+            w.state,
+            _fmt(w.capacity),
+            _fmt(w.used),
+            f"{time.time() - w.last_heartbeat:.0f} s ago",
+        )
+    output.out.print(table)
+
+
+@pools_app.command("ls")
+def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Pools with live workers or queued work: workers, capacity, use, queue depth."""
+    from legato.runtime import get_runtime
+
+    store = get_runtime().store
+    workers = store.list_workers()
+    depths = store.queue_depths()
+    rows = []
+    for name in sorted({w.pool for w in workers} | set(depths)):
+        mine = [w for w in workers if w.pool == name]
+        rows.append(
+            {
+                "pool": name,
+                "workers": len(mine),
+                "capacity": _sum([w.capacity for w in mine]),
+                "used": _sum([w.used for w in mine]),
+                "queued": depths.get(name, 0),
+            }
+        )
+    if json_out:
+        output.print_json(rows)
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("POOL", "WORKERS", "CAPACITY", "USED", "QUEUED"):
+        table.add_column(col)
+    for name in sorted({w.pool for w in workers} | set(depths)):
+        mine = [w for w in workers if w.pool == name]
+        table.add_row(
+            name,
+            str(len(mine)),
+            _fmt(_sum([w.capacity for w in mine])),
+            _fmt(_sum([w.used for w in mine])),
+            str(depths.get(name, 0)),
+        )
+    output.out.print(table)
+
+
+def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0.0) + v
+    return total
+
+
+def _fmt(d: dict[str, float]) -> str:
+    return ",".join(f"{k}={v:g}" for k, v in sorted(d.items())) or "-"

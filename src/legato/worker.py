@@ -1,0 +1,300 @@
+"""A worker: claims task runs queued for its pool and runs each in a child process.
+
+Claims carry a lease that a heartbeat thread renews; the attempt number is the fencing token,
+so a result from an attempt that lost its lease is refused by the store. A run the store says
+this worker no longer holds (cancelled, or re-queued after a lost lease) has its process tree
+killed. SIGTERM drains: no new claims; running work gets ``grace`` seconds, then what is left
+is killed and handed back to the queue. GPU ids are handed out exclusively through
+``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from legato import policies
+from legato.errors import Cancelled
+from legato.executors import LocalResources, run_in_child
+from legato.models import State, TaskRun, Worker, new_id
+from legato.results import ResultStorage
+from legato.store import InsertArtifact, InsertLogs, Store
+
+log = logging.getLogger("legato.worker")
+
+
+@dataclass
+class Running:
+    run: TaskRun
+    needs: dict[str, float]
+    gpus: list[int]
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    thread: threading.Thread | None = None
+
+
+class WorkerProcess:
+    def __init__(
+        self,
+        store: Store,
+        results: ResultStorage,
+        *,
+        pool: str,
+        capacity: dict[str, float],
+        name: str | None = None,
+        concurrency: int | None = None,
+        heartbeat: float = 5.0,
+        grace: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.results = results
+        self.pool = pool
+        self.capacity = capacity
+        self.name = name or f"{pool}@{socket.gethostname()}:{os.getpid()}"
+        self.concurrency = concurrency or max(1, int(capacity.get("cpu", os.cpu_count() or 1)))
+        self.heartbeat_every = heartbeat
+        # A lease outlives one missed heartbeat; the sweep runs four times per interval, so a
+        # dead worker's runs are back in the queue within two heartbeat intervals.
+        self.lease = 1.5 * heartbeat
+        self.grace = grace
+        self.id = new_id()
+        self.resources = LocalResources(dict(capacity))
+        self._running: dict[str, Running] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._draining = threading.Event()
+        self._stopped = threading.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Serve the pool until SIGTERM/SIGINT (then drain) or ``stop()``."""
+        self.store.register_worker(
+            Worker(
+                self.id,
+                self.name,
+                self.pool,
+                self.capacity,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+                started_at=time.time(),
+                last_heartbeat=time.time(),
+            )
+        )
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.drain())
+            signal.signal(signal.SIGINT, lambda *_: self.drain())
+        threads = [
+            threading.Thread(target=self._heartbeats, name="legato-heartbeat", daemon=True),
+            threading.Thread(target=self._watch_queue, name="legato-queue-watch", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        log.info("worker %s serving pool %s with %s", self.name, self.pool, self.capacity)
+        try:
+            self._loop()
+        finally:
+            self._stopped.set()
+            self.store.set_worker_state(self.id, "offline")
+            log.info("worker %s stopped", self.name)
+
+    def drain(self) -> None:
+        if not self._draining.is_set():
+            log.info("draining: no new claims; %d running", len(self._running))
+            self._draining.set()
+            self.store.set_worker_state(self.id, "draining")
+            self._wake.set()
+
+    def stop(self) -> None:
+        self.drain()
+
+    # -- the claim loop ----------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_sweep = 0.0
+        while not self._draining.is_set():
+            now = time.monotonic()
+            if now >= next_sweep:
+                self._sweep()
+                next_sweep = now + self.heartbeat_every / 4
+            self._wake.clear()
+            claimed = self._claim()
+            if claimed:
+                continue
+            timeout = self.heartbeat_every / 4
+            due = self.store.next_queued_at(self.pool)
+            if due is not None:
+                timeout = max(0.0, min(timeout, due - time.time()))
+            self._wake.wait(timeout)
+        self._drain_running()
+
+    def _sweep(self) -> None:
+        try:
+            for tr in self.store.requeue_expired():
+                log.warning("task run %s lost its worker: %s", tr.key, tr.state.value)
+        except Exception as exc:
+            log.warning("could not re-queue expired leases: %s", exc)
+
+    def _claim(self) -> int:
+        with self._lock:
+            slots = self.concurrency - len(self._running)
+            free = {k: v - self.resources._used.get(k, 0.0) for k, v in self.capacity.items()}
+        if slots <= 0:
+            return 0
+        try:
+            claimed = self.store.claim_task_runs(
+                self.pool, self.name, free, limit=slots, lease_seconds=self.lease
+            )
+        except Exception as exc:
+            log.warning("claim failed (%s); retrying", exc)
+            time.sleep(min(self.heartbeat_every, 1.0))
+            return 0
+        for tr in claimed:
+            self._start(tr)
+        return len(claimed)
+
+    def _watch_queue(self) -> None:
+        """Wake the claim loop when work is queued for the pool (LISTEN/NOTIFY or long-poll)."""
+        while not self._draining.is_set():
+            seen = self.store.queue_versions([self.pool])
+            try:
+                if self.store.wait_for_queue(seen, timeout=30.0):
+                    self._wake.set()
+            except Exception:
+                time.sleep(1.0)
+
+    # -- running one task run -------------------------------------------------------------------
+
+    def _start(self, tr: TaskRun) -> None:
+        needs = {k: float(v) for k, v in tr.resources.items()}
+        never = threading.Event()
+        gpus = self.resources.acquire(needs, never) if needs else []
+        item = Running(tr, needs, gpus)
+        with self._lock:
+            self._running[tr.id] = item
+        item.thread = threading.Thread(
+            target=self._execute, args=(item,), name=f"legato-run-{tr.key}", daemon=True
+        )
+        item.thread.start()
+
+    def _execute(self, item: Running) -> None:
+        tr = item.run
+        try:
+            self._execute_claimed(item)
+        except Exception as exc:  # never leave a claim without an outcome
+            log.exception("task run %s: worker error", tr.key)
+            self._finish(
+                tr, State.FAILED, {"error": f"worker error: {exc}", "ended_at": time.time()}
+            )
+        finally:
+            self.resources.release(item.needs, item.gpus)
+            with self._lock:
+                self._running.pop(tr.id, None)
+            self._wake.set()
+
+    def _execute_claimed(self, item: Running) -> None:
+        from legato.loader import load_ref
+
+        tr = item.run
+        payload = tr.payload or {}
+        task = load_ref(payload["task"])
+        call = self.results.decode(payload["args"])
+        context = {
+            "flow_run_id": tr.flow_run_id,
+            "task_run_id": tr.id,
+            "flow_name": None,
+            "task_name": task.name,
+            "log_level": "INFO",
+            "capture_output": False,
+        }
+        try:
+            out = run_in_child(
+                task.fn,
+                tuple(call["args"]),
+                call["kwargs"],
+                context=context,
+                timeout=task.timeout,
+                gpus=item.gpus if item.needs.get("gpu") else None,
+                cancelled=item.cancelled,
+            )
+            error = out.error
+            ops: list[Any] = [InsertLogs(out.logs)] if out.logs else []
+            ops.extend(InsertArtifact(a) for a in out.artifacts)
+            if ops:
+                self.store.apply(ops)
+        except Cancelled:
+            if self._draining.is_set():
+                self._finish(tr, State.PENDING, {}, "handed back: the worker is stopping")
+            else:
+                log.info("task run %s: no longer ours (cancelled or re-queued); killed", tr.key)
+            return
+        except Exception as exc:  # the timeout, or a crashed child process
+            error = exc
+        if error is None:
+            stored = self.results.encode(out.value, what=f"result of task {task.name!r}")
+            self._finish(
+                tr, State.COMPLETED, {"result": stored, "error": None, "ended_at": time.time()}
+            )
+            return
+        described = f"{type(error).__name__}: {error}"
+        # Attempts made since this call was (re)queued: max_attempts was set to the attempts
+        # made before then, plus the task's retries, plus one.
+        tries = tr.attempts - (tr.max_attempts - task.retries - 1)
+        if tr.attempts < tr.max_attempts and policies.should_retry(
+            error, task.retry_on, tries, task.retries
+        ):
+            delay = policies.retry_delay(task.retry_delay, tries, task.retry_jitter)
+            self._finish(
+                tr,
+                State.AWAITING_RETRY,
+                {"error": described, "queued_at": time.time() + delay},
+                f"retry in {delay:.3g} s after attempt {tr.attempts}",
+            )
+            return
+        self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()})
+
+    def _finish(
+        self, tr: TaskRun, state: State, values: dict[str, Any], msg: str | None = None
+    ) -> None:
+        if not self.store.finish_task_run(tr.id, tr.attempts, state, values, msg):
+            log.warning(
+                "task run %s: result of attempt %d refused (lease lost)", tr.key, tr.attempts
+            )
+
+    # -- heartbeats and draining ---------------------------------------------------------------
+
+    def _heartbeats(self) -> None:
+        while not self._stopped.wait(self.heartbeat_every):
+            with self._lock:
+                held = {i: r.run.attempts for i, r in self._running.items()}
+                used = dict(self.resources._used)
+            try:
+                lost = self.store.heartbeat(self.id, held, self.lease, used)
+            except Exception as exc:
+                log.warning("heartbeat failed: %s", exc)
+                continue
+            for run_id in lost:
+                with self._lock:
+                    item = self._running.get(run_id)
+                if item is not None:
+                    item.cancelled.set()
+
+    def _drain_running(self) -> None:
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._running:
+                    return
+            time.sleep(0.1)
+        with self._lock:
+            items = list(self._running.values())
+        for item in items:
+            item.cancelled.set()  # killed, then handed back in _execute_claimed
+        for item in items:
+            if item.thread is not None:
+                item.thread.join(30)
