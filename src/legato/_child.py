@@ -9,7 +9,23 @@ import os
 import sys
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed if the process that started us dies (a worker killed with -9 must not
+    leave its task running on, to race the attempt that replaces it)."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent is already gone
+        os._exit(1)
+
+
 def main() -> None:
+    _die_with_parent()
     import cloudpickle
 
     from legato import logs

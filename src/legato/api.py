@@ -224,6 +224,26 @@ class Flow(Generic[P, R]):
             raise ParameterError(_explain(self.name, exc)) from None
         return {name: getattr(model, name) for name in self.signature.parameters}
 
+    def validate_some(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Validate the parameters given (defaults for a deployment); others may come later."""
+        from pydantic import TypeAdapter, ValidationError
+
+        unknown = [k for k in kwargs if k not in self.signature.parameters]
+        if unknown:
+            takes = ", ".join(self.signature.parameters) or "no parameters"
+            raise ParameterError(
+                f"flow {self.name!r}: unknown parameter {unknown[0]!r} (it takes: {takes})"
+            )
+        fields = self._model.model_fields
+        out = {}
+        for name, value in kwargs.items():
+            try:
+                adapter = TypeAdapter(fields[name].annotation, config=_ARBITRARY)
+                out[name] = adapter.validate_python(value)
+            except ValidationError as exc:
+                raise ParameterError(_explain(self.name, exc, prefix=name)) from None
+        return out
+
     def dump_params(self, params: dict[str, Any], results: ResultStorage) -> dict[str, Any]:
         """Parameters as JSON for the store; values JSON cannot hold go to result storage."""
         from pydantic import TypeAdapter
@@ -297,10 +317,11 @@ class Flow(Generic[P, R]):
         return f"<Flow {self.name}>"
 
 
-def _explain(flow_name: str, exc: Any) -> str:
+def _explain(flow_name: str, exc: Any, prefix: str | None = None) -> str:
     parts = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "parameters"
+        loc = [prefix, *err["loc"]] if prefix else list(err["loc"])
+        where = ".".join(str(p) for p in loc) or "parameters"
         got = err.get("input")
         shown = "" if err["type"] == "missing" else f" (got {got!r})"
         msg = "missing" if err["type"] == "missing" else err["msg"]

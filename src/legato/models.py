@@ -101,6 +101,12 @@ class FlowRun:
     ended_at: float | None = None
     source: str | None = None
     owner: str | None = None
+    deployment: str | None = None
+    version: str | None = None
+    worker: str | None = None
+    attempts: int = 0
+    queued_at: float | None = None
+    lease_expires_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -118,6 +124,12 @@ class FlowRun:
             "ended_at": self.ended_at,
             "source": self.source,
             "owner": self.owner,
+            "deployment": self.deployment,
+            "version": self.version,
+            "worker": self.worker,
+            "attempts": self.attempts,
+            "queued_at": self.queued_at,
+            "lease_expires_at": self.lease_expires_at,
         }
 
 
@@ -308,4 +320,32 @@ class ApiToken:
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "revoked_at": self.revoked_at,
+        }
+
+
+@dataclass
+class Deployment:
+    """A flow registered to run on a pool's workers: ``legato run NAME`` starts it."""
+
+    name: str
+    flow: str
+    source: str
+    pool: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    version: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "flow": self.flow,
+            "source": self.source,
+            "pool": self.pool,
+            "parameters": self.parameters,
+            "tags": self.tags,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
         }

@@ -79,3 +79,18 @@ def pending_questions(run: FlowRun) -> list[Any]:
             if tr.child_flow_run_id and tr.state is State.PAUSED:
                 stack.append(rt.store.get_flow_run(tr.child_flow_run_id))
     return found
+
+
+def queue_answered_run(store: Any, flow_run_id: str) -> str | None:
+    """Server mode: after an answer, put the paused top-level run back in its pool's queue so
+    a worker carries it on (by replay). Returns the pool, or None if the run was not PAUSED
+    (another question still waits in it, or someone resumed it already)."""
+    from legato.deployments import DEFAULT_POOL
+
+    run = store.get_flow_run(flow_run_id)
+    while run.parent_task_run_id:
+        run = store.get_flow_run(store.get_task_run(run.parent_task_run_id).flow_run_id)
+    pool = run.pool or DEFAULT_POOL
+    if store.queue_flow_run(run.id, pool, allowed_from=[State.PAUSED]):
+        return str(pool)
+    return None

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 class Runtime:
     def __init__(self, settings: Settings, store: Store | None = None) -> None:
         self.settings = settings
-        self.store = store or open_store(settings.db_url)
+        # LEGATO_API_URL set: an HttpStore on that server; else the database (embedded).
+        self.store = store or open_store(
+            settings.api_url or settings.db_url, token=settings.api_token
+        )
         self.recorder = Recorder(self.store)
         self.results = ResultStorage(
             settings.results_url,

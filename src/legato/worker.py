@@ -22,7 +22,7 @@ from typing import Any
 from legato import policies
 from legato.errors import Cancelled
 from legato.executors import LocalResources, run_in_child
-from legato.models import State, TaskRun, Worker, new_id
+from legato.models import FlowRun, State, TaskRun, Worker, new_id
 from legato.results import ResultStorage
 from legato.store import InsertArtifact, InsertLogs, Store
 
@@ -31,7 +31,7 @@ log = logging.getLogger("legato.worker")
 
 @dataclass
 class Running:
-    run: TaskRun
+    run: TaskRun | FlowRun
     needs: dict[str, float]
     gpus: list[int]
     cancelled: threading.Event = field(default_factory=threading.Event)
@@ -137,6 +137,8 @@ class WorkerProcess:
         try:
             for tr in self.store.requeue_expired():
                 log.warning("task run %s lost its worker: %s", tr.key, tr.state.value)
+            for run_id in self.store.requeue_expired_flow_runs():
+                log.warning("flow run %s lost its worker: queued again", run_id)
         except Exception as exc:
             log.warning("could not re-queue expired leases: %s", exc)
 
@@ -147,15 +149,26 @@ class WorkerProcess:
         if slots <= 0:
             return 0
         try:
-            claimed = self.store.claim_task_runs(
-                self.pool, self.name, free, limit=slots, lease_seconds=self.lease
+            flows = self.store.claim_flow_runs(
+                self.pool, self.name, limit=slots, lease_seconds=self.lease
             )
+            claimed: list[TaskRun | FlowRun] = list(flows)
+            if slots > len(flows):
+                claimed.extend(
+                    self.store.claim_task_runs(
+                        self.pool,
+                        self.name,
+                        free,
+                        limit=slots - len(flows),
+                        lease_seconds=self.lease,
+                    )
+                )
         except Exception as exc:
             log.warning("claim failed (%s); retrying", exc)
             time.sleep(min(self.heartbeat_every, 1.0))
             return 0
-        for tr in claimed:
-            self._start(tr)
+        for run in claimed:
+            self._start(run)
         return len(claimed)
 
     def _watch_queue(self) -> None:
@@ -170,37 +183,80 @@ class WorkerProcess:
 
     # -- running one task run -------------------------------------------------------------------
 
-    def _start(self, tr: TaskRun) -> None:
-        needs = {k: float(v) for k, v in tr.resources.items()}
+    def _start(self, tr: TaskRun | FlowRun) -> None:
+        needs = {k: float(v) for k, v in getattr(tr, "resources", {}).items()}
         never = threading.Event()
         gpus = self.resources.acquire(needs, never) if needs else []
         item = Running(tr, needs, gpus)
         with self._lock:
             self._running[tr.id] = item
         item.thread = threading.Thread(
-            target=self._execute, args=(item,), name=f"legato-run-{tr.key}", daemon=True
+            target=self._execute, args=(item,), name=f"legato-run-{tr.id}", daemon=True
         )
         item.thread.start()
 
     def _execute(self, item: Running) -> None:
         tr = item.run
         try:
-            self._execute_claimed(item)
+            if isinstance(tr, FlowRun):
+                self._execute_flow_run(item, tr)
+            else:
+                self._execute_claimed(item)
         except Exception as exc:  # never leave a claim without an outcome
-            log.exception("task run %s: worker error", tr.key)
-            self._finish(
-                tr, State.FAILED, {"error": f"worker error: {exc}", "ended_at": time.time()}
-            )
+            log.exception("run %s: worker error", tr.id)
+            if isinstance(tr, TaskRun):
+                error = {"error": f"worker error: {exc}", "ended_at": time.time()}
+                self._finish(tr, State.FAILED, error)
         finally:
             self.resources.release(item.needs, item.gpus)
             with self._lock:
                 self._running.pop(tr.id, None)
             self._wake.set()
 
+    def _execute_flow_run(self, item: Running, run: FlowRun) -> None:
+        """A whole flow run in a child process: its own tasks run there, or are queued for
+        their pools; its outcome is recorded by the engine in that process."""
+        from legato.deployments import run_claimed_flow
+        from legato.executors import ProcessCrashed
+
+        context = {
+            "flow_run_id": run.id,
+            "task_run_id": None,
+            "flow_name": run.flow,
+            "task_name": None,
+            "log_level": "INFO",
+            "capture_output": False,
+        }
+        try:
+            out = run_in_child(
+                run_claimed_flow,
+                (run.id,),
+                {},
+                context=context,
+                timeout=None,
+                gpus=None,
+                cancelled=item.cancelled,
+            )
+        except Cancelled:
+            if self._draining.is_set():
+                self.store.queue_flow_run(run.id, self.pool, allowed_from=[State.RUNNING])
+            return
+        except ProcessCrashed as exc:
+            self.store.transition_flow_run(
+                run.id,
+                State.FAILED,
+                allowed_from=[State.RUNNING],
+                values={"error": f"the flow's process died: {exc}", "ended_at": time.time()},
+            )
+            return
+        if out.error is not None:
+            log.info("flow run %s ended: %s", run.id, out.error)
+
     def _execute_claimed(self, item: Running) -> None:
         from legato.loader import load_ref
 
         tr = item.run
+        assert isinstance(tr, TaskRun)
         payload = tr.payload or {}
         task = load_ref(payload["task"])
         call = self.results.decode(payload["args"])

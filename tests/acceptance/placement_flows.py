@@ -43,3 +43,17 @@ def placed(n: int, marker: str) -> dict[str, object]:
         "flaky": flaky(marker),
         "gpu": [e.result() for e in extracted],
     }
+
+
+@task(pool="cpu")
+def prepare(item: str) -> str:
+    return item.upper()
+
+
+@flow(pool="flows")
+def reviewed(item: str) -> dict[str, object]:
+    from legato import ask
+
+    prepared = prepare(item)
+    ok = ask(f"publish {prepared}?")
+    return {"item": prepared, "ok": ok}

@@ -103,3 +103,40 @@ def test_a_pool_without_workers_waits_and_says_so(cluster: Any, tmp_path: Path) 
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_deployment_runs_on_its_pool_and_an_answer_requeues_it(
+    cluster: Any, tmp_path: Path
+) -> None:
+    cluster.start_worker("flow-box", "flows", "cpu=2")
+    cluster.start_worker("cpu-box", "cpu", "cpu=2")
+    cluster.wait_for_workers("flow-box", "cpu-box")
+    deployed = cluster.legato("deploy", f"{FLOWS}:reviewed", "--name", "review", "--pool", "flows")
+    assert deployed.returncode == 0, deployed.stderr
+    [dep] = json.loads(cluster.legato("deployments", "ls", "--json").stdout)
+    assert dep["pool"] == "flows" and dep["version"]
+    started = cluster.legato("run", "review", "-p", "item=dataset-7", "--json")
+    assert started.returncode == 3, started.stderr  # paused: waiting for a person
+    run = json.loads(started.stdout)
+    assert run["deployment"] == "review" and run["version"] == dep["version"]
+    assert run["worker"] == "flow-box"
+    [question] = json.loads(cluster.legato("asks", "ls", "--json").stdout)
+    answered = cluster.legato("answer", question["flow_run_id"], "yes")
+    assert answered.returncode == 0, answered.stderr
+    assert "queued for pool flows" in answered.stderr
+    import time
+
+    for _ in range(150):
+        shown = json.loads(cluster.legato("runs", "show", run["id"], "--json").stdout)
+        if shown["state"] == "COMPLETED":
+            break
+        time.sleep(0.2)
+    assert shown["state"] == "COMPLETED"
+    assert shown["result"] == {"item": "DATASET-7", "ok": True}
+    [prepare] = [t for t in shown["task_runs"] if t["task"] == "prepare"]
+    assert prepare["attempts"] == 1  # the resumed run replayed it, did not run it again
+
+
+def test_an_unknown_deployment_is_a_usage_error(cluster: Any) -> None:
+    proc = cluster.legato("run", "nothing-here")
+    assert proc.returncode == 2 and "no deployment named 'nothing-here'" in proc.stderr

@@ -40,7 +40,7 @@ def test_killing_a_worker_loses_nothing_and_repeats_nothing(cluster: Any, tmp_pa
     kills: list[tuple[float, set[str], set[str], Counter[str]]] = []
     try:
         time.sleep(2.0)
-        for round_ in range(3):
+        for _ in range(3):
             held = {
                 r[0]
                 for r in cluster.sql(

@@ -43,13 +43,30 @@ def _empty_postgres(url: str) -> None:
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "http"]
 
 
+@pytest.fixture(scope="session")
+def http_templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Store]]:
+    """An empty SQLite database at the current schema, to copy (cheaper than migrating one
+    per test), and a store holding the test servers' admin tokens."""
+    folder = tmp_path_factory.mktemp("http-backend")
+    open_store(f"sqlite:///{folder / 'template.db'}").close()
+    tokens = open_store(f"sqlite:///{folder / 'tokens.db'}")
+    yield folder / "template.db", tokens
+    tokens.close()
+
+
 @pytest.fixture
-def http_server(tmp_path: Path) -> Iterator[Any]:
-    """A real server (uvicorn, in a thread) over a fresh SQLite store; its admin token."""
+def http_server(http_templates: tuple[Path, Store], tmp_path: Path) -> Iterator[Any]:
+    """A real server (uvicorn, in a thread) over a fresh SQLite store, with an admin token.
+    The token lives in a store of its own, so the store under test starts empty (the token
+    contract lists every token)."""
+    import shutil
+
     from tests.live_server import LiveServer
 
-    store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
-    server = LiveServer(store)
+    template, tokens = http_templates
+    shutil.copy(template, tmp_path / "server.db")
+    store = open_store(f"sqlite:///{tmp_path / 'server.db'}", auto_upgrade=False)
+    server = LiveServer(store, token_store=tokens)
     yield server
     server.stop()
     store.close()
@@ -68,9 +85,7 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def store_factory(
-    store_url: str, request: pytest.FixtureRequest
-) -> Iterator[Callable[..., Store]]:
+def store_factory(store_url: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Store]]:
     """Opens (another) store on the test's database; every store opened is closed after."""
     opened: list[Store] = []
     if store_url.startswith("http"):

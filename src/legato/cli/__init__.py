@@ -16,7 +16,10 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from legato.cli import deploy as _deploy
 from legato.cli import output
+from legato.cli import server as _server
+from legato.cli import tokens as _tokens
 from legato.cli import workers as _workers
 from legato.errors import (
     ConfigurationError,
@@ -46,6 +49,10 @@ app.add_typer(asks_app, name="asks")
 app.add_typer(_workers.worker_app, name="worker")
 app.add_typer(_workers.workers_app, name="workers")
 app.add_typer(_workers.pools_app, name="pools")
+app.add_typer(_server.server_app, name="server")
+app.add_typer(_tokens.tokens_app, name="tokens")
+app.add_typer(_deploy.deployments_app, name="deployments")
+app.command("deploy")(_deploy.deploy)
 
 _debug = False
 
@@ -131,8 +138,11 @@ def run(
         bool, typer.Option("--capture-output", help="Store what tasks print in the run's log.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="For a deployment: queue the run and return.")
+    ] = False,
 ) -> None:
-    """Run a flow now, in this process, recording every state change."""
+    """Run a flow now: FILE.py:FLOW in this process, or a deployment's NAME on its pool."""
     from legato.cli.progress import RunProgress
     from legato.engine import run_flow
     from legato.errors import Cancelled, Paused
@@ -142,6 +152,8 @@ def run(
 
     if capture_output:
         os.environ["LEGATO_CAPTURE_OUTPUT"] = "true"
+    if ":" not in ref and not ref.endswith(".py"):
+        _run_deployment(ref, param or [], params_file, json_out, quiet, wait=not no_wait)
     flow = load_flow(ref)
     params = flow.validate((), parse_params(flow, param or [], params_file))
     rt = get_runtime()
@@ -199,6 +211,55 @@ def _schema_hint(schema: dict[str, Any]) -> str:
     if kind == "object":
         return "a JSON object: --json '{...}'"
     return str(kind or schema.get("title") or "a value")
+
+
+def _run_deployment(
+    name: str,
+    pairs: list[str],
+    params_file: Path | None,
+    json_out: bool,
+    quiet: bool,
+    *,
+    wait: bool,
+) -> NoReturn:
+    """`legato run NAME`: queue a run of the deployment for its pool's workers."""
+    from legato.deployments import start_run
+    from legato.loader import load_flow
+
+    store = _store()
+    dep = store.get_deployment(name)
+    if dep is None:
+        known = ", ".join(d.name for d in store.list_deployments()) or "none"
+        raise UsageError(
+            f"no deployment named {name!r} (deployments: {known}); to run a file use FILE.py:FLOW"
+        )
+    try:
+        flow = load_flow(dep.source)
+    except Exception:
+        flow = None
+    params = (
+        parse_params(flow, pairs, params_file) if flow is not None else _raw(pairs, params_file)
+    )
+    run = start_run(store, dep, params)
+    output.err.print(f"flow run {run.id} queued for pool {dep.pool}")
+    if not wait:
+        if json_out:
+            output.print_json(output.flow_run_json(run))
+        raise typer.Exit(0)
+    started = time.perf_counter()
+    while True:
+        current = store.get_flow_run(run.id)
+        if current.state.is_final or current.state is State.PAUSED:
+            break
+        time.sleep(0.5)
+    report(current, None, time.perf_counter() - started, json_out)
+
+
+def _raw(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    class _NoHints:
+        fn = None
+
+    return parse_params(_NoHints(), pairs, params_file)
 
 
 def _console_logs() -> None:
@@ -477,6 +538,15 @@ def answer(
     answer_question(store, question, parsed, by)
     output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
     if no_resume:
+        return
+    from legato.runtime import get_runtime
+
+    if get_runtime().remote_pools:
+        from legato.resume import queue_answered_run
+
+        pool = queue_answered_run(store, run.id)
+        if pool is not None:
+            output.err.print(f"the run is queued for pool {pool}: a worker there carries it on")
         return
     _console_logs()
     started = time.perf_counter()

@@ -115,6 +115,10 @@ def flow_run_json(run: FlowRun, task_runs: list[TaskRun] | None = None) -> dict[
         "result": value,
         "result_ref": ref,
         "source": run.source,
+        "deployment": run.deployment,
+        "version": run.version,
+        "worker": run.worker,
+        "attempts": run.attempts,
     }
     if task_runs is not None:
         data["task_runs"] = [task_run_json(t) for t in task_runs]

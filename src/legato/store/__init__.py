@@ -17,8 +17,14 @@ from legato.store.base import (
 )
 
 
-def open_store(url: str, *, auto_upgrade: bool = True) -> Store:
-    """Open the store at a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``)."""
+def open_store(url: str, *, auto_upgrade: bool = True, token: str | None = None) -> Store:
+    """Open the store at a SQLAlchemy URL (``sqlite:///...``, ``postgresql://...``), or a
+    Legato server's (``http(s)://...``: an HttpStore, with ``token`` or LEGATO_API_TOKEN)."""
+    if url.startswith(("http://", "https://")):
+        from legato.settings import get_settings
+        from legato.store.http import HttpStore
+
+        return HttpStore(url, token if token is not None else get_settings().api_token)
     from legato.store.sql import SqlStore
 
     return SqlStore(url, auto_upgrade=auto_upgrade)

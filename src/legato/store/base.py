@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from legato.models import (
     ApiToken,
     Artifact,
+    Deployment,
     FlowRun,
     LogRecord,
     Question,
@@ -204,6 +205,29 @@ class Store(Protocol):
     ) -> list[TaskRun]:
         """Claim up to ``limit`` queued task runs of ``pool`` whose resources fit ``free``:
         RUNNING, attempts + 1 (the fencing token), leased to ``worker``."""
+
+    def claim_flow_runs(
+        self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> list[FlowRun]:
+        """Claim flow runs queued for ``pool`` (deployment runs, answered paused runs)."""
+
+    def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
+        """Queue an existing flow run for ``pool`` (compare-and-set on its state)."""
+
+    def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
+        """Flow runs whose lease expired: CRASHED, then queued again; returns their ids."""
+
+    def put_deployment(self, dep: Deployment) -> None:
+        """Create or replace a deployment."""
+
+    def get_deployment(self, name: str) -> Deployment | None:
+        """A deployment by name."""
+
+    def list_deployments(self) -> list[Deployment]:
+        """Every deployment, by name."""
+
+    def delete_deployment(self, name: str) -> bool:
+        """Remove a deployment; False if there was none."""
 
     def next_queued_at(self, pool: str) -> float | None:
         """When the earliest queued task run of ``pool`` becomes claimable, if any."""

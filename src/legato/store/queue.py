@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, text, update
 
-from legato.models import State, TaskRun, Worker
+from legato.models import Deployment, FlowRun, State, TaskRun, Worker
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
 
@@ -42,6 +42,20 @@ _CLAIM = (
         ended_at=None,
     )
 )
+
+
+def _deployment(row: Any) -> Deployment:
+    return Deployment(
+        name=row.name,
+        flow=row.flow,
+        source=row.source,
+        pool=row.pool,
+        parameters=json.loads(row.parameters),
+        tags=json.loads(row.tags),
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _worker(row: Any) -> Worker:
@@ -155,15 +169,90 @@ class QueueSql:
         by_id = {r.id: _task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
 
+    def claim_flow_runs(
+        self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> list[FlowRun]:
+        """Claim up to ``limit`` flow runs queued for ``pool`` (deployments, answered runs)."""
+        from legato.store.sql import _flow_run, _history
+
+        now = time.time()
+        c = s.flow_runs.c
+        q = (
+            select(c.id)
+            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
+            .order_by(c.queued_at, c.id)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            chosen = [r.id for r in conn.execute(q)]
+            if not chosen:
+                return []
+            conn.execute(
+                update(s.flow_runs)
+                .where(c.id == bindparam("_id"))
+                .values(
+                    state=State.RUNNING.value,
+                    worker=bindparam("worker"),
+                    attempts=c.attempts + 1,
+                    lease_expires_at=bindparam("lease"),
+                    queued_at=None,
+                    updated_at=bindparam("now"),
+                ),
+                [
+                    {"_id": i, "worker": worker, "now": now, "lease": now + lease_seconds}
+                    for i in chosen
+                ],
+            )
+            conn.execute(
+                insert(s.state_history),
+                [_history(i, "flow", State.RUNNING, now, f"claimed by {worker}") for i in chosen],
+            )
+            rows = conn.execute(select(s.flow_runs).where(c.id.in_(chosen))).all()
+        return [_flow_run(r) for r in rows]
+
+    def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
+        """Put an existing flow run (paused and answered, crashed...) back in ``pool``'s queue."""
+        from legato.store.sql import _history
+
+        now = time.time()
+        c = s.flow_runs.c
+        with self._write() as conn:
+            done = conn.execute(
+                update(s.flow_runs)
+                .where(c.id == run_id, c.state.in_([a.value for a in allowed_from]))
+                .values(
+                    state=State.PENDING.value,
+                    pool=pool,
+                    queued_at=now,
+                    worker=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            ).rowcount
+            if done:
+                conn.execute(
+                    insert(s.state_history),
+                    [_history(run_id, "flow", State.PENDING, now, f"queued for pool {pool}")],
+                )
+                self._signal(conn, QUEUE_CHANNEL, {pool})
+        self._deliver_after(conn)
+        return bool(done)
+
     def next_queued_at(self, pool: str) -> float | None:
         """When the earliest queued task run of ``pool`` becomes claimable (retries wait)."""
         from sqlalchemy import func
 
-        c = s.task_runs.c
-        q = select(func.min(c.queued_at)).where(c.pool == pool, c.state.in_(_QUEUED))
-        with self._read() as conn:
-            value = conn.execute(q).scalar()
-        return None if value is None else float(value)
+        found = []
+        for table in (s.task_runs, s.flow_runs):
+            c = table.c
+            q = select(func.min(c.queued_at)).where(c.pool == pool, c.state.in_(_QUEUED))
+            with self._read() as conn:
+                value = conn.execute(q).scalar()
+            if value is not None:
+                found.append(float(value))
+        return min(found) if found else None
 
     def heartbeat(
         self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
@@ -171,7 +260,6 @@ class QueueSql:
         """Renew the leases a worker holds (task run id -> attempt); returns the ids it no
         longer holds (cancelled, or re-queued after its lease ran out): kill those."""
         now = time.time()
-        c = s.task_runs.c
         lost = []
         with self._write() as conn:
             conn.execute(
@@ -180,15 +268,20 @@ class QueueSql:
                 .values(last_heartbeat=now, used=json.dumps(used))
             )
             for run_id, attempt in held.items():
-                done = conn.execute(
-                    update(s.task_runs)
-                    .where(
-                        c.id == run_id,
-                        c.attempts == attempt,
-                        c.state == State.RUNNING.value,
-                    )
-                    .values(lease_expires_at=now + lease_seconds)
-                ).rowcount
+                done = 0
+                for table in (s.task_runs, s.flow_runs):
+                    t = table.c
+                    done = conn.execute(
+                        update(table)
+                        .where(
+                            t.id == run_id,
+                            t.attempts == attempt,
+                            t.state == State.RUNNING.value,
+                        )
+                        .values(lease_expires_at=now + lease_seconds)
+                    ).rowcount
+                    if done:
+                        break
                 if not done:
                     lost.append(run_id)
         return lost
@@ -274,6 +367,75 @@ class QueueSql:
         self._deliver_after(conn)
         return [_task_run(r) for r in result]
 
+    def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
+        """Flow runs whose worker was lost: CRASHED, then queued again (they resume by replay,
+        so finished work is not redone). Returns their ids."""
+        from legato.store.sql import _history
+
+        now = time.time() if now is None else now
+        c = s.flow_runs.c
+        q = select(c.id, c.pool).where(c.state == State.RUNNING.value, c.lease_expires_at < now)
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return []
+            conn.execute(
+                update(s.flow_runs)
+                .where(c.id.in_([r.id for r in rows]))
+                .values(
+                    state=State.PENDING.value,
+                    queued_at=now,
+                    worker=None,
+                    lease_expires_at=None,
+                    updated_at=now,
+                )
+            )
+            history = []
+            for r in rows:
+                history.append(_history(r.id, "flow", State.CRASHED, now, "lease expired"))
+                history.append(_history(r.id, "flow", State.PENDING, now, "re-queued"))
+            conn.execute(insert(s.state_history), history)
+            self._signal(conn, QUEUE_CHANNEL, {r.pool for r in rows if r.pool})
+        self._deliver_after(conn)
+        return [r.id for r in rows]
+
+    # -- deployments ----------------------------------------------------------------------------
+
+    def put_deployment(self, dep: Deployment) -> None:
+        """Create or replace a deployment (by name)."""
+        row = dep.to_json()
+        row["parameters"] = json.dumps(dep.parameters)
+        row["tags"] = json.dumps(dep.tags)
+        d = s.deployments.c
+        with self._write() as conn:
+            existing = conn.execute(select(d.created_at).where(d.name == dep.name)).first()
+            if existing is None:
+                conn.execute(insert(s.deployments), [row])
+            else:
+                row["created_at"] = existing.created_at
+                conn.execute(update(s.deployments).where(d.name == dep.name).values(row))
+
+    def get_deployment(self, name: str) -> Deployment | None:
+        d = s.deployments.c
+        with self._read() as conn:
+            row = conn.execute(select(s.deployments).where(d.name == name)).first()
+        return None if row is None else _deployment(row)
+
+    def list_deployments(self) -> list[Deployment]:
+        with self._read() as conn:
+            rows = conn.execute(select(s.deployments).order_by(s.deployments.c.name)).all()
+        return [_deployment(r) for r in rows]
+
+    def delete_deployment(self, name: str) -> bool:
+        from sqlalchemy import delete
+
+        with self._write() as conn:
+            return bool(
+                conn.execute(delete(s.deployments).where(s.deployments.c.name == name)).rowcount
+            )
+
     def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
         """Wait until each of ``ids`` is final (or PAUSED), or ``timeout``; returns those that
         are. Used by a flow waiting on remote task runs."""
@@ -333,5 +495,14 @@ class QueueSql:
             .where(c.state.in_(_QUEUED), c.queued_at.is_not(None))
             .group_by(c.pool)
         )
+        f = s.flow_runs.c
+        fq = (
+            select(f.pool, func.count())
+            .where(f.state.in_(_QUEUED), f.queued_at.is_not(None))
+            .group_by(f.pool)
+        )
+        depths: dict[str, int] = {}
         with self._read() as conn:
-            return {str(pool): int(n) for pool, n in conn.execute(q)}
+            for pool, n in [*conn.execute(q), *conn.execute(fq)]:
+                depths[str(pool)] = depths.get(str(pool), 0) + int(n)
+        return depths

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002")
+KNOWN_REVISIONS = ("0001", "0002", "0003")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -39,7 +39,16 @@ flow_runs = Table(
     Column("started_at", Float),
     Column("ended_at", Float),
     Column("updated_at", Float, nullable=False),
+    # Placed on a pool's workers (0003), like task runs: see queue.py.
+    Column("deployment", String(200)),
+    Column("version", String(64)),
+    Column("worker", String(200)),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("queued_at", Float),
+    Column("lease_expires_at", Float),
     Index("ix_flow_runs_created", "created_at"),
+    Index("ix_flow_runs_queue", "pool", "state", "queued_at"),
+    Index("ix_flow_runs_lease", "state", "lease_expires_at"),
     Index("ix_flow_runs_flow_created", "flow", "created_at"),
     Index("ix_flow_runs_state_created", "state", "created_at"),
     Index("ix_flow_runs_parent", "parent_task_run_id"),
@@ -174,4 +183,18 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("flow", String(200), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("pool", String(100), nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("tags", Text, nullable=False),
+    Column("version", String(64)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -54,6 +54,7 @@ from legato.store.base import (
 from legato.store.migrate import check_schema
 from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
 from legato.store.queue import QueueSql
+from legato.store.stats import StatsSql
 from legato.store.tokens import TokenSql
 
 _dumps = json.dumps
@@ -100,6 +101,12 @@ def _flow_run(row: Any) -> FlowRun:
         ended_at=row.ended_at,
         source=row.source,
         owner=row.owner,
+        deployment=row.deployment,
+        version=row.version,
+        worker=row.worker,
+        attempts=row.attempts,
+        queued_at=row.queued_at,
+        lease_expires_at=row.lease_expires_at,
     )
 
 
@@ -161,6 +168,12 @@ def _flow_run_row(run: FlowRun) -> dict[str, Any]:
         "error": run.error,
         "source": run.source,
         "owner": run.owner,
+        "deployment": run.deployment,
+        "version": run.version,
+        "worker": run.worker,
+        "attempts": run.attempts,
+        "queued_at": run.queued_at,
+        "lease_expires_at": run.lease_expires_at,
         "created_at": run.created_at,
         "started_at": run.started_at,
         "ended_at": run.ended_at,
@@ -228,7 +241,7 @@ def _connect_sqlite(url: str) -> Engine:
     return engine
 
 
-class SqlStore(QueueSql, TokenSql):
+class SqlStore(QueueSql, TokenSql, StatsSql):
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
 
@@ -322,6 +335,7 @@ class SqlStore(QueueSql, TokenSql):
         new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
         task_updates: list[dict[str, Any]] = []
         log_rows: list[dict[str, Any]] = []
+        flow_pools: set[str] = set()
 
         for op in ops:
             if isinstance(op, InsertTaskRun):
@@ -340,6 +354,8 @@ class SqlStore(QueueSql, TokenSql):
                 history.append(_history(op.id, "task", op.state, op.at, op.message))
             elif isinstance(op, InsertFlowRun):
                 conn.execute(insert(s.flow_runs), [_flow_run_row(op.run)])
+                if op.run.queued_at is not None and op.run.pool:
+                    flow_pools.add(op.run.pool)
                 history.append(
                     _history(op.run.id, "flow", op.run.state, op.run.created_at, op.message)
                 )
@@ -426,7 +442,7 @@ class SqlStore(QueueSql, TokenSql):
             queued.update(
                 p for (p,) in conn.execute(select(c.pool).where(c.id.in_(requeued))).all()
             )
-        self._signal(conn, QUEUE_CHANNEL, {p for p in queued if p})
+        self._signal(conn, QUEUE_CHANNEL, {p for p in queued | flow_pools if p})
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates
         # that set the same columns go in one executemany.
         i = 0

@@ -1,0 +1,69 @@
+"""`legato deploy` and `legato deployments ls|rm`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from legato.cli import output
+from legato.errors import UsageError
+
+deployments_app = typer.Typer(help="Flows registered to run on pools.", no_args_is_help=True)
+
+
+def deploy(
+    ref: Annotated[str, typer.Argument(help="FILE.py:FLOW (or module:FLOW).")],
+    name: Annotated[str, typer.Option("--name", help="The name `legato run NAME` uses.")],
+    pool: Annotated[str, typer.Option("--pool", help="The pool whose workers run it.")] = "default",
+    param: Annotated[
+        list[str] | None, typer.Option("-p", "--param", help="Default NAME=VALUE, repeatable.")
+    ] = None,
+    params_file: Annotated[Path | None, typer.Option("--params-file")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag runs, repeatable.")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register a flow so that `legato run NAME` starts it on a worker of POOL."""
+    from legato.cli import _store, parse_params
+    from legato.deployments import deploy as do_deploy
+    from legato.loader import load_flow
+
+    flow = load_flow(ref)
+    params = parse_params(flow, param or [], params_file)
+    dep = do_deploy(_store(), flow, name=name, pool=pool, parameters=params, tags=tag or [])
+    if json_out:
+        output.print_json(dep.to_json())
+        return
+    output.err.print(
+        f"deployed {dep.flow} as {dep.name!r} on pool {dep.pool} (version {dep.version}); "
+        f"start it with `legato run {dep.name}`"
+    )
+
+
+@deployments_app.command("ls")
+def deployments_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every deployment."""
+    from legato.cli import _store
+
+    deps = _store().list_deployments()
+    if json_out:
+        output.print_json([d.to_json() for d in deps])
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("NAME", "FLOW", "POOL", "VERSION", "SOURCE", "PARAMETERS"):
+        table.add_column(col, overflow="fold")
+    for d in deps:
+        table.add_row(d.name, d.flow, d.pool, d.version or "-", d.source, str(d.parameters))
+    output.out.print(table)
+
+
+@deployments_app.command("rm")
+def deployments_rm(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a deployment (its runs stay)."""
+    from legato.cli import _store
+
+    if not _store().delete_deployment(name):
+        raise UsageError(f"no deployment named {name!r}")
+    output.err.print(f"removed deployment {name!r}")

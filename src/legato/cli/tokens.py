@@ -1,0 +1,98 @@
+"""`legato tokens create|ls|revoke`: API tokens for the server.
+
+Without LEGATO_API_URL these talk to the database directly (LEGATO_DATABASE_URL, or the
+embedded default): that is how the first admin token is made. With it, they go through the
+API, which needs an admin token in LEGATO_API_TOKEN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+import typer
+
+from legato.cli import output
+from legato.errors import UsageError
+from legato.models import Role
+
+tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
+
+
+@contextmanager
+def _store() -> Iterator[Any]:
+    from legato.settings import get_settings
+    from legato.store import open_store
+
+    settings = get_settings()
+    store = open_store(settings.api_url or settings.db_url, token=settings.api_token)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Option("--name", help="Who or what uses it, e.g. gpu-workers.")],
+    role: Annotated[
+        Role, typer.Option("--role", help="viewer reads; operator runs; admin manages.")
+    ] = Role.OPERATOR,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the token as JSON.")] = False,
+) -> None:
+    """Create a token and print its secret: it is shown this once (only a hash is kept)."""
+    with _store() as store:
+        token, secret = store.create_token(name, role)
+    if json_out:
+        output.print_json({**token.to_json(), "token": secret})
+        return
+    output.out.print(secret, markup=False, highlight=False)
+    output.err.print(
+        f"token {token.name!r} ({token.role.value}, id {token.id}) created; copy it now, it "
+        "is not shown again. Use it as LEGATO_API_TOKEN.",
+        highlight=False,
+    )
+
+
+@tokens_app.command("ls")
+def tokens_ls(
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every token (never their secrets), revoked ones too."""
+    from rich.table import Table
+
+    with _store() as store:
+        tokens = store.list_tokens()
+    if json_out:
+        output.print_json([t.to_json() for t in tokens])
+        return
+    if not tokens:
+        output.err.print("no tokens yet: create one with `legato tokens create --name NAME`")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"):
+        table.add_column(col, overflow="fold")
+    for t in tokens:
+        table.add_row(
+            t.id,
+            t.name,
+            t.role.value,
+            output.short_time(t.created_at),
+            output.short_time(t.last_used_at),
+            output.short_time(t.revoked_at),
+        )
+    output.out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    id_or_name: Annotated[str, typer.Argument(help="The token's id, id prefix or name.")],
+) -> None:
+    """Revoke a token: requests carrying it are refused from now on."""
+    with _store() as store:
+        if not store.revoke_token(id_or_name):
+            raise UsageError(
+                f"no live token has id or name {id_or_name!r} (see `legato tokens ls`)"
+            )
+    output.err.print(f"token {id_or_name!r} revoked")

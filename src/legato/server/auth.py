@@ -1,0 +1,124 @@
+"""Who may call the API: bearer tokens (``Authorization: Bearer lgt_...``) and their roles.
+
+viewer reads; operator also runs work (writes run state, claims, heartbeats, finishes),
+answers, cancels and retries; admin also manages tokens. A verified token is remembered for a
+few seconds (by the SHA-256 of its secret, never the secret), so a busy worker does not cost a
+database read per request; a revocation through this server takes effect at once, one made
+elsewhere within ``cache_seconds``. ``last_used_at`` is written at most once a minute per
+token. Secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import HTTPException, Request
+
+from legato.models import ApiToken, Role
+from legato.store import Store
+
+# With authentication off (--no-auth, loopback only) every caller is this admin.
+NO_AUTH = ApiToken(id="no-auth", name="no-auth", role=Role.ADMIN, created_at=0.0)
+_CACHE_MAX = 4096
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(401, detail=message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        enabled: bool = True,
+        cache_seconds: float = 5.0,
+        touch_every: float = 60.0,
+    ) -> None:
+        self.store = store
+        self.enabled = enabled
+        self.cache_seconds = cache_seconds
+        self.touch_every = touch_every
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[ApiToken, float]] = {}  # sha256(secret) -> token, until
+        self._touched: dict[str, float] = {}  # token id -> when last_used_at was written
+
+    def check(self, authorization: str | None, needed: Role) -> ApiToken:
+        """The caller's token if it has ``needed``'s role; HTTP 401 or 403 otherwise."""
+        if not self.enabled:
+            return NO_AUTH
+        scheme, _, secret = (authorization or "").partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not secret:
+            raise _unauthorized(
+                "this API needs a token: send `Authorization: Bearer TOKEN` "
+                "(create one with `legato tokens create`)"
+            )
+        token = self._verify(secret)
+        if token is None:
+            raise _unauthorized("the API token is wrong or revoked")
+        if not token.role.allows(needed):
+            raise HTTPException(
+                403,
+                detail=f"token {token.name!r} has role {token.role.value}; "
+                f"this needs {needed.value} or above",
+            )
+        self._touch(token)
+        return token
+
+    def forget(self) -> None:
+        """Drop every remembered token (after a revocation)."""
+        with self._lock:
+            self._cache.clear()
+
+    def _verify(self, secret: str) -> ApiToken | None:
+        key = hashlib.sha256(secret.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(key)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        token = self.store.verify_token(secret)
+        if token is not None:
+            with self._lock:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache.clear()
+                self._cache[key] = (token, now + self.cache_seconds)
+        return token
+
+    def _touch(self, token: ApiToken) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._touched.get(token.id)
+            if last is not None and now - last < self.touch_every:
+                return
+            self._touched[token.id] = now
+        self.store.touch_token(token.id)
+
+
+@functools.cache  # one callable per role: FastAPI then runs it once per request
+def require(role: Role) -> Callable[[Request], ApiToken]:
+    """A FastAPI dependency: the caller's token, which must have ``role`` or above."""
+
+    def dependency(request: Request) -> ApiToken:
+        auth: Authenticator = request.app.state.auth
+        return auth.check(request.headers.get("authorization"), role)
+
+    dependency.__name__ = f"require_{role.value}"
+    return dependency
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    if host.strip().lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

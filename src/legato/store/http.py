@@ -1,0 +1,423 @@
+"""HttpStore: the Store interface over a Legato server's HTTP API (``legato server start``).
+
+One ``httpx.Client`` per store (connections are reused). A request that cannot connect, or
+that the server answers 503 (its database is down), is retried with backoff for up to
+``retry_seconds``; then a StoreError names the URL. 401 and 403 raise Unauthorized, 404 on a
+read raises RunNotFound with the server's message, other 4xx raise UsageError.
+Long waits (``wait_for_queue``, ``wait_for_task_runs``) are long-polls: the server waits on
+its own store's wake-ups, at most 30 s a request, and this client asks again until its timeout.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from legato.errors import RunNotFound, StoreError, Unauthorized, UsageError
+from legato.models import (
+    ApiToken,
+    Artifact,
+    Deployment,
+    FlowRun,
+    Question,
+    QuestionState,
+    Role,
+    State,
+    StateChange,
+    TaskRun,
+    Worker,
+)
+from legato.store.base import LogEntry, Op
+from legato.store.wire import decode, encode, encode_op
+
+API = "/api/v1"
+SERVER_WAIT = 30.0  # the longest a server holds one long-poll
+
+
+class HttpStore:
+    """The Store over HTTP; ``url`` is the server's base URL, ``token`` its bearer token."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        timeout: float = 30.0,
+        retry_seconds: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.retry_seconds = retry_seconds
+        self._timeout = timeout
+        headers = {"User-Agent": "legato"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        )
+
+    @property
+    def safe_url(self) -> str:
+        return self.url
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request, retrying connection failures and 503; the decoded JSON answer."""
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            problem: str
+            try:
+                response = self._client.request(
+                    method,
+                    API + path,
+                    json=json,
+                    params=params,
+                    timeout=self._timeout if timeout is None else timeout,
+                )
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+                problem = f"cannot reach {self.url} ({type(exc).__name__}: {exc})"
+            except httpx.TimeoutException as exc:
+                raise StoreError(f"{self.url} did not answer {method} {path} in time") from exc
+            except httpx.HTTPError as exc:
+                raise StoreError(f"request to {self.url} failed: {exc}") from exc
+            else:
+                if response.status_code != 503:
+                    return self._answer(response, method, path)
+                problem = f"{self.url} is unavailable: {_detail(response)}"
+            if time.monotonic() + delay > deadline:
+                raise StoreError(f"{problem}; gave up after {self.retry_seconds:g} s")
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+    def _answer(self, response: httpx.Response, method: str, path: str) -> Any:
+        status = response.status_code
+        if status < 300:
+            return None if status == 204 or not response.content else response.json()
+        detail = _detail(response)
+        if status in (401, 403):
+            raise Unauthorized(f"{self.url} refused {method} {path}: {detail}")
+        if status == 404:
+            raise RunNotFound(detail)
+        if status < 500:
+            raise UsageError(detail)
+        raise StoreError(f"{self.url} failed on {method} {path} (HTTP {status}): {detail}")
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def apply(self, ops: Sequence[Op]) -> None:
+        if ops:
+            self._call("POST", "/ops", json={"ops": [encode_op(op) for op in ops]})
+
+    def transition_flow_run(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        allowed_from: Sequence[State],
+        values: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> bool:
+        body = {
+            "state": state.value,
+            "allowed_from": [s.value for s in allowed_from],
+            "values": values or {},
+            "message": message,
+        }
+        try:
+            data = self._call("POST", f"/flow-runs/{_q(run_id)}/transition", json=body)
+        except RunNotFound:
+            return False
+        return bool(data["changed"])
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def get_flow_run(self, run_id: str) -> FlowRun:
+        return decode(FlowRun, self._call("GET", f"/flow-runs/{_q(run_id)}"))
+
+    def list_flow_runs(
+        self,
+        *,
+        flow: str | None = None,
+        states: Sequence[State] | None = None,
+        parent_task_run_id: str | None = None,
+        top_level: bool = False,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "top_level": top_level}
+        if flow is not None:
+            params["flow"] = flow
+        if states:
+            params["state"] = [s.value for s in states]
+        if parent_task_run_id is not None:
+            params["parent_task_run_id"] = parent_task_run_id
+        return decode(list[FlowRun], self._call("GET", "/flow-runs", params=params))
+
+    def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        return decode(list[TaskRun], self._call("GET", f"/flow-runs/{_q(flow_run_id)}/task-runs"))
+
+    def get_task_run(self, task_run_id: str) -> TaskRun:
+        return decode(TaskRun, self._call("GET", f"/task-runs/{_q(task_run_id)}"))
+
+    def get_history(self, run_id: str) -> list[StateChange]:
+        return decode(list[StateChange], self._call("GET", f"/runs/{_q(run_id)}/history"))
+
+    def get_logs(
+        self,
+        flow_run_id: str,
+        *,
+        task_run_id: str | None = None,
+        after_id: int = 0,
+        min_level: int = 0,
+        limit: int = 1000,
+    ) -> list[LogEntry]:
+        params: dict[str, Any] = {"after_id": after_id, "min_level": min_level, "limit": limit}
+        if task_run_id is not None:
+            params["task_run_id"] = task_run_id
+        data = self._call("GET", f"/flow-runs/{_q(flow_run_id)}/logs", params=params)
+        return decode(list[LogEntry], data)
+
+    def get_artifacts(self, flow_run_id: str) -> list[Artifact]:
+        return decode(list[Artifact], self._call("GET", f"/flow-runs/{_q(flow_run_id)}/artifacts"))
+
+    def get_cached(self, key: str, now: float) -> Any | None:
+        return self._call("GET", "/cache", params={"key": key, "now": now})["result"]
+
+    # -- questions -----------------------------------------------------------------------------
+
+    def get_question(self, question_id: str) -> Question:
+        return decode(Question, self._call("GET", f"/questions/{_q(question_id)}"))
+
+    def find_question(self, flow_run_id: str, key: str) -> Question | None:
+        data = self._call("GET", f"/flow-runs/{_q(flow_run_id)}/question", params={"key": key})
+        return None if data["question"] is None else decode(Question, data["question"])
+
+    def list_questions(
+        self,
+        *,
+        states: Sequence[QuestionState] | None = None,
+        flow_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[Question]:
+        params: dict[str, Any] = {"limit": limit}
+        if states:
+            params["state"] = [s.value for s in states]
+        if flow_run_id is not None:
+            params["flow_run_id"] = flow_run_id
+        return decode(list[Question], self._call("GET", "/questions", params=params))
+
+    def update_question(
+        self,
+        question_id: str,
+        *,
+        allowed_from: Sequence[QuestionState],
+        state: QuestionState,
+        values: dict[str, Any],
+    ) -> bool:
+        body = {
+            "allowed_from": [s.value for s in allowed_from],
+            "state": state.value,
+            "values": values,
+        }
+        data = self._call("POST", f"/questions/{_q(question_id)}/update", json=body)
+        return bool(data["changed"])
+
+    def answer_question(self, question_id: str, value: Any, by: str | None = None) -> Question:
+        """Answer on the server, which validates the value (InvalidAnswer-like UsageError)."""
+        data = self._call(
+            "POST", f"/questions/{_q(question_id)}/answer", json={"value": value, "by": by}
+        )
+        return decode(Question, data)
+
+    # -- remote pools ----------------------------------------------------------------------
+
+    def claim_task_runs(
+        self,
+        pool: str,
+        worker: str,
+        free: dict[str, float],
+        *,
+        limit: int = 1,
+        lease_seconds: float = 30.0,
+    ) -> list[TaskRun]:
+        body = {
+            "pool": pool,
+            "worker": worker,
+            "free": free,
+            "limit": limit,
+            "lease_seconds": lease_seconds,
+        }
+        return decode(list[TaskRun], self._call("POST", "/claims", json=body))
+
+    def claim_flow_runs(
+        self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0
+    ) -> list[FlowRun]:
+        body = {"pool": pool, "worker": worker, "limit": limit, "lease_seconds": lease_seconds}
+        return decode(list[FlowRun], self._call("POST", "/flow-claims", json=body))
+
+    def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
+        body = {"pool": pool, "allowed_from": [s.value for s in allowed_from]}
+        try:
+            data = self._call("POST", f"/flow-runs/{_q(run_id)}/queue", json=body)
+        except RunNotFound:
+            return False
+        return bool(data["changed"])
+
+    def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
+        data = self._call("POST", "/flow-runs/requeue-expired", json={"now": now})
+        return [str(i) for i in data["ids"]]
+
+    def put_deployment(self, dep: Deployment) -> None:
+        self._call("PUT", f"/deployments/{_q(dep.name)}", json={"deployment": encode(dep)})
+
+    def get_deployment(self, name: str) -> Deployment | None:
+        data = self._call("GET", f"/deployments/{_q(name)}")
+        return None if data["deployment"] is None else decode(Deployment, data["deployment"])
+
+    def list_deployments(self) -> list[Deployment]:
+        return decode(list[Deployment], self._call("GET", "/deployments"))
+
+    def delete_deployment(self, name: str) -> bool:
+        return bool(self._call("DELETE", f"/deployments/{_q(name)}")["changed"])
+
+    def next_queued_at(self, pool: str) -> float | None:
+        data = self._call("GET", f"/queues/{_q(pool)}/next")
+        return None if data["at"] is None else float(data["at"])
+
+    def heartbeat(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
+    ) -> list[str]:
+        body = {"held": held, "lease_seconds": lease_seconds, "used": used}
+        data = self._call("POST", f"/workers/{_q(worker_id)}/heartbeat", json=body)
+        return [str(i) for i in data["lost"]]
+
+    def finish_task_run(
+        self,
+        task_run_id: str,
+        attempt: int,
+        state: State,
+        values: dict[str, Any],
+        message: str | None = None,
+    ) -> bool:
+        body = {"attempt": attempt, "state": state.value, "values": values, "message": message}
+        data = self._call("POST", f"/task-runs/{_q(task_run_id)}/finish", json=body)
+        return bool(data["changed"])
+
+    def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
+        data = self._call("POST", "/task-runs/requeue-expired", json={"now": now})
+        return decode(list[TaskRun], data)
+
+    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
+        data = self._call("GET", "/queues/versions", params={"pool": list(pools)})
+        return {str(k): int(v) for k, v in data.items()}
+
+    def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
+            data = self._call(
+                "POST",
+                "/queues/wait",
+                json={"seen": seen, "timeout": wait},
+                timeout=wait + self._timeout,
+            )
+            if data["woke"]:
+                return True
+            if deadline - time.monotonic() <= 0.01:
+                return False
+
+    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        deadline = time.monotonic() + timeout
+        while True:
+            wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
+            data = self._call(
+                "POST",
+                "/task-runs/wait",
+                json={"ids": list(ids), "timeout": wait},
+                timeout=wait + self._timeout,
+            )
+            if data or deadline - time.monotonic() <= 0.01:
+                return decode(list[TaskRun], data)
+
+    def register_worker(self, worker: Worker) -> None:
+        self._call("POST", "/workers", json={"worker": encode(worker)})
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        self._call("PUT", f"/workers/{_q(worker_id)}/state", json={"state": state})
+
+    def list_workers(
+        self, pool: str | None = None, *, include_offline: bool = False
+    ) -> list[Worker]:
+        params: dict[str, Any] = {"include_offline": include_offline}
+        if pool is not None:
+            params["pool"] = pool
+        return decode(list[Worker], self._call("GET", "/workers", params=params))
+
+    def queue_depths(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._call("GET", "/queues/depths").items()}
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def count_runs(self) -> dict[str, dict[str, int]]:
+        return decode(dict[str, dict[str, int]], self._call("GET", "/stats/runs"))
+
+    def recent_task_durations(self, limit: int = 2000) -> list[tuple[str, str, float]]:
+        data = self._call("GET", "/stats/task-durations", params={"limit": limit})
+        return decode(list[tuple[str, str, float]], data)
+
+    # -- API tokens ----------------------------------------------------------------------------
+
+    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
+        data = self._call("POST", "/tokens", json={"name": name, "role": Role(role).value})
+        return decode(ApiToken, data["token"]), str(data["secret"])
+
+    def verify_token(self, secret: str) -> ApiToken | None:
+        data = self._call("POST", "/tokens/verify", json={"secret": secret})
+        return None if data["token"] is None else decode(ApiToken, data["token"])
+
+    def touch_token(self, token_id: str) -> None:
+        self._call("POST", f"/tokens/{_q(token_id)}/touch")
+
+    def list_tokens(self) -> list[ApiToken]:
+        return decode(list[ApiToken], self._call("GET", "/tokens"))
+
+    def revoke_token(self, id_or_name: str) -> bool:
+        return bool(self._call("DELETE", f"/tokens/{_q(id_or_name)}")["changed"])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _q(segment: str) -> str:
+    """One path segment, escaped (ids and names may hold any character)."""
+    from urllib.parse import quote
+
+    return quote(segment, safe="")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text[:300] or response.reason_phrase
+    if isinstance(data, dict) and isinstance(data.get("detail"), str):
+        return str(data["detail"])
+    return str(data)[:300]

@@ -1,0 +1,390 @@
+"""JSON on the wire: how every store operation and record travels between HttpStore and the
+server. Both sides use this module, so the two cannot drift apart.
+
+Records (FlowRun, TaskRun, Question, ...) travel as their dataclass fields, states as their
+string values; ``encode`` turns one into JSON-able data and ``decode`` turns it back (pydantic
+validates on the way in, so a wrong type is an error that names the field). A batch of
+operations travels as ``{"ops": [{"op": "insert_flow_run", ...}, ...]}``: ``encode_op`` and the
+``OpIn`` models below are the two directions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import typing
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from legato.models import (
+    ApiToken,
+    Artifact,
+    Deployment,
+    FlowRun,
+    LogRecord,
+    Question,
+    QuestionState,
+    Role,
+    State,
+    StateChange,
+    TaskRun,
+    Worker,
+)
+from legato.store.base import (
+    InsertArtifact,
+    InsertFlowRun,
+    InsertLogs,
+    InsertQuestion,
+    InsertTaskRun,
+    LogEntry,
+    Op,
+    PutCache,
+    UpdateFlowRun,
+    UpdateTaskRun,
+)
+
+T = TypeVar("T")
+
+RECORD_TYPES = (
+    FlowRun,
+    TaskRun,
+    Question,
+    Artifact,
+    LogRecord,
+    LogEntry,
+    StateChange,
+    Worker,
+    ApiToken,
+)
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    adapter = _ADAPTERS.get(tp)
+    if adapter is None:
+        adapter = _ADAPTERS[tp] = TypeAdapter(tp)
+    return adapter
+
+
+def encode(value: Any) -> Any:
+    """JSON-able data for a record, an operation, or a list of them."""
+    if isinstance(value, list):
+        return [encode(v) for v in value]
+    return _adapter(type(value)).dump_python(value, mode="json")
+
+
+def decode(tp: type[T], data: Any) -> T:
+    """The record(s) of type ``tp`` (e.g. ``FlowRun``, ``list[TaskRun]``) held by ``data``."""
+    result: T = _adapter(tp).validate_python(data)
+    return result
+
+
+# -- operations -----------------------------------------------------------------------------
+
+OP_TAGS: dict[type[Any], str] = {
+    InsertFlowRun: "insert_flow_run",
+    InsertTaskRun: "insert_task_run",
+    UpdateFlowRun: "update_flow_run",
+    UpdateTaskRun: "update_task_run",
+    InsertLogs: "insert_logs",
+    InsertArtifact: "insert_artifact",
+    PutCache: "put_cache",
+    InsertQuestion: "insert_question",
+}
+
+
+def encode_op(op: Op) -> dict[str, Any]:
+    data: dict[str, Any] = encode(op)
+    data["op"] = OP_TAGS[type(op)]
+    return data
+
+
+# Which columns an update may set, with their types: a record's fields, less its identity.
+_FIXED = frozenset({"id", "state"})
+
+
+@functools.cache
+def _column_types(record: Any) -> dict[str, Any]:
+    hints = typing.get_type_hints(record)
+    return {f.name: hints[f.name] for f in dataclasses.fields(record) if f.name not in _FIXED}
+
+
+def check_values(record: Any, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with each column checked (and coerced) against ``record``'s field types;
+    ValueError naming the first column that is unknown or of the wrong type."""
+    columns = _column_types(record)
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in columns:
+            known = ", ".join(sorted(columns))
+            raise ValueError(f"values.{name}: not a column that can be set (known: {known})")
+        try:
+            out[name] = _adapter(columns[name]).validate_python(value)
+        except ValidationError as exc:
+            raise ValueError(f"values.{name}: {exc.errors()[0]['msg']}") from None
+    return out
+
+
+class Body(BaseModel):
+    """A request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class InsertFlowRunIn(Body):
+    op: Literal["insert_flow_run"]
+    run: FlowRun
+    message: str | None = None
+
+    def to_op(self) -> Op:
+        return InsertFlowRun(self.run, self.message)
+
+
+class InsertTaskRunIn(Body):
+    op: Literal["insert_task_run"]
+    run: TaskRun
+    message: str | None = None
+
+    def to_op(self) -> Op:
+        return InsertTaskRun(self.run, self.message)
+
+
+class UpdateFlowRunIn(Body):
+    op: Literal["update_flow_run"]
+    id: str
+    state: State
+    at: float
+    values: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_values(FlowRun, values)
+
+    def to_op(self) -> Op:
+        return UpdateFlowRun(self.id, self.state, self.at, self.values, self.message)
+
+
+class UpdateTaskRunIn(Body):
+    op: Literal["update_task_run"]
+    id: str
+    state: State
+    at: float
+    values: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_values(TaskRun, values)
+
+    def to_op(self) -> Op:
+        return UpdateTaskRun(self.id, self.state, self.at, self.values, self.message)
+
+
+class InsertLogsIn(Body):
+    op: Literal["insert_logs"]
+    records: list[LogRecord]
+
+    def to_op(self) -> Op:
+        return InsertLogs(self.records)
+
+
+class InsertArtifactIn(Body):
+    op: Literal["insert_artifact"]
+    artifact: Artifact
+
+    def to_op(self) -> Op:
+        return InsertArtifact(self.artifact)
+
+
+class PutCacheIn(Body):
+    op: Literal["put_cache"]
+    key: str
+    task: str
+    task_run_id: str
+    result: Any
+    created_at: float
+    expires_at: float | None
+
+    def to_op(self) -> Op:
+        return PutCache(
+            self.key, self.task, self.task_run_id, self.result, self.created_at, self.expires_at
+        )
+
+
+class InsertQuestionIn(Body):
+    op: Literal["insert_question"]
+    question: Question
+
+    def to_op(self) -> Op:
+        return InsertQuestion(self.question)
+
+
+OpIn = Annotated[
+    InsertFlowRunIn
+    | InsertTaskRunIn
+    | UpdateFlowRunIn
+    | UpdateTaskRunIn
+    | InsertLogsIn
+    | InsertArtifactIn
+    | PutCacheIn
+    | InsertQuestionIn,
+    Field(discriminator="op"),
+]
+
+
+# -- other request bodies ----------------------------------------------------------------------
+
+
+class OpsIn(Body):
+    ops: list[OpIn]
+
+
+class TransitionIn(Body):
+    state: State
+    allowed_from: list[State]
+    values: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_values(FlowRun, values)
+
+
+class QuestionUpdateIn(Body):
+    allowed_from: list[QuestionState]
+    state: QuestionState
+    values: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("values")
+    @classmethod
+    def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_values(Question, values)
+
+
+class AnswerIn(Body):
+    value: Any = Field(description="The answer; it must fit the question's JSON schema.")
+    by: str | None = Field(default=None, max_length=200, description="Who answers.")
+
+
+class ClaimIn(Body):
+    pool: str = Field(min_length=1, max_length=200)
+    worker: str = Field(min_length=1, max_length=200)
+    free: dict[str, float]
+    limit: int = Field(default=1, ge=1, le=1000)
+    lease_seconds: float = Field(default=30.0, gt=0, le=86400)
+
+
+class FlowClaimIn(Body):
+    pool: str = Field(min_length=1, max_length=200)
+    worker: str = Field(min_length=1, max_length=200)
+    limit: int = Field(default=1, ge=1, le=1000)
+    lease_seconds: float = Field(default=30.0, gt=0, le=86400)
+
+
+class QueueFlowRunIn(Body):
+    pool: str = Field(min_length=1, max_length=200)
+    allowed_from: list[State]
+
+
+class DeploymentIn(Body):
+    deployment: Deployment
+
+
+class FoundDeployment(BaseModel):
+    deployment: Deployment | None
+
+
+class Ids(BaseModel):
+    ids: list[str]
+
+
+class HeartbeatIn(Body):
+    held: dict[str, Annotated[int, Field(ge=0, le=2**31 - 1)]]
+    lease_seconds: float = Field(gt=0, le=86400)
+    used: dict[str, float] = Field(default_factory=dict)
+
+
+class FinishIn(Body):
+    attempt: int = Field(ge=0, le=2**31 - 1)
+    state: State
+    values: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+
+    @field_validator("values")
+    @classmethod
+    def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
+        return check_values(TaskRun, values)
+
+
+class RequeueIn(Body):
+    now: float | None = None
+
+
+class WaitQueueIn(Body):
+    seen: dict[str, int]
+    timeout: float = Field(ge=0, le=3600)
+
+
+class WaitTaskRunsIn(Body):
+    ids: list[str] = Field(max_length=10000)
+    timeout: float = Field(ge=0, le=3600)
+
+
+class WorkerIn(Body):
+    worker: Worker
+
+
+class WorkerStateIn(Body):
+    state: Literal["online", "draining", "offline"]
+
+
+class TokenCreateIn(Body):
+    name: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    role: Role
+
+
+class TokenVerifyIn(Body):
+    secret: str = Field(max_length=1000)
+
+
+class NewToken(BaseModel):
+    """The answer to creating a token: its record and its secret (shown this once)."""
+
+    token: ApiToken
+    secret: str
+
+
+class Changed(BaseModel):
+    changed: bool
+
+
+class Lost(BaseModel):
+    lost: list[str]
+
+
+class Woke(BaseModel):
+    woke: bool
+
+
+class NextAt(BaseModel):
+    at: float | None
+
+
+class Cached(BaseModel):
+    found: bool
+    result: Any = None
+
+
+class FoundQuestion(BaseModel):
+    question: Question | None
+
+
+class TokenOrNone(BaseModel):
+    token: ApiToken | None
