@@ -230,3 +230,66 @@ def test_a_token_needs_a_name(store: Store, bad: str) -> None:
 
     with pytest.raises(UsageError):
         store.create_token(bad, Role.VIEWER)
+
+
+def test_concurrency_limits_hold_across_claimers(store: Store) -> None:
+    run = flow_run(flow="lab")
+    now = time.time()
+    trs = [
+        task_run(
+            run.id, f"t:{i}", pool="gpu", queued_at=now - 1, tags=["gpu-heavy"] if i < 4 else []
+        )
+        for i in range(6)
+    ]
+    store.apply([InsertFlowRun(run), *[InsertTaskRun(t) for t in trs]])
+    store.set_limit("tag:gpu-heavy", 2)
+    assert store.list_limits() == {"tag:gpu-heavy": 2}
+    first = store.claim_task_runs("gpu", "w1", {}, limit=10)
+    heavy = [t for t in first if "gpu-heavy" in t.tags]
+    assert len(heavy) == 2 and len(first) == 4  # two heavy plus the two untagged
+    assert store.claim_task_runs("gpu", "w2", {}, limit=10) == []
+    store.finish_task_run(heavy[0].id, heavy[0].attempts, State.COMPLETED, {})
+    [next_one] = store.claim_task_runs("gpu", "w2", {}, limit=10)
+    assert "gpu-heavy" in next_one.tags
+    store.set_limit("pool:gpu", 3)
+    assert store.claim_task_runs("gpu", "w3", {}, limit=10) == []  # 3 running in the pool
+    assert store.delete_limit("pool:gpu") and not store.delete_limit("pool:gpu")
+
+
+def test_a_flow_limit_counts_running_task_runs_of_that_flow(store: Store) -> None:
+    ids = queued(store, 3)
+    store.set_limit("flow:etl", 1)
+    assert len(store.claim_task_runs("gpu", "w", {"gpu": 9}, limit=3)) == 1
+    store.delete_limit("flow:etl")
+    assert len(store.claim_task_runs("gpu", "w", {"gpu": 9}, limit=3)) == 2
+    assert len(ids) == 3
+
+
+def test_flow_runs_are_claimed_leased_and_requeued(store: Store) -> None:
+    from legato.models import Deployment
+
+    now = time.time()
+    run = flow_run(state=State.PENDING, pool="flows", queued_at=now - 1, started_at=None)
+    store.apply([InsertFlowRun(run)])
+    assert store.queue_depths() == {"flows": 1}
+    [claimed] = store.claim_flow_runs("flows", "w1", lease_seconds=0.05)
+    assert claimed.id == run.id and claimed.state is State.RUNNING
+    assert claimed.worker == "w1" and claimed.attempts == 1
+    assert store.claim_flow_runs("flows", "w2") == []
+    time.sleep(0.1)
+    assert store.requeue_expired_flow_runs() == [run.id]
+    [again] = store.claim_flow_runs("flows", "w2")
+    assert again.attempts == 2
+    store.transition_flow_run(run.id, State.PAUSED, allowed_from=[State.RUNNING])
+    assert store.queue_flow_run(run.id, "flows", allowed_from=[State.PAUSED])
+    assert not store.queue_flow_run(run.id, "flows", allowed_from=[State.PAUSED])
+    assert store.get_flow_run(run.id).state is State.PENDING
+
+    dep = Deployment("nightly", "etl", "pipelines.etl:etl", "flows", {"n": 3}, ["x"], "abc", 1, 1)
+    store.put_deployment(dep)
+    store.put_deployment(
+        Deployment("nightly", "etl", "pipelines.etl:etl", "gpu", {}, [], None, 5, 5)
+    )
+    [got] = store.list_deployments()
+    assert got.pool == "gpu" and got.created_at == 1 and store.get_deployment("nope") is None
+    assert store.delete_deployment("nightly") and store.list_deployments() == []

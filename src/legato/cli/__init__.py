@@ -52,6 +52,7 @@ app.add_typer(_workers.pools_app, name="pools")
 app.add_typer(_server.server_app, name="server")
 app.add_typer(_tokens.tokens_app, name="tokens")
 app.add_typer(_deploy.deployments_app, name="deployments")
+app.add_typer(_workers.limits_app, name="limits")
 app.command("deploy")(_deploy.deploy)
 
 _debug = False

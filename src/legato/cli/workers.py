@@ -130,3 +130,56 @@ def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:
 
 def _fmt(d: dict[str, float]) -> str:
     return ",".join(f"{k}={v:g}" for k, v in sorted(d.items())) or "-"
+
+
+limits_app = typer.Typer(help="Concurrency limits across all workers.", no_args_is_help=True)
+
+
+def limit_key(name: str) -> str:
+    """`gpu-heavy` is a tag; `pool:gpu` and `flow:lab-pipeline` name a pool or a flow."""
+    kind, sep, rest = name.partition(":")
+    if sep and kind in ("tag", "pool", "flow") and rest:
+        return name
+    if sep:
+        from legato.errors import UsageError
+
+        raise UsageError(f"bad limit name {name!r}: use TAG, tag:TAG, pool:POOL or flow:FLOW")
+    return f"tag:{name}"
+
+
+@limits_app.command("set")
+def limits_set(
+    name: Annotated[str, typer.Argument(help="TAG, or pool:POOL, or flow:FLOW.")],
+    limit: Annotated[int, typer.Argument(min=0, help="Task runs RUNNING at once, at most.")],
+) -> None:
+    """Cap how many task runs with a tag (or of a pool, or of a flow) run at once."""
+    from legato.runtime import get_runtime
+
+    key = limit_key(name)
+    get_runtime().store.set_limit(key, limit)
+    output.err.print(f"limit {key} = {limit}")
+
+
+@limits_app.command("ls")
+def limits_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every concurrency limit."""
+    from legato.runtime import get_runtime
+
+    limits = get_runtime().store.list_limits()
+    if json_out:
+        output.print_json(limits)
+        return
+    for key, value in sorted(limits.items()):
+        output.out.print(f"{key}\t{value}")
+
+
+@limits_app.command("rm")
+def limits_rm(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a limit."""
+    from legato.errors import UsageError
+    from legato.runtime import get_runtime
+
+    key = limit_key(name)
+    if not get_runtime().store.delete_limit(key):
+        raise UsageError(f"no limit {key}")
+    output.err.print(f"removed limit {key}")

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 
@@ -190,7 +190,8 @@ def _routes(store: Store, auth: Authenticator, max_wait: float) -> APIRouter:
 
     @_route(r, "GET", f"{API}/cache", V, tags=["runs"])
     def get_cached(
-        key: Annotated[str, Query(min_length=1, max_length=1000)], now: float
+        key: Annotated[str, Query(min_length=1, max_length=1000)],
+        now: Annotated[float, Query(allow_inf_nan=False)],
     ) -> w.Cached:
         """The cached result for a key, unless it expired by ``now``."""
         result = store.get_cached(key, now)
@@ -358,13 +359,11 @@ def _routes(store: Store, auth: Authenticator, max_wait: float) -> APIRouter:
         return w.FoundDeployment(deployment=store.get_deployment(name))
 
     @_route(r, "PUT", f"{API}/deployments/{{name}}", O, status_code=204, tags=["deployments"])
-    def put_deployment(name: Id, body: w.DeploymentIn) -> Any:
+    def put_deployment(name: Id, body: w.DeploymentIn) -> None:
         """Create or replace a deployment (its name must match the path)."""
         if body.deployment.name != name:
-            where = "body.deployment.name"
-            return _error(422, f"{where}: must match the path", field=where)
+            raise HTTPException(422, detail="body.deployment.name: must match the path")
         store.put_deployment(body.deployment)
-        return None
 
     @_route(r, "DELETE", f"{API}/deployments/{{name}}", O, tags=["deployments"])
     def delete_deployment(name: Id) -> w.Changed:

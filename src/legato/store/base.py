@@ -217,6 +217,15 @@ class Store(Protocol):
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
         """Flow runs whose lease expired: CRASHED, then queued again; returns their ids."""
 
+    def set_limit(self, name: str, limit: int) -> None:
+        """At most ``limit`` task runs RUNNING at once for ``tag:X``, ``pool:X`` or ``flow:X``."""
+
+    def list_limits(self) -> dict[str, int]:
+        """Every concurrency limit."""
+
+    def delete_limit(self, name: str) -> bool:
+        """Remove a limit; False if there was none."""
+
     def put_deployment(self, dep: Deployment) -> None:
         """Create or replace a deployment."""
 

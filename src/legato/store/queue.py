@@ -134,7 +134,7 @@ class QueueSql:
         now = time.time()
         c = s.task_runs.c
         q = (
-            select(c.id, c.resources)
+            select(c.id, c.resources, c.tags, c.flow_run_id)
             .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
             .order_by(c.queued_at, c.id)
             .limit(max(limit * 4, 16))
@@ -143,12 +143,21 @@ class QueueSql:
             q = q.with_for_update(skip_locked=True)
         left = dict(free)
         with self._write() as conn:
+            limits = self._limits_in_force(conn)
+            taken: dict[str, int] = {}  # claimed in this batch, per limit
             chosen = []
             for row in conn.execute(q):
                 needs = json.loads(row.resources)
+                keys: list[str] | None = []
+                if limits:
+                    keys = self._limits_reached(conn, limits, row.id, taken)
+                if keys is None:
+                    continue
                 if fits(needs, left):
                     for k, v in needs.items():
                         left[k] = left.get(k, 0.0) - v
+                    for key in keys:
+                        taken[key] = taken.get(key, 0) + 1
                     chosen.append(row.id)
                     if len(chosen) == limit:
                         break
@@ -168,6 +177,80 @@ class QueueSql:
             rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
         by_id = {r.id: _task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
+
+    # -- concurrency limits ---------------------------------------------------------------------
+
+    def _limits_in_force(self, conn: Connection) -> dict[str, int]:
+        rows = conn.execute(select(s.concurrency_limits)).all()
+        if rows and self.dialect == "postgresql":
+            # Counting then claiming must not interleave between claimers: one at a time
+            # while limits exist (SQLite's write lock already serialises claims).
+            conn.execute(text("SELECT pg_advisory_xact_lock(7436)"))
+        return {r.name: r.limit for r in rows}
+
+    def _limits_reached(
+        self, conn: Connection, limits: dict[str, int], run_id: str, taken: dict[str, int]
+    ) -> list[str] | None:
+        """The limits that apply to this task run, or None if claiming it would pass one
+        (counting RUNNING task runs plus those ``taken`` in this claim)."""
+        from sqlalchemy import func
+
+        c = s.task_runs.c
+        f = s.flow_runs.c
+        row = conn.execute(
+            select(c.pool, c.tags, f.flow)
+            .join(s.flow_runs, f.id == c.flow_run_id)
+            .where(c.id == run_id)
+        ).first()
+        if row is None:
+            return []
+        running = c.state == State.RUNNING.value
+        checks: list[tuple[str, Any]] = []
+        if f"pool:{row.pool}" in limits:
+            checks.append(
+                (f"pool:{row.pool}", select(func.count()).where(running, c.pool == row.pool))
+            )
+        if f"flow:{row.flow}" in limits:
+            checks.append(
+                (
+                    f"flow:{row.flow}",
+                    select(func.count())
+                    .select_from(s.task_runs.join(s.flow_runs, f.id == c.flow_run_id))
+                    .where(running, f.flow == row.flow),
+                )
+            )
+        for tag in json.loads(row.tags):
+            if f"tag:{tag}" in limits:
+                pattern = "%" + json.dumps(tag) + "%"
+                checks.append(
+                    (f"tag:{tag}", select(func.count()).where(running, c.tags.like(pattern)))
+                )
+        for key, q in checks:
+            if int(conn.execute(q).scalar() or 0) + taken.get(key, 0) >= limits[key]:
+                return None
+        return [key for key, _ in checks]
+
+    def set_limit(self, name: str, limit: int) -> None:
+        """At most ``limit`` task runs RUNNING at once for ``tag:X``, ``pool:X`` or ``flow:X``."""
+        from sqlalchemy import delete
+
+        with self._write() as conn:
+            conn.execute(delete(s.concurrency_limits).where(s.concurrency_limits.c.name == name))
+            conn.execute(
+                insert(s.concurrency_limits),
+                [{"name": name, "limit": limit, "updated_at": time.time()}],
+            )
+
+    def list_limits(self) -> dict[str, int]:
+        with self._read() as conn:
+            return {r.name: r.limit for r in conn.execute(select(s.concurrency_limits))}
+
+    def delete_limit(self, name: str) -> bool:
+        from sqlalchemy import delete
+
+        with self._write() as conn:
+            c = s.concurrency_limits.c
+            return bool(conn.execute(delete(s.concurrency_limits).where(c.name == name)).rowcount)
 
     def claim_flow_runs(
         self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -196,5 +196,14 @@ deployments = Table(
     Column("tags", Text, nullable=False),
     Column("version", String(64)),
     Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+concurrency_limits = Table(
+    "concurrency_limits",
+    metadata,
+    # "tag:NAME", "pool:NAME" or "flow:NAME"; at most `limit` task runs RUNNING at once.
+    Column("name", String(300), primary_key=True),
+    Column("limit", Integer, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

@@ -6,6 +6,7 @@ task runs by primary key (ids are time-ordered), never from a scan of the whole 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,8 +34,10 @@ class StatsSql:
         q = select(c.task, c.state, c.started_at, c.ended_at).order_by(c.id.desc()).limit(limit)
         with self._read() as conn:
             rows = conn.execute(q).all()
-        return [
-            (r.task, r.state, max(0.0, r.ended_at - r.started_at))
-            for r in rows
-            if r.started_at is not None and r.ended_at is not None
-        ]
+        out = []
+        for r in rows:
+            if r.started_at is not None and r.ended_at is not None:
+                seconds = r.ended_at - r.started_at
+                if math.isfinite(seconds):
+                    out.append((str(r.task), str(r.state), max(0.0, float(seconds))))
+        return out

@@ -131,7 +131,7 @@ def check_values(record: Any, values: dict[str, Any]) -> dict[str, Any]:
 class Body(BaseModel):
     """A request body: unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class InsertFlowRunIn(Body):
@@ -220,6 +220,17 @@ class PutCacheIn(Body):
 class InsertQuestionIn(Body):
     op: Literal["insert_question"]
     question: Question
+
+    @field_validator("question")
+    @classmethod
+    def _schema(cls, question: Question) -> Question:
+        import jsonschema
+
+        try:
+            jsonschema.Draft202012Validator.check_schema(question.schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"question.schema is not a JSON schema: {exc.message}") from None
+        return question
 
     def to_op(self) -> Op:
         return InsertQuestion(self.question)
