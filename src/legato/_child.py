@@ -24,15 +24,15 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def main() -> None:
-    _die_with_parent()
+def run_payload(payload: bytes, out_path: str) -> None:
+    """Run the pickled call and write its outcome (value, error, logs, artifacts) to
+    ``out_path`` atomically: a killed child leaves no half result."""
     import cloudpickle
 
     from legato import logs
     from legato.context import RunContext, current_run
 
-    out_path = sys.argv[1]
-    path, fn, args, kwargs, context = cloudpickle.loads(sys.stdin.buffer.read())
+    path, fn, args, kwargs, context = cloudpickle.loads(payload)
     sys.path[:] = path
     records: list[object] = []
     artifacts: list[object] = []
@@ -50,20 +50,19 @@ def main() -> None:
     except Exception as exc:
         from legato.errors import SerializationError
 
-        data = cloudpickle.dumps(
-            (
-                None,
-                SerializationError(f"the task's result cannot be sent back: {exc}"),
-                records,
-                artifacts,
-            )
-        )
+        failure = SerializationError(f"the task's result cannot be sent back: {exc}")
+        data = cloudpickle.dumps((None, failure, records, artifacts))
     tmp = out_path + ".tmp"
     with open(tmp, "wb") as fh:
         fh.write(data)
-    os.replace(tmp, out_path)  # all or nothing: a killed child leaves no half result
+    os.replace(tmp, out_path)
     sys.stdout.flush()
     sys.stderr.flush()
+
+
+def main() -> None:
+    _die_with_parent()
+    run_payload(sys.stdin.buffer.read(), sys.argv[1])
     os._exit(0)
 
 

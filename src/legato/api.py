@@ -102,6 +102,13 @@ class Task(Generic[P, R]):
         return self.timeout is not None or self.resources.get("gpu", 0) > 0
 
     @functools.cached_property
+    def ref(self) -> str | None:
+        """Where workers load this task from (see ``loader.code_ref``)."""
+        from legato.loader import code_ref
+
+        return code_ref(self.fn)
+
+    @functools.cached_property
     def code_fingerprint(self) -> str:
         return code_fingerprint(self.fn)
 

@@ -145,6 +145,7 @@ class FlowRunEngine:
         self._cancel_error: BaseException | None = None
         self.cancelled = threading.Event()
         self.children: list[FlowRunEngine] = []
+        self._remote_ids: set[str] = set()  # calls queued for workers
         # Calls started and not yet finished (their futures may be settled early by cancel()).
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
@@ -207,7 +208,14 @@ class FlowRunEngine:
             self._cancel_error = error or Cancelled()
             futures = list(self._futures)
             children = list(self.children)
+            remote = [f for f in futures if f.task_run_id in self._remote_ids and not f.done()]
         self.cancelled.set()
+        if remote:
+            # Workers see their lease lost at the next heartbeat and kill these.
+            t = now()
+            self.rt.recorder.commit(
+                *[UpdateTaskRun(f.task_run_id, State.CANCELLED, t, {"ended_at": t}) for f in remote]
+            )
         for child in children:
             child.cancel(Cancelled())
         for fut in futures:
@@ -324,6 +332,7 @@ class FlowRunEngine:
         started: bool,
     ) -> None:
         rec = self.rt.recorder
+        handed_off = False
         try:
             if self._cancel_error is not None:
                 rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
@@ -366,6 +375,7 @@ class FlowRunEngine:
                 return
             if task.pool is not None and self.rt.remote_pools:
                 self._remote(task, run, fut, args, kwargs)
+                handed_off = True
                 return
             self._attempts(task, run, fut, args, kwargs, started)
         except BaseException as exc:  # a store failure: the future must not hang
@@ -373,7 +383,8 @@ class FlowRunEngine:
             if not isinstance(exc, Exception):
                 raise
         finally:
-            self._done_one()
+            if not handed_off:  # a remote call is still in flight: the waiter finishes it
+                self._done_one()
 
     def _cache_key(
         self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -491,24 +502,22 @@ class FlowRunEngine:
     ) -> None:
         """Queue the call for its pool's workers and wait for the outcome they record.
         Retries happen on the workers' side (the attempt count is the fencing token)."""
-        from legato.loader import code_ref
-
-        store, rec = self.rt.store, self.rt.recorder
+        rec = self.rt.recorder
         if run.payload is None:  # not queued before this process (a resumed call is awaited)
-            ref = code_ref(task)
+            ref = task.ref
             if ref is None:
                 raise UsageError(
                     f"task {task.name!r} is defined inside a function, so workers cannot import "
                     "it: define it at module level to run it on pool " + repr(task.pool)
                 )
             t = now()
-            payload = {
+            payload: dict[str, Any] = {
                 "task": ref,
                 "args": self.rt.results.encode(
                     {"args": list(args), "kwargs": kwargs}, what=f"arguments of {task.name!r}"
                 ),
             }
-            rec.commit(
+            rec.record(
                 UpdateTaskRun(
                     run.id,
                     State.PENDING,
@@ -520,29 +529,30 @@ class FlowRunEngine:
                         "max_attempts": run.attempts + task.retries + 1,
                     },
                     message=f"queued for pool {task.pool}",
-                )
-            )
-        while True:
-            if self._cancel_error is not None and self.cancelled.is_set():
-                rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-                fut._finish(State.CANCELLED, error=self._cancel_error)
-                return
-            ended = store.wait_for_task_runs([run.id], timeout=1.0)
-            if ended:
-                break
-        done = ended[0]
-        if done.state.is_success:
-            fut._finish(done.state, self.rt.results.decode(done.result))
-        elif done.state is State.CANCELLED:
-            fut._finish(State.CANCELLED, error=Cancelled())
-        else:
-            fut._finish(
-                done.state,
-                error=TaskFailed(
-                    f"task run {done.key} {done.state.value} on pool {task.pool} after "
-                    f"{done.attempts} attempt(s): {done.error}"
                 ),
+                soon=True,  # the worker waits for it; this thread need not
             )
+
+        def settle(done: TaskRun) -> None:
+            try:
+                if done.state.is_success:
+                    fut._finish(done.state, self.rt.results.decode(done.result))
+                elif done.state is State.CANCELLED:
+                    fut._finish(State.CANCELLED, error=Cancelled())
+                else:
+                    fut._finish(
+                        done.state,
+                        error=TaskFailed(
+                            f"task run {done.key} {done.state.value} on pool {task.pool} after "
+                            f"{done.attempts} attempt(s): {done.error}"
+                        ),
+                    )
+            finally:
+                self._done_one()
+
+        with self._lock:
+            self._remote_ids.add(run.id)
+        self.rt.remote.watch(run.id, settle)
 
     def _log_failure(
         self, task: Task[..., Any], run: TaskRun, exc: BaseException, attempt: int, retry: bool

@@ -93,6 +93,95 @@ class ChildResult:
     artifacts: list[Any]
 
 
+class _Child:
+    """A child forked by the fork server."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.status: int | None = None
+        self.exited = threading.Event()
+
+
+class ForkServer:
+    """Talks to ``python -m legato._zygote``: one request per task run, answered with the
+    forked child's pid, and later its exit status. Restarted if it dies."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._next = 0
+        self._waiting: dict[int, list[Any]] = {}
+        self._children: dict[int, _Child] = {}
+
+    def _ensure(self) -> subprocess.Popen[bytes]:
+        if self._proc is None or self._proc.poll() is not None:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "legato._zygote"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                env=dict(os.environ),
+            )
+            self._proc = proc
+            threading.Thread(target=self._read, args=(proc,), daemon=True).start()
+        return self._proc
+
+    def _read(self, proc: subprocess.Popen[bytes]) -> None:
+        import json
+
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            msg = json.loads(line)
+            with self._lock:
+                if "pid" in msg:
+                    child = self._children[msg["pid"]] = _Child(msg["pid"])
+                    slot = self._waiting.pop(msg["id"], None)
+                    if slot is not None:
+                        slot[1] = child
+                        slot[0].set()
+                else:
+                    done = self._children.pop(msg["exit"], None)
+                    if done is not None:
+                        done.status = msg["status"]
+                        done.exited.set()
+        with self._lock:  # the fork server died: nobody will report these children
+            for child in self._children.values():
+                child.exited.set()
+            self._children.clear()
+            for slot in self._waiting.values():
+                slot[0].set()
+            self._waiting.clear()
+
+    def start(self, payload_path: str, out_path: str, env: dict[str, str]) -> _Child:
+        import json
+
+        event = threading.Event()
+        with self._lock:
+            proc = self._ensure()
+            self._next += 1
+            slot: list[Any] = [event, None]
+            self._waiting[self._next] = slot
+            request = {"id": self._next, "payload": payload_path, "out": out_path, "env": env}
+            assert proc.stdin is not None
+            proc.stdin.write((json.dumps(request) + "\n").encode())
+            proc.stdin.flush()
+        if not event.wait(30) or slot[1] is None:
+            raise ProcessCrashed("the fork server did not start the task's process")
+        child: _Child = slot[1]
+        return child
+
+
+_fork_server: ForkServer | None = None
+_fork_lock = threading.Lock()
+
+
+def fork_server() -> ForkServer:
+    global _fork_server
+    with _fork_lock:
+        if _fork_server is None:
+            _fork_server = ForkServer()
+        return _fork_server
+
+
 def run_in_child(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
@@ -102,59 +191,44 @@ def run_in_child(
     timeout: float | None,
     gpus: list[int] | None,
     cancelled: threading.Event,
-    on_start: Callable[[int], None] | None = None,
 ) -> ChildResult:
-    """Run ``fn(*args, **kwargs)`` in a child process; kill its whole process group on timeout
-    or cancellation. Raises TaskTimeout, Cancelled or ProcessCrashed."""
+    """Run ``fn(*args, **kwargs)`` in a child process of its own session, forked by the fork
+    server; kill its whole process group on timeout or cancellation. Raises TaskTimeout,
+    Cancelled or ProcessCrashed."""
     import cloudpickle
 
     env = dict(os.environ)
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     with tempfile.TemporaryDirectory(prefix="legato-child-") as tmp:
+        payload_path = os.path.join(tmp, "call.pkl")
         out_path = os.path.join(tmp, "result.pkl")
-        payload = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "legato._child", out_path],
-            stdin=subprocess.PIPE,
-            start_new_session=True,  # its own process group: we kill everything it starts
-            env=env,
-        )
-        if on_start is not None:
-            on_start(proc.pid)
-        try:
-            assert proc.stdin is not None
-            proc.stdin.write(payload)
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
+        with open(payload_path, "wb") as fh:
+            fh.write(cloudpickle.dumps((list(sys.path), fn, args, kwargs, context)))
+        child = fork_server().start(payload_path, out_path, env)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while True:
-                try:
-                    proc.wait(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    if cancelled.is_set():
-                        raise Cancelled() from None
-                    if deadline is not None and time.monotonic() >= deadline:
-                        raise TaskTimeout(
-                            f"the task ran past its timeout of {timeout:g} s and was stopped"
-                        ) from None
+            while not child.exited.wait(0.05):
+                if cancelled.is_set():
+                    raise Cancelled()
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TaskTimeout(
+                        f"the task ran past its timeout of {timeout:g} s and was stopped"
+                    )
         except BaseException:
-            _kill_group(proc)  # timeout, cancel, Ctrl-C: nothing the task started survives
+            _kill_pgid(child.pid)  # timeout, cancel, Ctrl-C: nothing the task started survives
+            child.exited.wait(10)
             raise
-        _kill_group(proc)  # reap anything the task left behind in its group
+        _kill_pgid(child.pid)  # anything the task left behind in its group
         if not os.path.exists(out_path):
             raise ProcessCrashed(
-                f"the task's process exited with code {proc.returncode} without a result"
+                f"the task's process exited with status {child.status} without a result"
             )
         with open(out_path, "rb") as fh:
             value, error, logs, artifacts = cloudpickle.load(fh)
         return ChildResult(value, error, logs, artifacts)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _kill_pgid(pgid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+        os.killpg(pgid, signal.SIGKILL)

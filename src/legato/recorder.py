@@ -28,15 +28,20 @@ class Recorder:
         self._committed = 0  # ops ever committed (a prefix of the queue)
         self._wake = threading.Event()
         self._closed = False
+        self._soon = False
         self._thread: threading.Thread | None = None
         # Called with each queued op, in the thread that queued it (the CLI's progress bar).
         self.listeners: list[Callable[[Op], None]] = []
 
-    def record(self, op: Op) -> None:
-        """Queue a change; it is committed within ``delay`` seconds or with the next commit."""
+    def record(self, op: Op, *, soon: bool = False) -> None:
+        """Queue a change; it is committed within ``delay`` seconds or with the next commit.
+        ``soon``: commit it as soon as the background thread can (another process waits for
+        it, e.g. a worker for a queued task run), without making this thread wait."""
         with self._lock:
             self._pending.append(op)
             self._queued += 1
+            if soon:
+                self._soon = True
         for listener in self.listeners:
             listener(op)
         if self._thread is None:
@@ -91,7 +96,9 @@ class Recorder:
             self._wake.clear()
             if self._closed:
                 break
-            threading.Event().wait(self.delay)  # let a batch gather
+            if not self._soon:
+                threading.Event().wait(self.delay)  # let a batch gather
+            self._soon = False
             try:
                 self.flush()
                 backoff = self.delay

@@ -13,6 +13,7 @@ from legato import logs
 from legato.executors import LocalResources, thread_pool
 from legato.models import LogRecord, Question, State, now
 from legato.recorder import Recorder
+from legato.remote import RemoteWaiter
 from legato.results import ResultStorage
 from legato.settings import Settings, get_settings
 from legato.store import InsertLogs, Store, open_store
@@ -39,6 +40,7 @@ class Runtime:
         # Tasks naming a pool go to that pool's workers in server mode; embedded, local
         # executors serve every pool.
         self.remote_pools = bool(getattr(settings, "api_url", None)) if remote is None else remote
+        self.remote = RemoteWaiter(self.store)
         self._lock = threading.Lock()
         self._task_pool: ThreadPoolExecutor | None = None
         self._flow_pool: ThreadPoolExecutor | None = None
@@ -129,6 +131,7 @@ class Runtime:
 
     def close(self) -> None:
         self._stop.set()
+        self.remote.close()
         self.recorder.close()
         for pool in (self._task_pool, self._flow_pool):
             if pool is not None:

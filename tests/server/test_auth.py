@@ -7,10 +7,10 @@ import re
 import subprocess
 import sys
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
-import httpx
 
 from legato.errors import Unauthorized
 from legato.models import Role

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from legato.errors import InvalidAnswer, RunNotFound, StoreError, UsageError
 from legato.models import (
@@ -70,30 +71,31 @@ def create_app(
         title="Legato",
         version=__version__,
         description=__doc__,
-        max_body_size=max_body_bytes,
         lifespan=lifespan,
     )
+    app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
     app.state.store = store
+    app.state.max_body_bytes = max_body_bytes
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     _error_handlers(app)
-    app.include_router(_routes(store, app.state.auth, max_wait))
+    _routes(app, store, app.state.auth, max_wait)  # on the app itself: app.routes lists them
     return app
 
 
 def _route(
-    router: APIRouter, method: str, path: str, role: Role, **options: Any
+    router: FastAPI, method: str, path: str, role: Role, **options: Any
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return router.api_route(
         path,
         methods=[method],
         dependencies=[Depends(require(role))],
         openapi_extra={ROLE_KEY: role.value},
+        max_body_size=router.state.max_body_bytes,  # bodies sent without a Content-Length
         **options,
     )
 
 
-def _routes(store: Store, auth: Authenticator, max_wait: float) -> APIRouter:
-    r = APIRouter()
+def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> None:
     V, O, A = Role.VIEWER, Role.OPERATOR, Role.ADMIN  # noqa: E741
 
     @r.get("/health", tags=["server"])
@@ -412,10 +414,27 @@ def _routes(store: Store, auth: Authenticator, max_wait: float) -> APIRouter:
         """Record that a token was used now."""
         store.touch_token(token_id)
 
-    return r
-
 
 # -- errors ----------------------------------------------------------------------------------
+
+
+class DeclaredSizeLimit:
+    """A body whose Content-Length is over the limit gets a JSON 413 before it is read.
+    (Bodies sent without a length are cut off by FastAPI's ``max_body_size``.)"""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            declared = dict(scope["headers"]).get(b"content-length", b"0")
+            size = int(declared) if declared.isdigit() else 0
+            if size > self.max_bytes:
+                message = f"the request body is {size} bytes; the limit is {self.max_bytes}"
+                await _error(413, message, field="body")(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _error(status: int, message: str, *, field: str | None = None) -> JSONResponse:
