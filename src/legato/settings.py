@@ -131,8 +131,24 @@ def detect_resources() -> dict[str, float]:
     if visible is not None:
         found["gpu"] = float(len([d for d in visible.split(",") if d.strip()]))
     else:
-        found["gpu"] = float(len(list(Path("/dev").glob("nvidia[0-9]*"))))
+        found["gpu"] = float(_nvidia_smi_count() or len(list(Path("/dev").glob("nvidia[0-9]*"))))
     return found
+
+
+def _nvidia_smi_count() -> int:
+    """GPUs `nvidia-smi -L` lists (0 without the tool or a driver)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
 
 
 @functools.cache

@@ -367,9 +367,15 @@ def runs_show(
         if q.error:
             line += f" [red]({q.error})[/]"
         o.print(line)
-    waiting = [t for t in task_runs if t.state is State.PENDING and t.pool]
-    for t in waiting[:5]:
-        o.print(f"[yellow]{t.key} is waiting for a worker in pool {t.pool}[/]")
+    queued = [t for t in task_runs if t.state is State.PENDING and t.pool and t.queued_at]
+    if queued:
+        online = {w.pool for w in store.list_workers()}
+        for pool in sorted({t.pool for t in queued if t.pool}):
+            n = sum(1 for t in queued if t.pool == pool)
+            if pool in online:
+                o.print(f"{n} task run(s) queued for pool {pool}")
+            else:
+                o.print(f"[yellow]{n} task run(s) waiting for a worker in pool {pool}[/]")
 
 
 @runs_app.command("logs")
