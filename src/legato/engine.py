@@ -534,6 +534,7 @@ class FlowRunEngine:
             )
 
         def settle(done: TaskRun) -> None:
+            self.rt.recorder.announce(UpdateTaskRun(done.id, done.state, now()))
             try:
                 if done.state.is_success:
                     fut._finish(done.state, self.rt.results.decode(done.result))

@@ -48,6 +48,11 @@ class Recorder:
             self._start()
         self._wake.set()
 
+    def announce(self, op: Op) -> None:
+        """Tell listeners about a change another process already committed (a worker's)."""
+        for listener in self.listeners:
+            listener(op)
+
     def commit(self, *ops: Op) -> None:
         """Queue ``ops`` and wait until they (and all queued before) are committed."""
         with self._lock:

@@ -164,7 +164,7 @@ def run(
     started = time.perf_counter()
     outcome: BaseException | None = None
     try:
-        with RunProgress(rt.recorder, flow.name, enabled=show):
+        with RunProgress(rt.recorder, flow.name, enabled=show, store=rt.store):
             run_flow(flow, params, run_id=run_id)
     except (Paused, Cancelled, Exception) as exc:
         outcome = exc

@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from legato.models import State
 from legato.recorder import Recorder
-from legato.store import InsertTaskRun, Op, UpdateTaskRun
+from legato.store import InsertTaskRun, Op, Store, UpdateTaskRun
 
 _DONE = {State.COMPLETED, State.CACHED}
 _BAD = {State.FAILED, State.CANCELLED}
@@ -18,7 +18,9 @@ _BAD = {State.FAILED, State.CANCELLED}
 class RunProgress:
     """Counts task runs from the ops the recorder sees; no extra queries."""
 
-    def __init__(self, recorder: Recorder, flow_name: str, enabled: bool) -> None:
+    def __init__(
+        self, recorder: Recorder, flow_name: str, enabled: bool, store: Store | None = None
+    ) -> None:
         self.recorder = recorder
         self.total = self.done = self.failed = self.retrying = 0
         self._lock = threading.Lock()
@@ -32,10 +34,20 @@ class RunProgress:
             disable=not enabled,
         )
         self._bar = self._progress.add_task(flow_name, total=None, extra="")
+        self._pools: dict[str, str | None] = {}  # task run id -> pool
+        self._queued: dict[str, str | None] = {}  # queued for a pool, not ended yet
+        self._unserved: list[str] = []
+        self._stop = threading.Event()
+        self._store = store
 
     def _on_op(self, op: Op) -> None:
         with self._lock:
+            if isinstance(op, UpdateTaskRun) and op.values.get("queued_at") is not None:
+                self._queued[op.id] = self._pools.get(op.id)
+            elif isinstance(op, UpdateTaskRun):
+                self._queued.pop(op.id, None)
             if isinstance(op, InsertTaskRun):
+                self._pools[op.run.id] = op.run.pool
                 self.total += 1
                 if op.run.state in _DONE:
                     self.done += 1
@@ -48,21 +60,43 @@ class RunProgress:
                     self.retrying += 1
             else:
                 return
-            extra = []
-            if self.failed:
-                extra.append(f"[red]{self.failed} failed[/]")
-            if self.retrying:
-                extra.append(f"[yellow]{self.retrying} retries[/]")
-            self._progress.update(
-                self._bar,
-                total=self.total,
-                completed=self.done + self.failed,
-                extra=" ".join(extra),
-            )
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Redraw the bar (call with the lock held)."""
+        extra = []
+        if self._unserved:
+            extra.append(f"[yellow]waiting for a worker in pool {', '.join(self._unserved)}[/]")
+        if self.failed:
+            extra.append(f"[red]{self.failed} failed[/]")
+        if self.retrying:
+            extra.append(f"[yellow]{self.retrying} retries[/]")
+        self._progress.update(
+            self._bar, total=self.total, completed=self.done + self.failed, extra=" ".join(extra)
+        )
+
+    def _watch_workers(self) -> None:
+        """Every 2 s: which pools with queued work have no live worker?"""
+        while not self._stop.wait(2.0):
+            with self._lock:
+                pools = {p for p in self._queued.values() if p}
+            if not pools or self._store is None:
+                unserved: list[str] = []
+            else:
+                try:
+                    online = {w.pool for w in self._store.list_workers()}
+                except Exception:
+                    continue
+                unserved = sorted(pools - online)
+            with self._lock:
+                if unserved != self._unserved:
+                    self._unserved = unserved
+                    self._refresh()
 
     def __enter__(self) -> RunProgress:
         self.recorder.listeners.append(self._on_op)
         self._progress.start()
+        threading.Thread(target=self._watch_workers, daemon=True).start()
         return self
 
     def __exit__(
@@ -71,5 +105,6 @@ class RunProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop.set()
         self.recorder.listeners.remove(self._on_op)
         self._progress.stop()
