@@ -63,6 +63,14 @@ def deploy(
 def start_run(store: Store, dep: Deployment, parameters: dict[str, Any]) -> FlowRun:
     """Queue a run of a deployment for its pool. Parameters are validated here when the flow
     can be loaded in this process; otherwise the worker validates them."""
+    run = build_run(dep, parameters)
+    store.apply([InsertFlowRun(run, message=f"queued for pool {dep.pool}")])
+    return run
+
+
+def build_run(dep: Deployment, parameters: dict[str, Any]) -> FlowRun:
+    """The queued run ``start_run`` inserts, not inserted yet (triggers insert it together
+    with what started it, in one transaction)."""
     params = {**dep.parameters, **parameters}
     try:
         from legato.loader import load_flow
@@ -91,7 +99,6 @@ def start_run(store: Store, dep: Deployment, parameters: dict[str, Any]) -> Flow
         version=dep.version,
         queued_at=now,
     )
-    store.apply([InsertFlowRun(run, message=f"queued for pool {dep.pool}")])
     return run
 
 

@@ -81,6 +81,16 @@ class NoWorkerForPool(LegatoError):
     """No worker or local executor can serve the task's pool and resources."""
 
 
+class EngineJobFailed(LegatoError):
+    """The engine (Slurm, Dask, Kubernetes) reports that the task's job failed without
+    returning a result; the message carries the engine's state and the job's stderr."""
+
+
+class EngineError(LegatoError):
+    """The engine behind a pool cannot be reached or refused a job; check the pool's options
+    (`legato pools ls`) and that the engine answers from this machine."""
+
+
 class InvalidAnswer(UsageError):
     """The answer does not match the question's schema."""
 
@@ -110,6 +120,8 @@ class Paused(BaseException):
 __all__ = [
     "Cancelled",
     "ConfigurationError",
+    "EngineError",
+    "EngineJobFailed",
     "FlowFailed",
     "FlowNotFound",
     "FlowTimeout",

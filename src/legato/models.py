@@ -157,6 +157,7 @@ class TaskRun:
     lease_expires_at: float | None = None
     max_attempts: int = 1
     payload: Any = None
+    engine_job_id: str | None = None  # Slurm job id, Dask key or Job name of the attempt
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -182,6 +183,7 @@ class TaskRun:
             "lease_expires_at": self.lease_expires_at,
             "max_attempts": self.max_attempts,
             "payload": self.payload,
+            "engine_job_id": self.engine_job_id,
         }
 
 
@@ -348,4 +350,157 @@ class Deployment:
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+        }
+
+
+# -- schedules, triggers, notifications (legato.triggers, legato.notify) ---------------------
+
+CATCHUP_POLICIES = ("skip", "latest", "all")
+
+
+@dataclass
+class Schedule:
+    """When a deployment starts by itself: a cron expression in a time zone, or every
+    ``every`` seconds. ``next_at`` is the next scheduled time not yet started; ``catchup`` says
+    what happens to times missed while no scheduler ran (skip, latest, all)."""
+
+    id: str
+    deployment: str
+    cron: str | None = None
+    timezone: str = "UTC"
+    every: float | None = None
+    catchup: str = "skip"
+    paused: bool = False
+    parameters: dict[str, Any] = field(default_factory=dict)
+    next_at: float | None = None
+    last_at: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def describe(self) -> str:
+        if self.cron is not None:
+            return f"cron {self.cron!r} ({self.timezone})"
+        return f"every {self.every:g} s"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "deployment": self.deployment,
+            "cron": self.cron,
+            "timezone": self.timezone,
+            "every": self.every,
+            "catchup": self.catchup,
+            "paused": self.paused,
+            "parameters": self.parameters,
+            "next_at": self.next_at,
+            "last_at": self.last_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class Trigger:
+    """Something outside that starts a deployment: ``kind`` is ``files`` (new files matching
+    a glob) or ``webhook`` (``POST /api/v1/hooks/NAME``); ``config`` holds its settings."""
+
+    name: str
+    kind: str
+    deployment: str
+    config: dict[str, Any] = field(default_factory=dict)
+    paused: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_json(self, *, secrets: bool = False) -> dict[str, Any]:
+        config = dict(self.config)
+        if not secrets and config.get("secret"):
+            config["secret"] = "***"
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "deployment": self.deployment,
+            "config": config,
+            "paused": self.paused,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass
+class NotifyRule:
+    """Send ``events`` (flow run states such as failed, crashed, paused) of ``flow`` (any flow
+    when None) to ``channel`` (``slack:#lab``, ``email:a@lab.org``, ``webhook:https://...``)."""
+
+    id: str
+    events: list[str]
+    channel: str
+    flow: str | None = None
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "events": self.events,
+            "channel": self.channel,
+            "flow": self.flow,
+            "created_at": self.created_at,
+        }
+
+
+@dataclass
+class Notification:
+    """One message to send (the outbox): retried with backoff until ``sent`` or ``failed``."""
+
+    id: str
+    channel: str
+    event: str
+    dedup_key: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    rule_id: str | None = None
+    flow_run_id: str | None = None
+    state: str = "pending"
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str | None = None
+    created_at: float = 0.0
+    sent_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "channel": self.channel,
+            "event": self.event,
+            "dedup_key": self.dedup_key,
+            "payload": self.payload,
+            "rule_id": self.rule_id,
+            "flow_run_id": self.flow_run_id,
+            "state": self.state,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
+            "created_at": self.created_at,
+            "sent_at": self.sent_at,
+        }
+
+
+POOL_TYPES = ("process", "slurm", "dask", "kubernetes")
+
+
+@dataclass
+class Pool:
+    """A pool's definition: served by Legato's own workers (``process``) or by an engine that
+    already runs there (``slurm``, ``dask``, ``kubernetes``) through a bridge process."""
+
+    name: str
+    type: str = "process"
+    options: dict[str, str] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "options": self.options,
+            "created_at": self.created_at,
         }

@@ -97,6 +97,42 @@ class Settings(BaseSettings):
         default=16 * 2**20, gt=0, description="Largest request body the server accepts."
     )
 
+    # -- schedules, triggers, notifications, Slack (docs/triggers.md, docs/slack.md) ---------
+    public_url: str | None = Field(
+        default=None,
+        description="Address people open for the dashboard (https://legato.lab.org): run "
+        "links in notifications and Slack messages.",
+    )
+    scheduler_tick: float = Field(
+        default=5.0, gt=0, description="Seconds between scheduler and file-trigger passes."
+    )
+    slack_bot_token: str | None = Field(
+        default=None, description="Slack bot token (xoxb-...) for questions and notifications."
+    )
+    slack_signing_secret: str | None = Field(
+        default=None, description="Slack signing secret: requests from Slack are verified."
+    )
+    slack_channel: str | None = Field(
+        default=None, description="Channel where ask() questions are posted (#lab or C0123)."
+    )
+    slack_api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL (tests: a fake)."
+    )
+    slack_users: str = Field(
+        default="",
+        description="Slack user id -> Legato role, e.g. U123=operator,U456=viewer; others are "
+        "refused.",
+    )
+    smtp_host: str = Field(default="localhost", description="SMTP server for email:… channels.")
+    smtp_port: int = Field(default=25, ge=1, le=65535, description="SMTP port.")
+    smtp_from: str = Field(default="legato@localhost", description="From address of emails.")
+    smtp_user: str | None = Field(default=None, description="SMTP login (with smtp_password).")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=False, description="Upgrade SMTP with STARTTLS.")
+    notify_rate_per_minute: int = Field(
+        default=30, ge=1, description="Most notifications sent per channel per minute."
+    )
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, value: str) -> str:

@@ -6,6 +6,10 @@ this worker no longer holds (cancelled, or re-queued after a lost lease) has its
 killed. SIGTERM drains: no new claims; running work gets ``grace`` seconds, then what is left
 is killed and handed back to the queue. GPU ids are handed out exclusively through
 ``CUDA_VISIBLE_DEVICES``.
+
+With a ``backend`` (``legato.engines``: Slurm, Dask, Kubernetes) the same loop is a bridge:
+each claimed run is handed to the engine instead of a child process, and the engine's
+outcome is recorded under the same lease, fencing and retry rules.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legato import policies
-from legato.errors import Cancelled
-from legato.executors import LocalResources, run_in_child
+from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
+from legato.engines import Backend, EngineCancelled, EngineLost
+from legato.executors import ChildResult, LocalResources, run_in_child
 from legato.models import FlowRun, State, TaskRun, Worker, new_id
 from legato.results import ResultStorage
 from legato.store import InsertArtifact, InsertLogs, Store
@@ -50,6 +55,7 @@ class WorkerProcess:
         concurrency: int | None = None,
         heartbeat: float = 5.0,
         grace: float = 30.0,
+        backend: Backend | None = None,
     ) -> None:
         self.store = store
         self.results = results
@@ -62,6 +68,7 @@ class WorkerProcess:
         # dead worker's runs are back in the queue within two heartbeat intervals.
         self.lease = 1.5 * heartbeat
         self.grace = grace
+        self.backend = backend
         self.id = new_id()
         self.resources = LocalResources(dict(capacity))
         self._running: dict[str, Running] = {}
@@ -228,20 +235,20 @@ class WorkerProcess:
             "capture_output": False,
         }
         try:
-            out = run_in_child(
-                run_claimed_flow,
-                (run.id,),
-                {},
-                context=context,
-                timeout=None,
-                gpus=None,
-                cancelled=item.cancelled,
-            )
-        except Cancelled:
-            if self._draining.is_set():
+            out = self._run_body(item, run_claimed_flow, (run.id,), {}, context, None, None)
+        except (Cancelled, EngineLost):
+            if self._draining.is_set() or not item.cancelled.is_set():
                 self.store.queue_flow_run(run.id, self.pool, allowed_from=[State.RUNNING])
             return
-        except ProcessCrashed as exc:
+        except EngineCancelled as exc:
+            self.store.transition_flow_run(
+                run.id,
+                State.CANCELLED,
+                allowed_from=[State.RUNNING],
+                values={"error": str(exc), "ended_at": time.time()},
+            )
+            return
+        except (ProcessCrashed, EngineJobFailed, TaskTimeout) as exc:
             self.store.transition_flow_run(
                 run.id,
                 State.FAILED,
@@ -269,14 +276,14 @@ class WorkerProcess:
             "capture_output": False,
         }
         try:
-            out = run_in_child(
+            out = self._run_body(
+                item,
                 task.fn,
                 tuple(call["args"]),
                 call["kwargs"],
-                context=context,
-                timeout=task.timeout,
-                gpus=item.gpus if item.needs.get("gpu") else None,
-                cancelled=item.cancelled,
+                context,
+                task.timeout,
+                item.gpus if item.needs.get("gpu") else None,
             )
             error = out.error
             ops: list[Any] = [InsertLogs(out.logs)] if out.logs else []
@@ -289,7 +296,13 @@ class WorkerProcess:
             else:
                 log.info("task run %s: no longer ours (cancelled or re-queued); killed", tr.key)
             return
-        except Exception as exc:  # the timeout, or a crashed child process
+        except EngineCancelled as exc:  # cancelled from outside the engine (scancel ...)
+            self._finish(tr, State.CANCELLED, {"error": str(exc), "ended_at": time.time()})
+            return
+        except EngineLost as exc:  # node failure, preemption, a lost Dask worker
+            self._crashed(tr, task, exc)
+            return
+        except Exception as exc:  # the timeout, a crashed child process, a failed engine job
             error = exc
         if error is None:
             stored = self.results.encode(out.value, what=f"result of task {task.name!r}")
@@ -313,6 +326,57 @@ class WorkerProcess:
             )
             return
         self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()})
+
+    def _run_body(
+        self,
+        item: Running,
+        fn: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        context: dict[str, Any],
+        timeout: float | None,
+        gpus: list[int] | None,
+    ) -> ChildResult:
+        """Run the call in a child process, or hand it to the engine (a bridge)."""
+        if self.backend is None:
+            return run_in_child(
+                fn,
+                args,
+                kwargs,
+                context=context,
+                timeout=timeout,
+                gpus=gpus,
+                cancelled=item.cancelled,
+            )
+        from legato.engines.bridge import run_on_engine
+
+        return run_on_engine(
+            self.backend,
+            self.store,
+            item.run,
+            fn,
+            args,
+            kwargs,
+            context=context,
+            timeout=timeout,
+            resources=item.needs,
+            cancelled=item.cancelled,
+        )
+
+    def _crashed(self, tr: TaskRun, task: Any, exc: BaseException) -> None:
+        """The engine lost the attempt (not the task's fault): CRASHED, and queued again
+        under the task's retry delays while attempts remain."""
+        if tr.attempts < tr.max_attempts:
+            tries = tr.attempts - (tr.max_attempts - task.retries - 1)
+            delay = policies.retry_delay(task.retry_delay, max(tries, 1), task.retry_jitter)
+            self._finish(
+                tr,
+                State.AWAITING_RETRY,
+                {"error": f"CRASHED: {exc}", "queued_at": time.time() + delay},
+                f"CRASHED ({exc}); retry in {delay:.3g} s after attempt {tr.attempts}",
+            )
+            return
+        self._finish(tr, State.CRASHED, {"error": f"CRASHED: {exc}", "ended_at": time.time()})
 
     def _finish(
         self, tr: TaskRun, state: State, values: dict[str, Any], msg: str | None = None

@@ -27,6 +27,7 @@ from legato.errors import (
     SchemaOutOfDate,
     SchemaTooNew,
     StoreError,
+    Unauthorized,
     UsageError,
 )
 from legato.models import State
@@ -647,7 +648,14 @@ def db_status() -> None:
 
 
 def _code_for(exc: LegatoError) -> int:
-    usage = (UsageError, ConfigurationError, SchemaTooNew, SchemaOutOfDate, StoreError)
+    usage = (
+        UsageError,
+        ConfigurationError,
+        SchemaTooNew,
+        SchemaOutOfDate,
+        StoreError,
+        Unauthorized,
+    )
     return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED
 
 

@@ -95,6 +95,7 @@ def task_run_json(tr: TaskRun) -> dict[str, Any]:
         "result_ref": ref,
         "child_flow_run_id": tr.child_flow_run_id,
         "created_at": iso(tr.created_at),
+        "engine_job_id": tr.engine_job_id,
     }
 
 
@@ -156,7 +157,7 @@ def task_runs_table(task_runs: list[TaskRun]) -> Table:
             styled(t.state),
             str(t.attempts),
             t.pool or "-",
-            t.worker or "-",
+            (t.worker or "-") + (f" (job {t.engine_job_id})" if t.engine_job_id else ""),
             duration(t.started_at, t.ended_at) if t.started_at else "-",
             (t.error or "")[:200],
         )

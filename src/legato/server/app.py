@@ -23,6 +23,7 @@ from legato.models import (
     Artifact,
     Deployment,
     FlowRun,
+    Pool,
     Question,
     QuestionState,
     Role,
@@ -240,13 +241,12 @@ def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> N
     )
     def answer(question_id: Id, body: w.AnswerIn, token: Operator) -> Any:
         """Answer a pending question: the value is checked against the question's schema
-        (422 naming what is wrong) and recorded, by ``by`` or the token's name.
-
-        The paused run does not move on by itself: the answer waits in the store until
-        `legato runs resume RUN_ID` (or a worker, for runs handed to a pool) carries the run
-        on, replaying it up to the question and past it with this answer.
+        (422 naming what is wrong) and recorded, by ``by`` or the token's name. The paused
+        run then goes back to its pool's queue (``default`` for runs started outside a
+        deployment): a worker there carries it on by replay, past the question.
         """
         from legato.ask import answer_question
+        from legato.resume import queue_answered_run
 
         question = store.get_question(question_id)
         if question.state is not QuestionState.PENDING:
@@ -257,6 +257,7 @@ def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> N
             return _error(422, str(exc), field="body.value")
         except UsageError as exc:  # answered by someone else meanwhile
             return _error(409, str(exc))
+        queue_answered_run(store, question.flow_run_id)
         return store.get_question(question.id)
 
     # -- remote pools: claims, leases, workers --------------------------------------------
@@ -330,6 +331,23 @@ def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> N
         lost = store.heartbeat(worker_id, body.held, body.lease_seconds, body.used)
         return w.Lost(lost=lost)
 
+    # -- concurrency limits (admin: settings) ------------------------------------------------
+
+    @_route(r, "GET", f"{API}/limits", V, tags=["limits"])
+    def list_limits() -> dict[str, int]:
+        """Every concurrency limit (``tag:X``, ``pool:X``, ``flow:X`` -> task runs at once)."""
+        return store.list_limits()
+
+    @_route(r, "PUT", f"{API}/limits/{{name}}", A, status_code=204, tags=["limits"])
+    def set_limit(name: Id, body: w.LimitIn) -> None:
+        """Set a concurrency limit: at most ``limit`` task runs RUNNING at once."""
+        store.set_limit(name, body.limit)
+
+    @_route(r, "DELETE", f"{API}/limits/{{name}}", A, tags=["limits"])
+    def delete_limit(name: Id) -> w.Changed:
+        """Remove a limit; ``changed`` is false if there was none."""
+        return w.Changed(changed=store.delete_limit(name))
+
     # -- flow runs on workers, deployments ----------------------------------------------------
 
     @_route(r, "POST", f"{API}/flow-claims", O, tags=["queues"])
@@ -371,6 +389,35 @@ def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> N
     def delete_deployment(name: Id) -> w.Changed:
         """Remove a deployment; ``changed`` is false if there was none."""
         return w.Changed(changed=store.delete_deployment(name))
+
+    # -- pool definitions, engine jobs ---------------------------------------------------------
+
+    @_route(r, "GET", f"{API}/pools", V, tags=["pools"])
+    def list_pools() -> list[Pool]:
+        """Every defined pool (process, slurm, dask, kubernetes), by name."""
+        return store.list_pools()
+
+    @_route(r, "GET", f"{API}/pools/{{name}}", V, tags=["pools"])
+    def get_pool(name: Id) -> w.FoundPool:
+        """A pool's definition (null if nobody defined it: served by process workers)."""
+        return w.FoundPool(pool=store.get_pool(name))
+
+    @_route(r, "PUT", f"{API}/pools/{{name}}", A, status_code=204, tags=["pools"])
+    def put_pool(name: Id, body: w.PoolIn) -> None:
+        """Create or replace a pool definition (its name must match the path)."""
+        if body.pool.name != name:
+            raise HTTPException(422, detail="body.pool.name: must match the path")
+        store.put_pool(body.pool)
+
+    @_route(r, "DELETE", f"{API}/pools/{{name}}", A, tags=["pools"])
+    def delete_pool(name: Id) -> w.Changed:
+        """Remove a pool definition; ``changed`` is false if there was none."""
+        return w.Changed(changed=store.delete_pool(name))
+
+    @_route(r, "POST", f"{API}/task-runs/{{task_run_id}}/engine-job", O, tags=["queues"])
+    def set_engine_job(task_run_id: Id, body: w.EngineJobIn) -> w.Changed:
+        """Record the engine job id of a claimed attempt (fenced by the attempt number)."""
+        return w.Changed(changed=store.set_engine_job(task_run_id, body.attempt, body.job_id))
 
     # -- what /metrics shows, for other stores ----------------------------------------------
 

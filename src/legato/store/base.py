@@ -17,12 +17,17 @@ from legato.models import (
     Deployment,
     FlowRun,
     LogRecord,
+    Notification,
+    NotifyRule,
+    Pool,
     Question,
     QuestionState,
     Role,
+    Schedule,
     State,
     StateChange,
     TaskRun,
+    Trigger,
     Worker,
 )
 
@@ -238,6 +243,24 @@ class Store(Protocol):
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
 
+    # -- pool definitions and engine jobs (see pools.py) ------------------------------------
+
+    def put_pool(self, pool: Pool) -> None:
+        """Create or replace a pool definition (process, slurm, dask, kubernetes)."""
+
+    def get_pool(self, name: str) -> Pool | None:
+        """A pool's definition; None for a pool nobody defined (served by process workers)."""
+
+    def list_pools(self) -> list[Pool]:
+        """Every defined pool, by name."""
+
+    def delete_pool(self, name: str) -> bool:
+        """Remove a pool definition; False if there was none."""
+
+    def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
+        """Record the engine job id (Slurm job, Dask key, Job name) of a claimed attempt;
+        False if that attempt no longer holds the run."""
+
     def next_queued_at(self, pool: str) -> float | None:
         """When the earliest queued task run of ``pool`` becomes claimable, if any."""
 
@@ -306,6 +329,113 @@ class Store(Protocol):
 
     def revoke_token(self, id_or_name: str) -> bool:
         """Revoke by id, id prefix or name; False if none matched."""
+
+    # -- schedules, triggers, notifications (see triggers.py) ---------------------------------
+
+    def replace_schedules(self, deployment: str, schedules: Sequence[Schedule]) -> None:
+        """Make ``schedules`` the deployment's only schedules."""
+
+    def list_schedules(self, deployment: str | None = None) -> list[Schedule]:
+        """Schedules, by deployment."""
+
+    def due_schedules(self, now: float) -> list[Schedule]:
+        """Schedules not paused whose next time has come."""
+
+    def set_schedules_paused(self, id_or_deployment: str, paused: bool) -> int:
+        """Pause or resume schedules by id, id prefix or deployment; how many changed."""
+
+    def advance_schedule(
+        self,
+        schedule_id: str,
+        expected_next_at: float | None,
+        next_at: float,
+        last_at: float | None,
+    ) -> bool:
+        """Compare-and-set a schedule's next time."""
+
+    def start_scheduled_run(
+        self, run: FlowRun, schedule_id: str, scheduled_at: float, message: str | None = None
+    ) -> bool:
+        """Insert the run and its (deployment, scheduled time) key atomically; False if taken."""
+
+    def scheduled_runs(self, deployment: str) -> list[tuple[float, str]]:
+        """(scheduled time, flow run id) of the runs schedules started, oldest first."""
+
+    def put_trigger(self, trigger: Trigger) -> None:
+        """Create or replace a trigger by name."""
+
+    def get_trigger(self, name: str) -> Trigger | None:
+        """A trigger by name."""
+
+    def list_triggers(self, kind: str | None = None) -> list[Trigger]:
+        """Triggers (of one kind: files, webhook), by name."""
+
+    def delete_trigger(self, name: str) -> bool:
+        """Remove a trigger; False if there was none."""
+
+    def set_trigger_paused(self, name: str, paused: bool) -> bool:
+        """Pause or resume a trigger; False if there is none."""
+
+    def known_files(self, trigger: str, paths: Sequence[str]) -> set[tuple[str, int, float]]:
+        """Which (path, size, mtime) among ``paths`` already started a run of ``trigger``."""
+
+    def start_file_run(
+        self,
+        run: FlowRun,
+        trigger: str,
+        files: Sequence[tuple[str, int, float]],
+        message: str | None = None,
+    ) -> bool:
+        """Insert the run and its files' keys atomically; False if a file already started one."""
+
+    def count_trigger_files(self, trigger: str) -> int:
+        """How many files started runs of ``trigger``."""
+
+    def start_webhook_run(
+        self, run: FlowRun, hook: str, delivery: str, message: str | None = None
+    ) -> bool:
+        """Insert the run and the delivery key atomically; False for a replayed delivery."""
+
+    def forget_webhook_deliveries(self, before: float) -> int:
+        """Drop delivery keys received before ``before``."""
+
+    def add_notify_rule(self, rule: NotifyRule) -> None:
+        """Add a notification rule."""
+
+    def list_notify_rules(self) -> list[NotifyRule]:
+        """Every notification rule, oldest first."""
+
+    def delete_notify_rule(self, rule_id: str) -> bool:
+        """Remove a rule by id or unique prefix; False if none matched."""
+
+    def enqueue_notification(self, n: Notification) -> bool:
+        """Add a message to the outbox; False if its ``dedup_key`` is there already."""
+
+    def due_notifications(self, now: float, limit: int = 100) -> list[Notification]:
+        """Pending messages whose next attempt has come."""
+
+    def update_notification(self, notification_id: str, values: dict[str, Any]) -> None:
+        """Set a message's state, attempts, next_attempt_at, last_error, sent_at, payload."""
+
+    def list_notifications(
+        self, *, states: Sequence[str] | None = None, limit: int = 100
+    ) -> list[Notification]:
+        """Messages, newest first."""
+
+    def get_cursor(self, name: str) -> int | None:
+        """A background reader's position."""
+
+    def set_cursor(self, name: str, position: int) -> None:
+        """Move a cursor forward (never back)."""
+
+    def last_history_id(self) -> int:
+        """The newest state history row id (0 if none)."""
+
+    def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
+        """Flow run state changes after history row ``position``, oldest first."""
+
+    def unannounced_questions(self, limit: int = 100) -> list[Question]:
+        """Pending questions with no ``question:ID`` message in the outbox."""
 
     def close(self) -> None:
         """Release connections."""

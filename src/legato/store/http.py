@@ -23,6 +23,7 @@ from legato.models import (
     Artifact,
     Deployment,
     FlowRun,
+    Pool,
     Question,
     QuestionState,
     Role,
@@ -285,6 +286,15 @@ class HttpStore:
         data = self._call("POST", "/flow-runs/requeue-expired", json={"now": now})
         return [str(i) for i in data["ids"]]
 
+    def set_limit(self, name: str, limit: int) -> None:
+        self._call("PUT", f"/limits/{_q(name)}", json={"limit": limit})
+
+    def list_limits(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self._call("GET", "/limits").items()}
+
+    def delete_limit(self, name: str) -> bool:
+        return bool(self._call("DELETE", f"/limits/{_q(name)}")["changed"])
+
     def put_deployment(self, dep: Deployment) -> None:
         self._call("PUT", f"/deployments/{_q(dep.name)}", json={"deployment": encode(dep)})
 
@@ -297,6 +307,24 @@ class HttpStore:
 
     def delete_deployment(self, name: str) -> bool:
         return bool(self._call("DELETE", f"/deployments/{_q(name)}")["changed"])
+
+    def put_pool(self, pool: Pool) -> None:
+        self._call("PUT", f"/pools/{_q(pool.name)}", json={"pool": encode(pool)})
+
+    def get_pool(self, name: str) -> Pool | None:
+        data = self._call("GET", f"/pools/{_q(name)}")
+        return None if data["pool"] is None else decode(Pool, data["pool"])
+
+    def list_pools(self) -> list[Pool]:
+        return decode(list[Pool], self._call("GET", "/pools"))
+
+    def delete_pool(self, name: str) -> bool:
+        return bool(self._call("DELETE", f"/pools/{_q(name)}")["changed"])
+
+    def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
+        body = {"attempt": attempt, "job_id": job_id}
+        data = self._call("POST", f"/task-runs/{_q(task_run_id)}/engine-job", json=body)
+        return bool(data["changed"])
 
     def next_queued_at(self, pool: str) -> float | None:
         data = self._call("GET", f"/queues/{_q(pool)}/next")

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     Column,
     Float,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -16,7 +19,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -81,6 +84,8 @@ task_runs = Table(
     Column("lease_expires_at", Float),
     Column("max_attempts", Integer, nullable=False, server_default="1"),
     Column("payload", Text),
+    # The engine's name for the attempt running it (0006): Slurm job id, Dask key, Job name.
+    Column("engine_job_id", String(200)),
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),
@@ -205,5 +210,127 @@ concurrency_limits = Table(
     # "tag:NAME", "pool:NAME" or "flow:NAME"; at most `limit` task runs RUNNING at once.
     Column("name", String(300), primary_key=True),
     Column("limit", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+pools = Table(
+    "pools",
+    metadata,
+    # A pool served by legato's own workers ("process") or by an engine (0006): "slurm",
+    # "dask", "kubernetes"; options (JSON) say how to reach and use it.
+    Column("name", String(100), primary_key=True),
+    Column("type", String(20), nullable=False),
+    Column("options", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# -- schedules, triggers, notifications (0005): see store/triggers.py -------------------------
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("deployment", String(200), nullable=False),
+    Column("cron", String(200)),
+    Column("timezone", String(64), nullable=False),
+    Column("every", Float),
+    Column("catchup", String(10), nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("parameters", Text, nullable=False),
+    Column("next_at", Float),
+    Column("last_at", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_schedules_due", "paused", "next_at"),
+    Index("ix_schedules_deployment", "deployment"),
+)
+
+# One row per (deployment, scheduled time) that started a run: the exactly-once key, inserted
+# in the transaction that inserts the run.
+scheduled_runs = Table(
+    "scheduled_runs",
+    metadata,
+    Column("deployment", String(200), nullable=False),
+    Column("scheduled_at", Float, nullable=False),
+    Column("schedule_id", String(36)),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("deployment", "scheduled_at", name="pk_scheduled_runs"),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column("deployment", String(200), nullable=False),
+    Column("config", Text, nullable=False),
+    Column("paused", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Files a file trigger started runs for, by path + size + mtime (a rewritten file is new).
+trigger_files = Table(
+    "trigger_files",
+    metadata,
+    Column("trigger", String(200), nullable=False),
+    Column("path", String(2000), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("trigger", "path", "size", "mtime", name="pk_trigger_files"),
+)
+
+# Signed webhook deliveries already accepted: a replay of one is refused.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("hook", String(200), nullable=False),
+    Column("delivery", String(128), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("flow_run_id", String(36)),
+    PrimaryKeyConstraint("hook", "delivery", name="pk_webhook_deliveries"),
+    Index("ix_webhook_deliveries_received", "received_at"),
+)
+
+notify_rules = Table(
+    "notify_rules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("events", Text, nullable=False),
+    Column("channel", String(500), nullable=False),
+    Column("flow", String(200)),
+    Column("created_at", Float, nullable=False),
+)
+
+# The outbox: each message once (dedup_key), retried with backoff until sent or failed.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("dedup_key", String(300), nullable=False, unique=True),
+    Column("rule_id", String(36)),
+    Column("channel", String(500), nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("flow_run_id", String(36)),
+    Column("payload", Text, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float),
+    Index("ix_notifications_due", "state", "next_attempt_at"),
+    Index("ix_notifications_created", "created_at"),
+)
+
+# Where background readers of append-only tables got to (the notifier's place in the history).
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("position", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
 )

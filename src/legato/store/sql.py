@@ -53,9 +53,11 @@ from legato.store.base import (
 )
 from legato.store.migrate import check_schema
 from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
+from legato.store.pools import PoolSql
 from legato.store.queue import QueueSql
 from legato.store.stats import StatsSql
 from legato.store.tokens import TokenSql
+from legato.store.triggers import TriggerSql
 
 _dumps = json.dumps
 _JSON_COLUMNS = frozenset(
@@ -134,6 +136,7 @@ def _task_run(row: Any) -> TaskRun:
         lease_expires_at=row.lease_expires_at,
         max_attempts=row.max_attempts,
         payload=_loads(row.payload),
+        engine_job_id=row.engine_job_id,
     )
 
 
@@ -205,6 +208,7 @@ def _task_run_row(run: TaskRun) -> dict[str, Any]:
         "lease_expires_at": run.lease_expires_at,
         "max_attempts": run.max_attempts,
         "payload": None if run.payload is None else _dumps(run.payload),
+        "engine_job_id": run.engine_job_id,
     }
 
 
@@ -241,7 +245,7 @@ def _connect_sqlite(url: str) -> Engine:
     return engine
 
 
-class SqlStore(QueueSql, TokenSql, StatsSql):
+class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql):
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
 

@@ -23,6 +23,7 @@ from legato.models import (
     Deployment,
     FlowRun,
     LogRecord,
+    Pool,
     Question,
     QuestionState,
     Role,
@@ -304,12 +305,29 @@ class QueueFlowRunIn(Body):
     allowed_from: list[State]
 
 
+class LimitIn(Body):
+    limit: int = Field(ge=0, le=2**31 - 1, description="Task runs RUNNING at once, at most.")
+
+
 class DeploymentIn(Body):
     deployment: Deployment
 
 
 class FoundDeployment(BaseModel):
     deployment: Deployment | None
+
+
+class PoolIn(Body):
+    pool: Pool
+
+
+class FoundPool(BaseModel):
+    pool: Pool | None
+
+
+class EngineJobIn(Body):
+    attempt: int = Field(ge=0, le=2**31 - 1)
+    job_id: str = Field(min_length=1, max_length=200)
 
 
 class Ids(BaseModel):

@@ -1,0 +1,7 @@
+"""Runs that start by themselves: schedules (cron or intervals), new files, webhooks.
+
+The scheduler and the file watcher run in the server process (``legato server start``) and in
+``legato serve``; webhooks are routes of the server. Each starts a deployment's run through
+``legato.deployments.build_run`` and inserts it with the key of what started it, in one
+transaction, so nothing starts twice (see ``legato.store.triggers``).
+"""
