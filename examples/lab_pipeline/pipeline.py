@@ -28,7 +28,7 @@ try:  # the same package, run as a script or imported by path
 except ImportError:  # pragma: no cover
     from .imaging import png_bytes, track_overlay  # type: ignore[no-redef]
 
-SNR_DOUBTFUL = 4.0  # QC below this asks a person
+SNR_DOUBTFUL = 8.0  # QC below this asks a person (clean recordings: about 12)
 
 
 def _home() -> Path:

@@ -1,0 +1,77 @@
+"""The flagship example end to end on 5 recordings (embedded): database rows, QC artifacts,
+an answered approval, and a rerun that adds no duplicate rows."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from legato.ask import answer_question
+from legato.errors import Paused
+from legato.loader import load_flow, load_module
+from legato.models import QuestionState, State
+from legato.resume import continue_run
+from legato.runtime import Runtime
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "lab_pipeline"
+
+
+@pytest.fixture
+def lab(configure: object, tmp_path: Path) -> tuple[Runtime, Path]:
+    rt = configure(resources="gpu=2,cpu=2")  # type: ignore[operator]
+    generate = load_module(str(EXAMPLE / "generate.py")).generate
+    incoming = tmp_path / "incoming"
+    generate(incoming, 5, noisy=(3,))
+    return rt, incoming
+
+
+def test_five_recordings_through_the_lab_pipeline(
+    lab: tuple[Runtime, Path], legato_home: Path
+) -> None:
+    rt, incoming = lab
+    pipeline = load_flow(f"{EXAMPLE / 'pipeline.py'}:lab_pipeline")
+    with pytest.raises(Paused):
+        pipeline(str(incoming))
+    [question] = rt.store.list_questions(states=[QuestionState.PENDING])
+    assert "rec-003" in question.prompt  # the noisy one, and only it
+    answer_question(rt.store, question, True, by="lab-lead")
+    parent, error = continue_run(question.flow_run_id)
+    assert error is None and parent.state is State.COMPLETED
+    assert rt.results.decode(parent.result) == {"processed": 5, "kept": 5, "rejected": 0}
+
+    db = legato_home / "lab" / "results.db"
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT recording, approved FROM recording_stats ORDER BY 1").fetchall()
+    assert rows == [(f"rec-{i:03d}", "True") for i in range(5)]
+
+    children = [r for r in rt.store.list_flow_runs(limit=100) if r.parent_task_run_id]
+    assert len(children) == 5 and all(c.state is State.COMPLETED for c in children)
+    for child in children:
+        kinds = sorted(a.kind for a in rt.store.get_artifacts(child.id))
+        assert kinds == ["image", "link", "markdown"]
+        [image] = [a for a in rt.store.get_artifacts(child.id) if a.kind == "image"]
+        assert image.data["mime"] == "image/png" and len(image.data["base64"]) > 1000
+    steps = {t.task for c in children for t in rt.store.get_task_runs(c.id)}
+    assert steps == {
+        "upload",
+        "extract_tracks",
+        "qc_report",
+        "prelim_stats",
+        "transform_tracks",
+        "detailed_stats",
+        "sync_to_database",
+        "publish_share_link",
+    }
+
+    # A second run over the same recordings updates the rows, never duplicates them.
+    with pytest.raises(Paused):
+        pipeline(str(incoming))
+    [again] = rt.store.list_questions(states=[QuestionState.PENDING])
+    answer_question(rt.store, again, False)
+    rerun, _ = continue_run(again.flow_run_id)
+    assert rt.results.decode(rerun.result) == {"processed": 5, "kept": 4, "rejected": 1}
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT recording, approved FROM recording_stats ORDER BY 1").fetchall()
+    assert len(rows) == 5 and rows[3] == ("rec-003", "False")
