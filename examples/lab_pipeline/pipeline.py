@@ -182,9 +182,10 @@ def sync_to_database(recording: str, row: dict[str, Any]) -> int:
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url)
     meta.create_all(engine)
-    values = {"recording": recording, **{k: row.get(k) for k in table.c.keys() if k in row}}
+    names = [c.name for c in table.columns]
+    values = {"recording": recording, **{k: row[k] for k in names if k in row}}
     values["approved"] = str(row.get("approved"))
-    values["extra"] = json.dumps({k: v for k, v in row.items() if k not in table.c})
+    values["extra"] = json.dumps({k: v for k, v in row.items() if k not in names})
     if engine.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legato import policies
-from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
 from legato.engines import Backend, EngineCancelled, EngineLost
+from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
 from legato.executors import ChildResult, LocalResources, run_in_child
 from legato.models import FlowRun, State, TaskRun, Worker, new_id
 from legato.results import ResultStorage

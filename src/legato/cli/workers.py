@@ -1,10 +1,10 @@
-"""`legato worker start`, `legato workers ls`, `legato pools ls`."""
+"""`legato worker start`, `legato workers ls`, `legato pools ls|create|rm`."""
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,14 +33,23 @@ def worker_start(
         float, typer.Option("--grace", min=0, help="Seconds running work gets on SIGTERM.")
     ] = 30.0,
 ) -> None:
-    """Claim and run the task runs queued for POOL until stopped (SIGTERM drains)."""
+    """Claim and run the task runs queued for POOL until stopped (SIGTERM drains).
+
+    For a slurm, dask or kubernetes pool (`legato pools create`), this is a bridge: each
+    task run is handed to that engine instead of a local child process."""
     from legato.runtime import get_runtime
     from legato.settings import parse_resources
     from legato.worker import WorkerProcess
 
     rt = get_runtime()
-    capacity = parse_resources(resources) if resources else rt.settings.local_resources()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    defined = rt.store.get_pool(pool)
+    if defined is not None and defined.type != "process":
+        from legato.engines.run import run_bridge
+
+        run_bridge(rt, defined, name=name, concurrency=concurrency, grace=grace)
+        return
+    capacity = parse_resources(resources) if resources else rt.settings.local_resources()
     worker = WorkerProcess(
         rt.store,
         rt.results,
@@ -82,20 +91,59 @@ def workers_ls(
     output.out.print(table)
 
 
+@pools_app.command("create")
+def pools_create(
+    name: Annotated[str, typer.Argument(help="The pool's name, as tasks give it in pool=.")],
+    pool_type: Annotated[
+        str, typer.Option("--type", help="process | slurm | dask | kubernetes.")
+    ] = "process",
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="KEY=VALUE for the engine, e.g. partition=gpu."),
+    ] = None,
+) -> None:
+    """Define a pool: served by Legato's workers (process) or by an engine (a bridge)."""
+    from legato.engines import check_pool, parse_options
+    from legato.models import Pool
+    from legato.runtime import get_runtime
+
+    pool = Pool(name, pool_type, parse_options(option or []), time.time())
+    check_pool(pool)
+    get_runtime().store.put_pool(pool)
+    output.err.print(
+        f"pool {name} ({pool_type}) saved; serve it with: legato worker start --pool {name}"
+    )
+
+
+@pools_app.command("rm")
+def pools_rm(name: Annotated[str, typer.Argument()]) -> None:
+    """Remove a pool's definition (its queued work stays queued)."""
+    from legato.errors import UsageError
+    from legato.runtime import get_runtime
+
+    if not get_runtime().store.delete_pool(name):
+        raise UsageError(f"no pool definition named {name!r} (see legato pools ls)")
+    output.err.print(f"removed pool {name}")
+
+
 @pools_app.command("ls")
 def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Pools with live workers or queued work: workers, capacity, use, queue depth."""
+    """Pools: defined ones, and those with live workers or queued work: type, workers,
+    capacity, use, queue depth."""
     from legato.runtime import get_runtime
 
     store = get_runtime().store
     workers = store.list_workers()
     depths = store.queue_depths()
-    rows = []
-    for name in sorted({w.pool for w in workers} | set(depths)):
+    defined = {p.name: p for p in store.list_pools()}
+    rows: list[dict[str, Any]] = []
+    for name in sorted({w.pool for w in workers} | set(depths) | set(defined)):
         mine = [w for w in workers if w.pool == name]
         rows.append(
             {
                 "pool": name,
+                "type": defined[name].type if name in defined else "process",
+                "options": defined[name].options if name in defined else {},
                 "workers": len(mine),
                 "capacity": _sum([w.capacity for w in mine]),
                 "used": _sum([w.used for w in mine]),
@@ -106,16 +154,16 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         output.print_json(rows)
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("POOL", "WORKERS", "CAPACITY", "USED", "QUEUED"):
+    for col in ("POOL", "TYPE", "WORKERS", "CAPACITY", "USED", "QUEUED"):
         table.add_column(col)
-    for name in sorted({w.pool for w in workers} | set(depths)):
-        mine = [w for w in workers if w.pool == name]
+    for row in rows:
         table.add_row(
-            name,
-            str(len(mine)),
-            _fmt(_sum([w.capacity for w in mine])),
-            _fmt(_sum([w.used for w in mine])),
-            str(depths.get(name, 0)),
+            str(row["pool"]),
+            str(row["type"]),
+            str(row["workers"]),
+            _fmt(row["capacity"]),
+            _fmt(row["used"]),
+            str(row["queued"]),
         )
     output.out.print(table)
 

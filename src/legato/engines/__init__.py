@@ -37,11 +37,11 @@ COMMON_RESOURCES = ("gpu", "cpu", "mem_gb")
 UNLIMITED = 1e9
 
 
-class EngineLost(Exception):  # noqa: N818  (a signal between bridge and worker, not an error)
+class EngineLost(Exception):
     """The engine lost the attempt: node failure, preemption, a lost Dask worker."""
 
 
-class EngineCancelled(Exception):  # noqa: N818
+class EngineCancelled(Exception):
     """The job was cancelled from outside Legato (``scancel``, ``kubectl delete job``)."""
 
 
@@ -114,9 +114,7 @@ def parse_options(items: list[str]) -> dict[str, str]:
 def check_pool(pool: Pool) -> None:
     """Refuse an unknown type or option before anything is stored."""
     if pool.type not in POOL_TYPES:
-        raise UsageError(
-            f"unknown pool type {pool.type!r}: use one of {', '.join(POOL_TYPES)}"
-        )
+        raise UsageError(f"unknown pool type {pool.type!r}: use one of {', '.join(POOL_TYPES)}")
     known = KNOWN_OPTIONS[pool.type]
     unknown = sorted(set(pool.options) - set(known))
     if unknown:

@@ -87,15 +87,15 @@ def sbatch_options(job: EngineJob, options: dict[str, str]) -> list[str]:
         if options.get(key):
             args.append(f"--{key}={options[key]}")
     res = job.resources
-    gpus = int(math.ceil(res.get("gpu", 0)))
+    gpus = math.ceil(res.get("gpu", 0))
     if gpus:
         args.append(f"--gres=gpu:{gpus}")
-    cpus = int(math.ceil(res.get("cpu", 0)))
+    cpus = math.ceil(res.get("cpu", 0))
     if cpus:
         args.append(f"--cpus-per-task={cpus}")
     mem = res.get("mem_gb", 0)
     if mem:
-        args.append(f"--mem={int(math.ceil(mem * 1024))}M")
+        args.append(f"--mem={math.ceil(mem * 1024)}M")
     if job.timeout:
         args.append(f"--time={slurm_time(job.timeout)}")
     args.extend(shlex.split(options.get("sbatch_args", "")))

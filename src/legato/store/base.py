@@ -414,6 +414,9 @@ class Store(Protocol):
     def due_notifications(self, now: float, limit: int = 100) -> list[Notification]:
         """Pending messages whose next attempt has come."""
 
+    def claim_notification(self, notification_id: str, expected_at: float, until: float) -> bool:
+        """Take a due message for sending (compare-and-set); False if another took it."""
+
     def update_notification(self, notification_id: str, values: dict[str, Any]) -> None:
         """Set a message's state, attempts, next_attempt_at, last_error, sent_at, payload."""
 

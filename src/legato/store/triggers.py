@@ -375,6 +375,22 @@ class TriggerSql:
         with self._read() as conn:
             return [_notification(r) for r in conn.execute(q)]
 
+    def claim_notification(self, notification_id: str, expected_at: float, until: float) -> bool:
+        """Take a due message for sending (compare-and-set on its next attempt time), so two
+        servers never send the same one; it becomes due again at ``until`` if not finished."""
+        c = s.notifications.c
+        with self._write() as conn:
+            done = conn.execute(
+                update(s.notifications)
+                .where(
+                    c.id == notification_id,
+                    c.state == "pending",
+                    c.next_attempt_at == expected_at,
+                )
+                .values(next_attempt_at=until)
+            ).rowcount
+        return bool(done)
+
     def update_notification(self, notification_id: str, values: dict[str, Any]) -> None:
         """Set outbox columns: state, attempts, next_attempt_at, last_error, sent_at, payload."""
         row = dict(values)
