@@ -39,7 +39,8 @@ bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
+	$(BIN)/legato demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

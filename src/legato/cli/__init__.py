@@ -17,7 +17,10 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from legato.cli import deploy as _deploy
+from legato.cli import notify as _notify
 from legato.cli import output
+from legato.cli import schedules as _schedules
+from legato.cli import serve as _serve
 from legato.cli import server as _server
 from legato.cli import tokens as _tokens
 from legato.cli import workers as _workers
@@ -55,6 +58,11 @@ app.add_typer(_tokens.tokens_app, name="tokens")
 app.add_typer(_deploy.deployments_app, name="deployments")
 app.add_typer(_workers.limits_app, name="limits")
 app.command("deploy")(_deploy.deploy)
+app.add_typer(_schedules.schedules_app, name="schedules")
+app.add_typer(_schedules.triggers_app, name="triggers")
+app.add_typer(_notify.notify_app, name="notify")
+app.add_typer(_notify.slack_app, name="slack")
+app.command("serve")(_serve.serve)
 
 _debug = False
 
@@ -603,6 +611,21 @@ def asks_ls(
             "" if q.answer is None else f"{json.dumps(q.answer)} by {q.answered_by}",
         )
     output.out.print(table)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8787,
+    recordings: Annotated[int, typer.Option("--recordings", min=1, max=10000)] = 20,
+    no_serve: Annotated[
+        bool, typer.Option("--no-serve", help="Stop after the pipeline pauses (for checks).")
+    ] = False,
+) -> None:
+    """The lab pipeline on this machine: server + dashboard, workers, 20 recordings, one
+    waiting for your approval; serves until Ctrl-C."""
+    from legato.demo import run_demo
+
+    raise typer.Exit(run_demo(port=port, recordings=recordings, keep_serving=not no_serve))
 
 
 # -- legato db ...---------------------------------------------------------------------------

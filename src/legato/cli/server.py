@@ -53,6 +53,7 @@ def server_start(
     from legato.store.sql import SqlStore
 
     store = SqlStore(settings.db_url, auto_upgrade=False)  # SchemaOutOfDate: db upgrade first
+    store.sole_writer = True  # clients write through us; workers reach the data only via the API
     try:
         app = create_app(store, auth=not no_auth, max_body_bytes=settings.max_body_bytes)
         if no_auth:
@@ -61,6 +62,12 @@ def server_start(
             f"Legato API on http://{host}:{port} over {store.safe_url} (docs: /docs)",
             highlight=False,
         )
-        uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
+        from legato.triggers.service import TriggerService
+
+        service = TriggerService(store, settings).start()  # schedules, file triggers, notify
+        try:
+            uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
+        finally:
+            service.stop()
     finally:
         store.close()

@@ -43,6 +43,7 @@ def worker_start(
 
     rt = get_runtime()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per API request
     defined = rt.store.get_pool(pool)
     if defined is not None and defined.type != "process":
         from legato.engines.run import run_bridge

@@ -80,6 +80,12 @@ def create_app(
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     _error_handlers(app)
     _routes(app, store, app.state.auth, max_wait)  # on the app itself: app.routes lists them
+    from legato.triggers.routes import include as _trigger_routes
+
+    _trigger_routes(app, store)  # schedules, triggers, webhooks, notifications, Slack
+    from legato.server.dashboard import mount_dashboard
+
+    mount_dashboard(app, store, auth=app.state.auth)  # the pages at /, over a SqlStore
     return app
 
 

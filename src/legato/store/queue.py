@@ -79,6 +79,9 @@ class QueueSql:
 
     dialect: str
     notifier: Notifier
+    # True when every write goes through this process (a server over SQLite): then local
+    # notifications see every change and waits need not poll.
+    sole_writer: bool = False
     _write: Any
     _read: Any
 
@@ -111,9 +114,9 @@ class QueueSql:
         """Block until work may have been queued in one of the pools, or ``timeout``.
 
         On SQLite another process's commit is not signalled here: the wait is capped at a
-        short poll interval instead.
+        short poll interval instead, unless this process is the only writer (the server).
         """
-        if self.dialect == "sqlite":
+        if self.dialect == "sqlite" and not self.sole_writer:
             timeout = min(timeout, 0.25)
         return self.notifier.wait(seen, timeout)
 
@@ -537,7 +540,8 @@ class QueueSql:
             left = deadline - time.monotonic()
             if rows or left <= 0:
                 return [_task_run(r) for r in rows]
-            self.notifier.wait(seen, min(left, 0.25) if self.dialect == "sqlite" else left)
+            poll = self.dialect == "sqlite" and not self.sole_writer
+            self.notifier.wait(seen, min(left, 0.25) if poll else left)
 
     # -- workers ------------------------------------------------------------------------------
 
