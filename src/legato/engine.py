@@ -141,7 +141,9 @@ class FlowRunEngine:
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._keys: set[str] = set()
-        self._futures: list[Future[Any]] = []
+        # Calls not (yet) successful: a finished success is dropped at once, so memory stays
+        # flat however many calls a run makes.
+        self._futures: dict[int, Future[Any]] = {}
         self._cancel_error: BaseException | None = None
         self.cancelled = threading.Event()
         self.children: list[FlowRunEngine] = []
@@ -206,7 +208,7 @@ class FlowRunEngine:
             if self._cancel_error is not None:
                 return
             self._cancel_error = error or Cancelled()
-            futures = list(self._futures)
+            futures = list(self._futures.values())
             children = list(self.children)
             remote = [f for f in futures if f.task_run_id in self._remote_ids and not f.done()]
         self.cancelled.set()
@@ -269,9 +271,7 @@ class FlowRunEngine:
                 run.payload = None  # over: queue a new attempt; otherwise await the queued one
             run.state = State.PENDING
         fut: Future[Any] = Future(run.id, key, task.name, run.state)
-        with self._lock:
-            self._futures.append(fut)
-            self._inflight += 1
+        self._track(fut)
         if inline:
             self._execute(task, run, fut, args, kwargs, deps, started=rec is None)
         elif not submit:
@@ -670,9 +670,7 @@ class FlowRunEngine:
                 UpdateTaskRun(run.id, State.RUNNING, t, {"attempts": run.attempts + 1})
             )
         fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING)
-        with self._lock:
-            self._futures.append(fut)
-            self._inflight += 1
+        self._track(fut)
 
         def go() -> None:
             try:
@@ -720,6 +718,17 @@ class FlowRunEngine:
         rec.commit(UpdateTaskRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}))
         fut._finish(State.COMPLETED, value)
 
+    def _track(self, fut: Future[Any]) -> None:
+        with self._lock:
+            self._futures[id(fut)] = fut
+            self._inflight += 1
+        fut._cf.add_done_callback(lambda _: self._forget_if_ok(fut))
+
+    def _forget_if_ok(self, fut: Future[Any]) -> None:
+        if fut._cf.exception() is None:
+            with self._lock:
+                self._futures.pop(id(fut), None)
+
     def stop_new_calls(self, error: BaseException) -> None:
         """Calls not started yet do not start (they end CANCELLED); running ones go on."""
         with self._lock:
@@ -748,14 +757,9 @@ class FlowRunEngine:
 
     def settle(self) -> None:
         """Wait for every call of the run; raise if one paused, or failed unobserved."""
-        while True:
-            with self._lock:
-                futures = list(self._futures)
-            for fut in futures:
-                fut._cf.exception()  # wait
-            with self._lock:
-                if len(self._futures) == len(futures):
-                    break
+        self.settle_quietly()
+        with self._lock:
+            futures = list(self._futures.values())
         paused = [f for f in futures if isinstance(f._cf.exception(), Paused)]
         if paused:
             raise paused[0]._cf.exception()  # type: ignore[misc]

@@ -106,6 +106,18 @@ def _completed_keys(home: Path) -> set[str]:
     return out
 
 
+def _wait_for_completed_steps(home: Path, n: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if len(_completed_keys(home)) >= n:
+                return
+        except sqlite3.Error:
+            pass  # not created yet
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {n} steps completed within {timeout} s")
+
+
 def _state(home: Path) -> str:
     with sqlite3.connect(home / "legato.db") as db:
         (state,) = db.execute("SELECT state FROM flow_runs").fetchone()
@@ -196,7 +208,7 @@ def slow(n: int = 30) -> int:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    time.sleep(1.2)  # imports take a moment; then some steps finish
+    _wait_for_completed_steps(home, 3)  # kill once it is under way, however slow start-up is
     proc.kill()
     proc.wait()
     run_id = _run_id(home)
