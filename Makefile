@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SRC    := src tests bench examples
 
-.PHONY: install lint format typecheck test test-fast test-slow bench demo clean
+.PHONY: install lint format typecheck test test-fast test-slow test-slurm test-dask test-browser bench demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,14 +26,25 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-# The fast suite, then the slow suites (crash/chaos), each its own step.
-test: lint typecheck test-fast test-slow
+# The fast suite, then the slow suites (crash/chaos), then the engine suites (a real
+# single-node Slurm, set up by .ci/setup-slurm.sh as root; real Dask), each its own step.
+test: lint typecheck test-fast test-slow test-slurm test-dask test-browser
 
 test-fast: install
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow and not slurm and not dask"
 
 test-slow: install
-	$(BIN)/pytest -m slow
+	$(BIN)/pytest -m "slow and not slurm and not dask and not browser"
+
+test-slurm: install
+	$(BIN)/pytest -m slurm
+
+test-dask: install
+	$(BIN)/pytest -m "dask and not slurm"
+
+# The dashboard in a real browser (Debian's Chromium, installed with apt-get when missing).
+test-browser: install
+	$(BIN)/pytest -m browser
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 2**20, gt=0, description="Largest request body the server accepts."
     )
+    session_secret: str | None = Field(
+        default=None,
+        description="Key that signs dashboard session cookies; random per server start when "
+        "unset (everyone logs in again after a restart). Set it when several servers share "
+        "users.",
+    )
+    session_hours: float = Field(
+        default=12.0, gt=0, description="How long a dashboard login lasts."
+    )
 
     # -- schedules, triggers, notifications, Slack (docs/triggers.md, docs/slack.md) ---------
     public_url: str | None = Field(

@@ -322,7 +322,7 @@ class WorkerProcess:
                 tr,
                 State.AWAITING_RETRY,
                 {"error": described, "queued_at": time.time() + delay},
-                f"retry in {delay:.3g} s after attempt {tr.attempts}",
+                f"retry in {delay:.3g} s after attempt {tr.attempts}: {described[:300]}",
             )
             return
         self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()})

@@ -229,7 +229,7 @@ def slow(n: int = 30) -> int:
             i = key.split(":")[1]
             assert counts_after[i] == counts_before[i] == 1, key
     if _state(home) != "COMPLETED":  # the last resume may have finished it already
-        final = _legato(home, "runs", "resume", run_id)
+        final = _legato(home, "runs", "resume", run_id, env_extra={"EFFECTS": str(effects)})
         assert final.returncode == 0, final.stderr
     shown = _legato(home, "runs", "show", run_id, "--json")
     assert json.loads(shown.stdout)["result"] == sum(range(30))

@@ -23,23 +23,61 @@ def deploy(
     ] = None,
     params_file: Annotated[Path | None, typer.Option("--params-file")] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag runs, repeatable.")] = None,
+    cron: Annotated[
+        str | None, typer.Option("--cron", help='Start on a cron schedule, e.g. "0 2 * * 1".')
+    ] = None,
+    tz: Annotated[str, typer.Option("--tz", help="Time zone of --cron (IANA name).")] = "UTC",
+    every: Annotated[
+        float | None, typer.Option("--every", help="Start every N seconds.", min=0.001)
+    ] = None,
+    catchup: Annotated[
+        str, typer.Option("--catchup", help="Times missed while down: skip, latest or all.")
+    ] = "skip",
+    on_new_files: Annotated[
+        str | None,
+        typer.Option("--on-new-files", help='Start a run per new file: "/data/in/*.h5" or URL.'),
+    ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Files per run (--on-new-files; paths list).")
+    ] = 1,
+    settle: Annotated[
+        float, typer.Option("--settle", min=0, help="Seconds a file must stop growing.")
+    ] = 5.0,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Register a flow so that `legato run NAME` starts it on a worker of POOL."""
+    """Register a flow so that `legato run NAME` starts it on a worker of POOL; with --cron,
+    --every or --on-new-files it also starts by itself (docs/triggers.md)."""
     from legato.cli import _store, parse_params
     from legato.deployments import deploy as do_deploy
     from legato.loader import load_flow
 
     flow = load_flow(ref)
     params = parse_params(flow, param or [], params_file)
-    dep = do_deploy(_store(), flow, name=name, pool=pool, parameters=params, tags=tag or [])
+    from legato.triggers.setup import check_options, configure
+
+    check_options(cron=cron, tz=tz, every=every, catchup=catchup, on_new_files=on_new_files)
+    store = _store()
+    dep = do_deploy(store, flow, name=name, pool=pool, parameters=params, tags=tag or [])
+    started_by = configure(
+        store,
+        dep,
+        cron=cron,
+        tz=tz,
+        every=every,
+        catchup=catchup,
+        on_new_files=on_new_files,
+        batch=batch,
+        settle=settle,
+    )
     if json_out:
-        output.print_json(dep.to_json())
+        output.print_json({**dep.to_json(), "triggers": started_by})
         return
     output.err.print(
         f"deployed {dep.flow} as {dep.name!r} on pool {dep.pool} (version {dep.version}); "
         f"start it with `legato run {dep.name}`"
     )
+    for line in started_by:
+        output.err.print(f"  also starts {line}", highlight=False)
 
 
 @deployments_app.command("ls")

@@ -33,13 +33,14 @@ from legato.models import (
     Worker,
 )
 from legato.store.base import LogEntry, Op
+from legato.store.http_triggers import HttpTriggers
 from legato.store.wire import decode, encode, encode_op
 
 API = "/api/v1"
 SERVER_WAIT = 30.0  # the longest a server holds one long-poll
 
 
-class HttpStore:
+class HttpStore(HttpTriggers):
     """The Store over HTTP; ``url`` is the server's base URL, ``token`` its bearer token."""
 
     def __init__(

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -55,6 +55,8 @@ flow_runs = Table(
     Index("ix_flow_runs_flow_created", "flow", "created_at"),
     Index("ix_flow_runs_state_created", "state", "created_at"),
     Index("ix_flow_runs_parent", "parent_task_run_id"),
+    # The dashboard's runs page: top-level runs newest first (0007).
+    Index("ix_flow_runs_top_created", "parent_task_run_id", "created_at"),
 )
 
 task_runs = Table(

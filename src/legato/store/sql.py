@@ -58,6 +58,7 @@ from legato.store.queue import QueueSql
 from legato.store.stats import StatsSql
 from legato.store.tokens import TokenSql
 from legato.store.triggers import TriggerSql
+from legato.store.views import ViewsSql
 
 _dumps = json.dumps
 _JSON_COLUMNS = frozenset(
@@ -245,7 +246,7 @@ def _connect_sqlite(url: str) -> Engine:
     return engine
 
 
-class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql):
+class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
 

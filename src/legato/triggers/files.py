@@ -54,7 +54,7 @@ def files_config(
         raise UsageError(f"--batch must be 1 or more, got {batch}")
     if settle < 0:
         raise UsageError(f"--settle must be 0 or more seconds, got {settle}")
-    root, pattern = split_glob(url)
+    _root, pattern = split_glob(url)
     if not pattern:
         raise UsageError(f"--on-new-files {url!r} names no file pattern (e.g. {url}/*.h5)")
     return {
@@ -132,7 +132,9 @@ class FileWatcher:
             root_url, pattern = split_glob(str(trig.config["url"]))
             fs, root = url_to_fs(root_url)
             protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
-            scan = _Scan(signature, fs, root.rstrip("/") or "/", pattern, protocol in ("file", "local"))
+            scan = _Scan(
+                signature, fs, root.rstrip("/") or "/", pattern, protocol in ("file", "local")
+            )
             self._scans[trig.name] = scan
         return scan
 
@@ -192,7 +194,7 @@ class FileWatcher:
         settle = float(trig.config.get("settle", 5.0))
         candidates: list[tuple[str, int, float | None]] = []
         # Files seen growing before: look at them again first.
-        for path, (size, mtime, _seen) in list(scan.growing.items()):
+        for path in list(scan.growing):
             current = self._stat(scan, path)
             if current is None:
                 del scan.growing[path]
@@ -210,11 +212,9 @@ class FileWatcher:
                 scan.pass_root_mtime = root_mtime
                 scan.walk = self._walk(scan)
         if scan.walk is not None:
-            taken = 0
-            for item in scan.walk:
+            for taken, item in enumerate(scan.walk, 1):
                 if item[0] not in scan.growing:
                     candidates.append(item)
-                taken += 1
                 if taken >= self.scan_batch:
                     break
             else:

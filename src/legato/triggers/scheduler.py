@@ -162,7 +162,9 @@ class Scheduler:
         started = 0
         dep = self.store.get_deployment(sch.deployment) if chosen else None
         if chosen and dep is None:
-            log.warning("schedule %s: deployment %r is gone; nothing started", sch.id, sch.deployment)
+            log.warning(
+                "schedule %s: deployment %r is gone; nothing started", sch.id, sch.deployment
+            )
             chosen = []
         if dep is not None:
             from legato.deployments import build_run
