@@ -48,6 +48,13 @@ test-browser: install
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+	$(BIN)/python bench/claims.py
+	$(BIN)/python bench/remote.py
+
+# 10,000 recordings through the 7-step pipeline shape (70,000 task runs), memory sampled.
+scale: install
+	$(BIN)/python bench/scale.py --items 10000 --mode embedded
+	$(BIN)/python bench/scale.py --items $(or $(SCALE_SERVER_ITEMS),10000) --mode server
 
 demo: install
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
