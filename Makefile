@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SRC    := src tests bench examples
 
-.PHONY: install lint format typecheck test test-fast test-slow test-slurm test-dask test-browser bench demo clean
+.PHONY: install lint format typecheck test test-fast test-slow test-slurm test-dask test-browser bench scale demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
