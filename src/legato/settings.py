@@ -213,3 +213,30 @@ def get_settings() -> Settings:
 
 def reset_settings() -> None:
     _cached.cache_clear()
+
+
+_SECRET_WORDS = ("token", "secret", "password")
+
+
+def describe_settings(current: Settings | None = None) -> list[tuple[str, str, str]]:
+    """(variable, default or current value, description) for every setting; secrets masked."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        env = f"LEGATO_{name.upper()}"
+        if current is not None:
+            value = getattr(current, name)
+        elif field.default_factory is not None:
+            value = "see description"
+        else:
+            value = field.default
+        shown = (
+            "unset"
+            if value is None
+            else str(value).lower()
+            if isinstance(value, bool)
+            else str(value)
+        )
+        if current is not None and value and any(w in name for w in _SECRET_WORDS):
+            shown = "****"
+        rows.append((env, shown, field.description or ""))
+    return rows

@@ -628,6 +628,35 @@ def demo(
     raise typer.Exit(run_demo(port=port, recordings=recordings, keep_serving=not no_serve))
 
 
+@app.command()
+def config(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="The defaults as the README's table.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every LEGATO_* setting with its value here (secrets masked) and what it does."""
+    from legato.settings import describe_settings, get_settings
+
+    rows = describe_settings(None if markdown else get_settings())
+    if markdown:
+        print("| variable | default | what it does |\n|---|---|---|")
+        for env, value, text in rows:
+            print(f"| `{env}` | `{value}` | {text} |")
+        return
+    if json_out:
+        output.print_json({env: value for env, value, _ in rows})
+        return
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False)
+    for col in ("VARIABLE", "VALUE", "WHAT IT DOES"):
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    output.out.print(table)
+
+
 # -- legato db ...---------------------------------------------------------------------------
 
 
