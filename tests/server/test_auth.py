@@ -38,8 +38,14 @@ def routes(app: FastAPI) -> list[tuple[str, str, Role]]:
 
 def test_every_api_route_names_the_role_it_needs(app: FastAPI) -> None:
     public = {"/health", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    signed = (f"{API}/hooks/", f"{API}/slack/")  # signature-authenticated (triggers/routes.py)
     for route in app.routes:
-        if isinstance(route, APIRoute) and route.path not in public:
+        if isinstance(route, APIRoute) and route.path.startswith(signed):
+            assert (route.openapi_extra or {}).get("x-legato-auth") == "signed", route.path
+        elif isinstance(route, APIRoute) and not route.path.startswith((API, "/metrics")):
+            # The dashboard's pages: a session cookie and a role (tests/server/test_dashboard.py)
+            assert (route.openapi_extra or {}).get("x-legato-auth") == "session", route.path
+        elif isinstance(route, APIRoute) and route.path not in public:
             assert ROLE_KEY in (route.openapi_extra or {}), route.path
             assert route.path.startswith(API) or route.path == "/metrics"
     mutating = [r for r in routes(app) if r[0] in MUTATING]

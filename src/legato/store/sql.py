@@ -285,8 +285,13 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        # One long-lived connection for writes: no pool checkout and reset per commit, and
-        # writers queue on this lock instead of on the database's.
+        if self.dialect == "postgresql":
+            # PostgreSQL takes concurrent writers: each transaction on a pooled connection.
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+            return
+        # SQLite has one writer at a time anyway: one long-lived connection, no pool
+        # checkout and reset per commit, and writers queue on this lock, not on the file's.
         with self._write_lock:
             if self._write_conn is None or self._write_conn.closed:
                 self._write_conn = self.engine.connect()

@@ -11,7 +11,7 @@ Large folders are scanned incrementally: a pass walks the folder lazily (``os.sc
 local folders, one directory listing at a time for other filesystems), at most ``scan_batch``
 entries per tick, checking them against the database in chunks; the next tick resumes where
 the last one stopped. A local folder whose mtime has not changed since the last full pass is
-not walked again (nothing was added; only a recursive glob needs a walk every pass).
+not walked again for 5 minutes (nothing was added; a recursive glob is walked every pass).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from legato.store import Store
 log = logging.getLogger("legato.triggers.files")
 FileKey = tuple[str, int, float]
 _GLOB = set("*?[")
+RESCAN_SECONDS = 300.0  # walk an unchanged folder again this often (files rewritten in place)
 
 
 def split_glob(url: str) -> tuple[str, str]:
@@ -92,6 +93,7 @@ class _Scan:
     walk: Iterator[tuple[str, int, float | None]] | None = None
     pass_root_mtime: float | None = None
     done_root_mtime: float | None = None
+    done_at: float = 0.0  # time.monotonic() of the last full pass
     growing: dict[str, tuple[int, float | None, float]] = field(default_factory=dict)
     batch: list[FileKey] = field(default_factory=list)
 
@@ -207,6 +209,7 @@ class FileWatcher:
                 "/" not in scan.pattern
                 and root_mtime is not None
                 and root_mtime == scan.done_root_mtime
+                and time.monotonic() - scan.done_at < RESCAN_SECONDS
             )
             if not unchanged:
                 scan.pass_root_mtime = root_mtime
@@ -220,6 +223,7 @@ class FileWatcher:
             else:
                 scan.walk = None
                 scan.done_root_mtime = scan.pass_root_mtime
+                scan.done_at = time.monotonic()
                 pass_ended = True
         ready = self._settled(scan, trig, candidates, now, settle)
         started = self._start(scan, trig, ready, flush=pass_ended and not scan.growing)

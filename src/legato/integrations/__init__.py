@@ -1,0 +1,1 @@
+"""Optional integrations, one module per extra (slack, ...), imported lazily."""

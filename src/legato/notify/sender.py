@@ -1,0 +1,228 @@
+"""The notifier: turns run events into outbox messages, and sends the outbox.
+
+``collect()`` reads the flow runs' state history after a stored cursor, and adds a message
+per matching rule (dedup key: rule + history row, so a restart or a second server adds none
+twice), plus one Slack question per pending question when Slack is configured. ``deliver()``
+claims due messages (compare-and-set, so two servers never send one twice), sends each with
+a per-channel rate limit, and on failure retries with exponential backoff and jitter, up to
+``max_attempts``; then the message is ``failed``, logged, and listed for the dashboard.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from legato.models import FlowRun, Notification, Question, State, new_id
+from legato.notify.channels import Message, send
+from legato.notify.rules import matches
+from legato.settings import Settings
+from legato.store import Store
+
+log = logging.getLogger("legato.notify")
+CURSOR = "notify"
+Sender = Callable[[str, Message, Settings], dict[str, Any]]
+
+
+def run_link(settings: Settings, run_id: str) -> str | None:
+    if not settings.public_url:
+        return None
+    return f"{settings.public_url.rstrip('/')}/runs/{run_id}"
+
+
+def backoff(attempt: int, base: float = 5.0, cap: float = 900.0) -> float:
+    """Seconds before attempt ``attempt + 1``: exponential, capped, with +-20% jitter."""
+    delay: float = min(cap, base * 2.0 ** max(0, attempt - 1))
+    return delay * (0.8 + 0.4 * random.random())
+
+
+def run_message(run: FlowRun, state: State, settings: Settings) -> Message:
+    verb = {
+        State.FAILED: "failed",
+        State.CRASHED: "crashed",
+        State.PAUSED: "is waiting for an answer",
+        State.COMPLETED: "completed",
+        State.CANCELLED: "was cancelled",
+    }.get(state, f"is {state.value}")
+    where = f" (deployment {run.deployment})" if run.deployment else ""
+    return Message(
+        title=f"{run.flow} {verb}",
+        text=f"Flow run {run.id}{where} is {state.value}.",
+        link=run_link(settings, run.id),
+        error=run.error if state in (State.FAILED, State.CRASHED) else None,
+        fields={"flow_run_id": run.id, "flow": run.flow, "state": state.value},
+    )
+
+
+class Notifier:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        *,
+        now: Callable[[], float] = time.time,
+        sender: Sender = send,
+        max_attempts: int = 8,
+        backoff_base: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.now = now
+        self.sender = sender
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self._sent: dict[str, collections.deque[float]] = {}
+
+    def tick(self) -> int:
+        """Collect, then deliver; returns how many messages were sent."""
+        self.collect()
+        return self.deliver()
+
+    # -- events -> outbox -----------------------------------------------------------------
+
+    def collect(self) -> int:
+        added = 0
+        position = self.store.get_cursor(CURSOR)
+        if position is None:  # first start: from now on, not the whole past
+            self.store.set_cursor(CURSOR, self.store.last_history_id())
+            position = self.store.get_cursor(CURSOR) or 0
+        rules = self.store.list_notify_rules()
+        while True:
+            events = self.store.flow_events_after(position, limit=500)
+            if not events:
+                break
+            for hid, change in events:
+                added += self._event(hid, change.run_id, change.state, rules)
+            position = events[-1][0]
+            self.store.set_cursor(CURSOR, position)
+        if self.settings.slack_bot_token and self.settings.slack_channel:
+            for q in self.store.unannounced_questions():
+                added += self.store.enqueue_notification(self._question(q))
+        return added
+
+    def _event(self, hid: int, run_id: str, state: State, rules: list[Any]) -> int:
+        if not rules:
+            return 0
+        wanted = state.value.lower()
+        if not any(wanted in r.events for r in rules):
+            return 0
+        try:
+            run = self.store.get_flow_run(run_id)
+        except Exception:
+            return 0
+        added = 0
+        for rule in rules:
+            if matches(rule, run.flow, state):
+                n = Notification(
+                    id=new_id(),
+                    channel=rule.channel,
+                    event=wanted,
+                    dedup_key=f"rule:{rule.id}:{hid}",
+                    payload={"flow_run_id": run.id, "state": state.value},
+                    rule_id=rule.id,
+                    flow_run_id=run.id,
+                    next_attempt_at=self.now(),
+                    created_at=self.now(),
+                )
+                added += self.store.enqueue_notification(n)
+        return added
+
+    def _question(self, q: Question) -> Notification:
+        return Notification(
+            id=new_id(),
+            channel=f"slack:{self.settings.slack_channel}",
+            event="question",
+            dedup_key=f"question:{q.id}",
+            payload={"question_id": q.id},
+            flow_run_id=q.flow_run_id,
+            next_attempt_at=self.now(),
+            created_at=self.now(),
+        )
+
+    # -- outbox -> channels ---------------------------------------------------------------
+
+    def _rate_ok(self, channel: str, now: float) -> float | None:
+        """None if a message may go to ``channel`` now, else when it may."""
+        sent = self._sent.setdefault(channel, collections.deque())
+        while sent and now - sent[0] >= 60.0:
+            sent.popleft()
+        if len(sent) < self.settings.notify_rate_per_minute:
+            return None
+        return sent[0] + 60.0
+
+    def deliver(self, limit: int = 100) -> int:
+        done = 0
+        for n in self.store.due_notifications(self.now(), limit=limit):
+            now = self.now()
+            later = self._rate_ok(n.channel, now)
+            if later is not None:
+                self.store.claim_notification(n.id, n.next_attempt_at, later)
+                continue
+            if not self.store.claim_notification(n.id, n.next_attempt_at, now + 300.0):
+                continue  # another server took it
+            done += self._send(n, now)
+        return done
+
+    def _message(self, n: Notification) -> Message | None:
+        if n.event == "question":
+            from legato.integrations.slack import question_message
+
+            q = self.store.get_question(str(n.payload["question_id"]))
+            if q.state.value != "pending":
+                return None  # answered before we could ask: nothing to post
+            run = self.store.get_flow_run(q.flow_run_id)
+            return question_message(q, run, self.settings)
+        run = self.store.get_flow_run(str(n.payload["flow_run_id"]))
+        return run_message(run, State(str(n.payload["state"])), self.settings)
+
+    def _send(self, n: Notification, now: float) -> int:
+        attempts = n.attempts + 1
+        try:
+            message = self._message(n)
+            if message is None:
+                self.store.update_notification(
+                    n.id, {"state": "skipped", "attempts": attempts, "sent_at": now}
+                )
+                return 0
+            answer = self.sender(n.channel, message, self.settings)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            if attempts >= self.max_attempts:
+                log.error(
+                    "notification %s to %s failed for good after %d attempts: %s",
+                    n.id,
+                    n.channel,
+                    attempts,
+                    error,
+                )
+                values: dict[str, Any] = {"state": "failed", "attempts": attempts}
+            else:
+                delay = backoff(attempts, self.backoff_base)
+                log.warning(
+                    "notification %s to %s failed (attempt %d, next in %.0f s): %s",
+                    n.id,
+                    n.channel,
+                    attempts,
+                    delay,
+                    error,
+                )
+                values = {"attempts": attempts, "next_attempt_at": now + delay}
+            values["last_error"] = error
+            self.store.update_notification(n.id, values)
+            return 0
+        self._sent.setdefault(n.channel, collections.deque()).append(now)
+        self.store.update_notification(
+            n.id,
+            {
+                "state": "sent",
+                "attempts": attempts,
+                "sent_at": now,
+                "last_error": None,
+                "payload": {**n.payload, **answer},
+            },
+        )
+        return 1

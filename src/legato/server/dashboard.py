@@ -1,0 +1,618 @@
+"""The dashboard: server-rendered pages (Jinja2) over the SqlStore, live through htmx polling.
+
+Pages: runs (``/``), a flow run (``/runs/ID``), its items x steps (``/runs/ID/items``),
+questions (``/questions``), pools and workers (``/pools``). Each live part of a page is also
+served alone as a fragment (same URL with ``HX-Request``, or ``/live`` and ``/logs``) that
+htmx polls while the run is not final. Everything renders without JavaScript.
+
+Who may do what: a person logs in with an API token (``/login``); its role decides. Viewers
+read; operators also cancel, retry, resume and answer. Actions are POSTed forms that carry
+the session's CSRF token; the server checks role and token on every one. With ``--no-auth``
+(loopback only) there is no login and everyone is an operator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from legato.errors import InvalidAnswer, RunNotFound, UsageError
+from legato.models import FINAL_STATES, FlowRun, Question, QuestionState, State
+from legato.server import forms, graphs
+from legato.server.auth import Authenticator
+from legato.server.session import COOKIE, LOGIN_COOKIE, Session, SessionSigner, csrf_ok
+from legato.store.views import RunFilter
+
+HERE = Path(__file__).parent
+SESSION = {"x-legato-auth": "session"}  # a session cookie, not a bearer token (see session.py)
+PAGE_SIZE = 50
+ITEMS_PAGE = 100
+LOG_LINES = 500
+POLL = "every 2s"
+NON_FINAL = [s for s in State if s not in FINAL_STATES]
+RETRY_FROM = [State.FAILED, State.CANCELLED, State.CRASHED]
+RESUME_FROM = [State.PAUSED, State.CRASHED]
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+LEVELS = {"": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
+
+
+def _env() -> Any:
+    import jinja2
+    from markdown_it import MarkdownIt
+    from markupsafe import Markup
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    env.filters["markdown"] = lambda text: Markup(md.render(str(text)))
+    env.filters["when"] = _when
+    env.filters["took"] = _took
+    env.filters["pretty"] = lambda v: json.dumps(v, indent=2, default=str, ensure_ascii=False)
+    env.filters["level"] = lambda n: {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR"}.get(
+        n, "CRITICAL" if n >= 50 else str(n)
+    )
+    env.filters["svg"] = Markup
+    env.globals["final"] = lambda state: state in FINAL_STATES
+    return env
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _took(run: Any) -> str:
+    start, end = run.started_at, run.ended_at
+    if start is None:
+        return "-"
+    seconds = (end if end is not None else time.time()) - start
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def mount_dashboard(
+    app: FastAPI,
+    store: Any,
+    *,
+    auth: Authenticator,
+    session_secret: str | None = None,
+    session_hours: float | None = None,
+) -> None:
+    """Add the dashboard's pages to ``app``. They need a SqlStore's view queries (see
+    ``legato.store.views``): over another store nothing is added. The session secret and
+    lifetime default to ``LEGATO_SESSION_SECRET`` and ``LEGATO_SESSION_HOURS``."""
+    if not hasattr(store, "search_flow_runs"):
+        return
+    if session_secret is None or session_hours is None:
+        from legato.settings import get_settings
+
+        settings = get_settings()
+        session_secret = session_secret or settings.session_secret
+        session_hours = session_hours or settings.session_hours
+    Dashboard(app, store, auth, session_secret, session_hours).mount()
+
+
+class Dashboard:
+    def __init__(
+        self, app: FastAPI, store: Any, auth: Authenticator, secret: str | None, hours: float
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.auth = auth
+        self.sessions = SessionSigner(auth.store, secret=secret, hours=hours, auth=auth.enabled)
+        self.env = _env()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def render(
+        self, request: Request, name: str, session: Session | None, status: int = 200, **ctx: Any
+    ) -> HTMLResponse:
+        ctx.update(
+            request=request,
+            session=session,
+            auth=self.auth.enabled,
+            path=request.url.path,
+            status=status,
+        )
+        html = self.env.get_template(name).render(**ctx)
+        headers = {"Cache-Control": "no-store", "X-Frame-Options": "DENY"}
+        return HTMLResponse(html, status_code=status, headers=headers)
+
+    def session(self, request: Request) -> Session | None:
+        return self.sessions.read(request.cookies.get(COOKIE))
+
+    def page(self, fn: Callable[..., Response]) -> Callable[..., Response]:
+        """A GET page for anyone logged in: others go to the login page (htmx: told to)."""
+
+        def handler(request: Request) -> Response:
+            session = self.session(request)
+            if session is None:
+                target = "/login?next=" + quote(str(request.url.path), safe="/")
+                if request.headers.get("HX-Request"):
+                    return Response(status_code=401, headers={"HX-Redirect": target})
+                return RedirectResponse(target, status_code=303)
+            try:
+                return fn(request, session)
+            except RunNotFound as exc:
+                return self.render(request, "error.html", session, 404, message=str(exc))
+
+        return handler
+
+    async def action_form(self, request: Request) -> tuple[Session | None, dict[str, str], str]:
+        """(session, form fields, refusal) of a POSTed action; refusal is "" when allowed."""
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        session = self.session(request)
+        if session is None:
+            return None, form, "log in first"
+        if not csrf_ok(session, form.get("csrf") or request.headers.get("X-CSRF-Token")):
+            return (
+                session,
+                form,
+                "the form is stale or forged (CSRF token mismatch): reload the page",
+            )
+        if not session.can_act:
+            return (
+                session,
+                form,
+                f"{session.name} is a {session.role.value}: this needs an operator",
+            )
+        return session, form, ""
+
+    def refuse(self, request: Request, session: Session | None, why: str) -> Response:
+        if session is None:
+            return RedirectResponse("/login", status_code=303)
+        return self.render(request, "error.html", session, 403, message=why)
+
+    def mount(self) -> None:
+        app = self.app
+        app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+        get = self._get
+        get("/", self.runs_page)
+        get("/runs/{run_id}", self.run_page)
+        get("/runs/{run_id}/live", self.run_live)
+        get("/runs/{run_id}/logs", self.run_logs)
+        get("/runs/{run_id}/items", self.items_page)
+        get("/questions", self.questions_page)
+        get("/pools", self.pools_page)
+        app.add_api_route(
+            "/login",
+            self.login_page,
+            methods=["GET"],
+            include_in_schema=False,
+            openapi_extra=SESSION,
+        )
+        app.add_api_route(
+            "/login", self.login, methods=["POST"], include_in_schema=False, openapi_extra=SESSION
+        )
+        app.add_api_route(
+            "/logout", self.logout, methods=["POST"], include_in_schema=False, openapi_extra=SESSION
+        )
+        for verb in ("cancel", "retry", "resume"):
+            app.add_api_route(
+                f"/runs/{{run_id}}/{verb}",
+                self._run_action(verb),
+                methods=["POST"],
+                include_in_schema=False,
+                openapi_extra=SESSION,
+            )
+        app.add_api_route(
+            "/questions/{question_id}/answer",
+            self.answer,
+            methods=["POST"],
+            include_in_schema=False,
+            openapi_extra=SESSION,
+        )
+
+    def _get(self, path: str, fn: Callable[..., Response]) -> None:
+        handler = self.page(fn)
+        handler.__name__ = "dashboard_" + fn.__name__
+        self.app.add_api_route(
+            path,
+            handler,
+            methods=["GET"],
+            include_in_schema=False,
+            openapi_extra=SESSION,
+            response_class=HTMLResponse,
+        )
+
+    # -- login ------------------------------------------------------------------------------
+
+    def login_page(self, request: Request) -> Response:
+        if not self.auth.enabled:
+            return RedirectResponse("/", status_code=303)
+        nonce = secrets.token_urlsafe(16)
+        response = self.render(
+            request,
+            "login.html",
+            None,
+            nonce=nonce,
+            next=_safe_next(request.query_params.get("next")),
+        )
+        _set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600)
+        return response
+
+    async def login(self, request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        target = _safe_next(form.get("next"))
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not nonce or not secrets.compare_digest(nonce, form.get("nonce", "")):
+            why = "the login form expired: try again"
+            return self.render(
+                request, "login.html", None, 400, error=why, nonce=nonce, next=target
+            )
+        secret = form.get("token", "").strip()
+        token = await run_in_threadpool(self.auth._verify, secret) if secret else None
+        if token is None:
+            why = "that token is wrong or revoked (create one with `legato tokens create`)"
+            return self.render(
+                request, "login.html", None, 401, error=why, nonce=nonce, next=target
+            )
+        cookie, _ = self.sessions.issue(token)
+        response = RedirectResponse(target, status_code=303)
+        _set_cookie(request, response, COOKIE, cookie, max_age=int(self.sessions.seconds))
+        response.delete_cookie(LOGIN_COOKIE, path="/")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        session = self.session(request)
+        if session is not None and not csrf_ok(session, dict(parse_qsl(body)).get("csrf")):
+            return self.refuse(request, session, "the form is stale or forged: reload the page")
+        response = RedirectResponse("/login" if self.auth.enabled else "/", status_code=303)
+        response.delete_cookie(COOKIE, path="/")
+        return response
+
+    # -- runs -------------------------------------------------------------------------------
+
+    def runs_page(self, request: Request, session: Session) -> HTMLResponse:
+        q = request.query_params
+        f, chosen = _run_filter(q)
+        page = max(1, _int(q.get("page"), 1))
+        runs, total = self.store.search_flow_runs(f, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        ctx = dict(
+            runs=runs,
+            total=total,
+            page=page,
+            pages=pages,
+            first=(page - 1) * PAGE_SIZE + 1,
+            chosen=chosen,
+            query=lambda **kw: "?" + urlencode({**chosen, **kw}),
+            states=list(State),
+            ranges=list(RANGES),
+        )
+        if request.headers.get("HX-Request"):
+            return self.render(request, "_runs_table.html", session, **ctx)
+        return self.render(request, "runs.html", session, flows=self.store.flow_names(), **ctx)
+
+    def _run_context(self, run_id: str) -> dict[str, Any]:
+        run: FlowRun = self.store.get_flow_run(run_id)
+        task_runs = self.store.task_runs_of(run.id)
+        child_ids = [t.child_flow_run_id for t in task_runs if t.child_flow_run_id]
+        children = self.store.flow_runs_by_ids(child_ids[:200]) if child_ids else {}
+        questions = self.store.list_questions(flow_run_id=run.id, limit=200)
+        return dict(
+            run=run,
+            task_runs=task_runs,
+            by_id={t.id: t for t in task_runs},
+            names={t.id: t.key for t in task_runs},
+            dag=graphs.dag_svg(task_runs),
+            gantt=graphs.gantt_svg(task_runs),
+            children=[children[c] for c in child_ids[:200] if c in children],
+            n_children=len(child_ids),
+            questions=questions,
+            pending=[
+                (q, forms.build(q.schema)) for q in questions if q.state is QuestionState.PENDING
+            ],
+            live=run.state not in FINAL_STATES,
+            counts=_count_states(t.state for t in task_runs),
+            poll=POLL,
+        )
+
+    def run_page(self, request: Request, session: Session) -> HTMLResponse:
+        run_id = request.path_params["run_id"]
+        ctx = self._run_context(run_id)
+        run = ctx["run"]
+        parent = None
+        if run.parent_task_run_id:
+            try:
+                parent = self.store.get_task_run(run.parent_task_run_id).flow_run_id
+            except RunNotFound:
+                parent = None
+        logs_ctx = self._logs_context(run, request)
+        return self.render(
+            request,
+            "run.html",
+            session,
+            parent=parent,
+            artifacts=self.store.get_artifacts(run.id),
+            notice=request.query_params.get("notice"),
+            error_notice=request.query_params.get("error"),
+            levels=list(LEVELS),
+            **ctx,
+            **logs_ctx,
+        )
+
+    def run_live(self, request: Request, session: Session) -> Response:
+        ctx = self._run_context(request.path_params["run_id"])
+        seen = request.query_params.get("seen")
+        state = ctx["run"].state
+        if seen and seen != state.value and (state in FINAL_STATES or state is State.PAUSED):
+            # The run stopped or asks something: reload the whole page (questions, results,
+            # artifacts are not in this fragment).
+            return Response(status_code=200, headers={"HX-Refresh": "true"})
+        return self.render(request, "_run_live.html", session, **ctx)
+
+    def _logs_context(self, run: FlowRun, request: Request) -> dict[str, Any]:
+        q = request.query_params
+        task = q.get("task") or None
+        level = q.get("level", "")
+        entries = self.store.log_tail(
+            run.id, task_run_id=task, min_level=LEVELS.get(level, 0), limit=LOG_LINES
+        )
+        params = urlencode({"task": task or "", "level": level})
+        return dict(
+            logs=entries,
+            log_task=task,
+            log_level=level,
+            logs_url=f"/runs/{run.id}/logs?{params}",
+            logs_live=run.state not in FINAL_STATES,
+            log_limit=LOG_LINES,
+        )
+
+    def run_logs(self, request: Request, session: Session) -> HTMLResponse:
+        run = self.store.get_flow_run(request.path_params["run_id"])
+        names = {t.id: t.key for t in self.store.task_runs_of(run.id)}
+        ctx = self._logs_context(run, request)
+        return self.render(request, "_logs.html", session, run=run, names=names, poll=POLL, **ctx)
+
+    def items_page(self, request: Request, session: Session) -> HTMLResponse:
+        run = self.store.get_flow_run(request.path_params["run_id"])
+        m = self.store.item_matrix(run.id)
+        q = request.query_params
+        step, state = q.get("step") or "", q.get("state") or ""
+        rows = m.items
+        if state and step:
+            rows = [i for i in rows if i.steps.get(step, State.PENDING).value == state]
+        elif state:
+            rows = [i for i in rows if i.state.value == state]
+        page = max(1, _int(q.get("page"), 1))
+        pages = max(1, math.ceil(len(rows) / ITEMS_PAGE))
+        svg = graphs.matrix_svg(
+            m.steps,
+            [(i.run_id, i.label, {k: v.value for k, v in i.steps.items()}) for i in m.items],
+        )
+        chosen = {"step": step, "state": state}
+        ctx = dict(
+            run=run,
+            matrix=m,
+            svg=svg,
+            rows=rows[(page - 1) * ITEMS_PAGE : page * ITEMS_PAGE],
+            n_rows=len(rows),
+            page=page,
+            pages=pages,
+            chosen=chosen,
+            query=lambda **kw: "?" + urlencode({**chosen, **kw}),
+            failed=sum(m.run_counts.get(s.value, 0) for s in RETRY_FROM),
+            live=run.state not in FINAL_STATES,
+            poll="every 3s",
+            states=list(State),
+        )
+        if request.headers.get("HX-Request"):
+            return self.render(request, "_items.html", session, **ctx)
+        return self.render(request, "items.html", session, **ctx)
+
+    # -- questions, pools -------------------------------------------------------------------
+
+    def questions_page(self, request: Request, session: Session) -> HTMLResponse:
+        pending = self.store.list_questions(states=[QuestionState.PENDING], limit=200)
+        answered = self.store.recent_answers(20)
+        runs = self.store.flow_runs_by_ids([q.flow_run_id for q in pending + answered])
+        return self.render(
+            request,
+            "questions.html",
+            session,
+            pending=[(q, forms.build(q.schema)) for q in pending],
+            answered=answered,
+            runs=runs,
+            notice=request.query_params.get("notice"),
+        )
+
+    def pools_page(self, request: Request, session: Session) -> HTMLResponse:
+        workers = self.store.list_workers(include_offline=True)
+        depths = self.store.queue_depths()
+        running = self.store.running_per_pool()
+        defined = {p.name: p for p in self.store.list_pools()}
+        names = sorted({w.pool for w in workers} | set(depths) | set(running) | set(defined))
+        held: dict[str, list[Any]] = {}
+        for h in self.store.holdings():
+            held.setdefault(h.worker, []).append(h)
+        pools = []
+        for name in names:
+            ws = [w for w in workers if w.pool == name and w.state != "offline"]
+            capacity: dict[str, float] = {}
+            used: dict[str, float] = {}
+            for w in ws:
+                for k, v in w.capacity.items():
+                    capacity[k] = capacity.get(k, 0.0) + v
+                for k, v in w.used.items():
+                    used[k] = used.get(k, 0.0) + v
+            pools.append(
+                dict(
+                    name=name,
+                    type=defined[name].type if name in defined else "process",
+                    workers=len(ws),
+                    capacity=capacity,
+                    used=used,
+                    queued=depths.get(name, 0),
+                    running=running.get(name, 0),
+                )
+            )
+        return self.render(
+            request, "pools.html", session, pools=pools, workers=workers, held=held, now=time.time()
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+
+    def _run_action(self, verb: str) -> Callable[..., Any]:
+        async def action(request: Request) -> Response:
+            session, _form, refusal = await self.action_form(request)
+            if refusal:
+                return self.refuse(request, session, refusal)
+            run_id = request.path_params["run_id"]
+            try:
+                message = await run_in_threadpool(self._act, verb, run_id, session)
+            except (RunNotFound, UsageError) as exc:
+                return _back(run_id, error=str(exc))
+            return _back(run_id, notice=message)
+
+        action.__name__ = f"dashboard_{verb}"
+        return action
+
+    def _act(self, verb: str, run_id: str, session: Session | None) -> str:
+        who = session.name if session else "someone"
+        run = self.store.get_flow_run(run_id)
+        if verb == "cancel":
+            ok = self.store.transition_flow_run(
+                run.id, State.CANCELLED, allowed_from=NON_FINAL, message=f"cancelled by {who}"
+            )
+            if not ok:
+                raise UsageError(f"flow run {run.id} is {run.state.value}: nothing to cancel")
+            return "Cancelled."
+        root = _root(self.store, run)
+        allowed = RETRY_FROM if verb == "retry" else RESUME_FROM
+        pool = root.pool or "default"
+        if not self.store.queue_flow_run(root.id, pool, allowed_from=allowed):
+            states = " or ".join(s.value for s in allowed)
+            raise UsageError(
+                f"flow run {root.id} is {root.state.value}: only a {states} run can be {verb}d"
+            )
+        which = "" if root.id == run.id else f" (through its top-level run {root.id[:8]})"
+        return f"Queued for pool {pool}{which}: a worker there carries it on by replay."
+
+    async def answer(self, request: Request) -> Response:
+        session, form, refusal = await self.action_form(request)
+        if refusal:
+            return self.refuse(request, session, refusal)
+        question_id = request.path_params["question_id"]
+        back = form.get("back") or ""
+        try:
+            question: Question = await run_in_threadpool(self.store.get_question, question_id)
+        except RunNotFound as exc:
+            return self.refuse(request, session, str(exc))
+        try:
+            value = forms.read(forms.build(question.schema), form)
+            await run_in_threadpool(self._answer, question, value, session)
+        except (InvalidAnswer, UsageError) as exc:
+            return _back(question.flow_run_id, error=str(exc), to=back)
+        return _back(question.flow_run_id, notice="Answered: the run carries on.", to=back)
+
+    def _answer(self, question: Question, value: Any, session: Session | None) -> None:
+        from legato.ask import answer_question
+        from legato.resume import queue_answered_run
+
+        answer_question(self.store, question, value, session.name if session else None)
+        queue_answered_run(self.store, question.flow_run_id)
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _root(store: Any, run: FlowRun) -> FlowRun:
+    while run.parent_task_run_id:
+        run = store.get_flow_run(store.get_task_run(run.parent_task_run_id).flow_run_id)
+    return run
+
+
+def _back(run_id: str, *, to: str = "", **message: str) -> Response:
+    base = "/questions" if to == "questions" else f"/runs/{quote(run_id)}"
+    return RedirectResponse(f"{base}?{urlencode(message)}", status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths on this site (no //host or scheme): an open redirect is refused."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def _int(text: str | None, default: int) -> int:
+    try:
+        return int(text or default)
+    except ValueError:
+        return default
+
+
+def _day(text: str | None) -> float | None:
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _run_filter(q: Any) -> tuple[RunFilter, dict[str, str]]:
+    chosen = {
+        k: q.get(k, "")
+        for k in ("flow", "state", "tag", "range", "since", "until", "q", "children")
+    }
+    states = [State(v) for v in q.getlist("state") if v in State.__members__]
+    since = _day(chosen["since"])
+    if chosen["range"] in RANGES:
+        since = time.time() - RANGES[chosen["range"]]
+    until = _day(chosen["until"])
+    f = RunFilter(
+        flow=chosen["flow"] or None,
+        states=states,
+        tag=chosen["tag"] or None,
+        since=since,
+        until=until + 86400 if until is not None else None,  # the whole day
+        text=chosen["q"].strip() or None,
+        top_level=chosen["children"] != "1",
+    )
+    return f, {k: v for k, v in chosen.items() if v}
+
+
+def _count_states(states: Any) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for s in states:
+        out[s.value] = out.get(s.value, 0) + 1
+    return out

@@ -1,0 +1,194 @@
+"""Notification rules sent to Slack (fake Slack on 127.0.0.1), email (a local SMTP server) and
+webhooks: matched, deduplicated, retried with backoff, rate-limited; a failing channel is
+visible and never touches the run."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from legato.errors import UsageError
+from legato.loader import load_flow
+from legato.models import State
+from legato.notify.rules import make_rule, parse_channel
+from legato.notify.sender import Notifier
+from legato.runtime import Runtime
+from legato.settings import Settings
+from legato.store import Store
+
+from .fake_slack import FakeSlack
+
+
+class Clock:
+    def __init__(self, t: float = 1_700_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def smtp() -> Iterator[list[Any]]:
+    from aiosmtpd.controller import Controller
+
+    received: list[Any] = []
+
+    class Handler:
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            received.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    received.append(port)  # the first item is the port
+    yield received
+    controller.stop()
+
+
+def _settings(fake: FakeSlack, smtp_port: int = 25, **more: Any) -> Settings:
+    return Settings(
+        slack_bot_token="xoxb-test-token",
+        slack_api_url=fake.url,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_port,
+        smtp_from="legato@lab.org",
+        public_url="https://legato.lab.org",
+        **more,
+    )
+
+
+def _fail_a_run(rt: Runtime, flows_file: Path) -> str:
+    broken = load_flow(f"{flows_file}:broken")
+    with pytest.raises(ValueError, match="disk full"):
+        broken("S-9")
+    (run,) = rt.store.list_flow_runs(flow="broken")
+    assert run.state is State.FAILED
+    return run.id
+
+
+def test_rules_check_their_channels_and_events() -> None:
+    assert parse_channel("slack:#lab-alerts") == ("slack", "#lab-alerts")
+    assert parse_channel("email:qc@lab.org") == ("email", "qc@lab.org")
+    for bad in ("slack:", "sms:123", "email:nobody", "webhook:ftp://x"):
+        with pytest.raises(UsageError, match=r"bad|needs"):
+            parse_channel(bad)
+    with pytest.raises(UsageError, match="unknown event"):
+        make_rule(["failed", "exploded"], "slack:#x")
+
+
+def test_a_failed_run_is_sent_to_slack_email_and_a_webhook_once(
+    rt: Runtime, flows_file: Path, fake_slack: FakeSlack, smtp: list[Any]
+) -> None:
+    store = rt.store
+    notifier = Notifier(store, _settings(fake_slack, smtp[0]))
+    notifier.collect()  # starts its cursor at "now": the past is not announced
+    hook_url = fake_slack.url.replace("/api/", "/hooks/lab")
+    for channel in ("slack:#lab-alerts", "email:qc@lab.org", f"webhook:{hook_url}"):
+        store.add_notify_rule(make_rule(["failed", "crashed"], channel, "broken"))
+    store.add_notify_rule(make_rule(["failed"], "slack:#other", "some_other_flow"))
+    store.add_notify_rule(make_rule(["completed"], "slack:#done"))
+    run_id = _fail_a_run(rt, flows_file)
+
+    assert notifier.collect() == 3
+    assert notifier.collect() == 0  # deduplicated
+    assert Notifier(store, _settings(fake_slack, smtp[0])).collect() == 0  # a second server
+    assert notifier.deliver() == 3
+    assert notifier.deliver() == 0
+
+    (post,) = fake_slack.of("chat.postMessage")
+    assert post.headers["authorization"] == "Bearer xoxb-test-token"
+    assert post.body["channel"] == "lab-alerts"
+    assert "broken failed" in post.body["text"]
+    from slack_sdk.models.blocks import Block
+
+    for block in post.body["blocks"]:
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()
+    text = " ".join(b["text"]["text"] for b in post.body["blocks"])
+    assert f"https://legato.lab.org/runs/{run_id}" in text
+    assert "disk full while writing S-9" in text
+
+    (mail,) = smtp[1:]
+    assert mail.rcpt_tos == ["qc@lab.org"]
+    content = mail.content.decode()
+    assert "Subject: broken failed" in content
+    assert "disk full while writing S-9" in content
+    assert f"https://legato.lab.org/runs/{run_id}" in content
+
+    (hook,) = fake_slack.of("lab")
+    assert hook.body["flow_run_id"] == run_id and hook.body["state"] == "FAILED"
+    assert "disk full" in hook.body["error"]
+    sent = store.list_notifications(states=["sent"])
+    assert len(sent) == 3 and all(n.attempts == 1 for n in sent)
+
+
+def test_a_failing_channel_retries_with_backoff_then_shows_as_failed(
+    rt: Runtime,
+    flows_file: Path,
+    fake_slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = rt.store
+    clock = Clock()
+    notifier = Notifier(store, _settings(fake_slack), now=clock, max_attempts=3)
+    notifier.collect()
+    store.add_notify_rule(make_rule(["failed"], "slack:#lab-alerts"))
+    fake_slack.fail = 500
+    run_id = _fail_a_run(rt, flows_file)
+    # The run is what it is: the channel played no part in it.
+    assert store.get_flow_run(run_id).error and "disk full" in str(store.get_flow_run(run_id).error)
+    caplog.set_level(logging.WARNING, "legato.notify")
+    assert notifier.tick() == 0
+    (n,) = store.list_notifications()
+    assert n.state == "pending" and n.attempts == 1 and n.last_error
+    assert 4.0 <= n.next_attempt_at - clock.t <= 6.0  # 5 s, with jitter
+    assert notifier.deliver() == 0  # not due yet: nothing sent, nothing tried
+    clock.t = n.next_attempt_at
+    assert notifier.deliver() == 0
+    (n,) = store.list_notifications()
+    assert n.attempts == 2 and 8.0 <= n.next_attempt_at - clock.t <= 12.0  # doubled
+    clock.t = n.next_attempt_at
+    notifier.deliver()
+    (n,) = store.list_notifications(states=["failed"])
+    assert n.attempts == 3 and "SlackApiError" in (n.last_error or "")
+    assert any("failed for good" in r.message for r in caplog.records)
+    assert len(fake_slack.of("chat.postMessage")) == 3
+
+
+def test_messages_are_rate_limited_per_channel(
+    rt: Runtime, flows_file: Path, fake_slack: FakeSlack
+) -> None:
+    store = rt.store
+    clock = Clock()
+    notifier = Notifier(store, _settings(fake_slack, notify_rate_per_minute=2), now=clock)
+    notifier.collect()
+    store.add_notify_rule(make_rule(["failed"], "slack:#lab-alerts"))
+    for _ in range(5):
+        _fail_a_run_again(rt, flows_file)
+    assert notifier.collect() == 5
+    assert notifier.deliver() == 2
+    assert notifier.deliver() == 0
+    clock.t += 61
+    assert notifier.deliver() == 2
+    clock.t += 61
+    assert notifier.deliver() == 1
+    assert len(fake_slack.of("chat.postMessage")) == 5
+
+
+def _fail_a_run_again(rt: Runtime, flows_file: Path) -> None:
+    broken = load_flow(f"{flows_file}:broken")
+    with pytest.raises(ValueError):
+        broken("S-1")
+
+
+def test_unused_store_fixture_is_separate(store: Store) -> None:
+    assert store.list_notify_rules() == []

@@ -1,0 +1,236 @@
+"""The dashboard over HTTP (no browser): login and sessions, CSRF, roles, pages, the answer
+form from a JSON schema, and the layouts drawn in SVG. The browser suite is tests/browser."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from legato.models import FlowRun, Question, Role, State, TaskRun, new_id, now
+from legato.server import forms, graphs
+from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun
+from legato.store.sql import SqlStore
+from legato.store.views import RunFilter
+from tests.live_server import LiveServer
+
+
+def _login(live: LiveServer, secret: str) -> httpx.Client:
+    c = httpx.Client(base_url=live.url, timeout=30)
+    page = c.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce is not None
+    r = c.post("/login", data={"nonce": nonce.group(1), "token": secret, "next": "/questions"})
+    assert r.status_code == 303 and r.headers["location"] == "/questions", r.text
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie and secret.lower() not in cookie
+    return c
+
+
+def _csrf(c: httpx.Client) -> str:
+    found = re.search(r'"X-CSRF-Token": "([^"]+)"', c.get("/").text)
+    assert found is not None
+    return found.group(1)
+
+
+@pytest.fixture
+def failed_run(server_store: SqlStore) -> FlowRun:
+    run = FlowRun(id=new_id(), flow="etl", state=State.FAILED, created_at=now(), tags=["x"])
+    a = TaskRun(id=new_id(), flow_run_id=run.id, task="a", key="a:0", state=State.COMPLETED)
+    b = TaskRun(
+        id=new_id(),
+        flow_run_id=run.id,
+        task="b",
+        key="b:0",
+        state=State.FAILED,
+        depends_on=[a.id],
+        error="boom",
+    )
+    server_store.apply([InsertFlowRun(run), InsertTaskRun(a), InsertTaskRun(b)])
+    return run
+
+
+@pytest.fixture
+def viewer(live: LiveServer, tokens: dict[Role, str]) -> Iterator[httpx.Client]:
+    c = _login(live, tokens[Role.VIEWER])
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def operator(live: LiveServer, tokens: dict[Role, str]) -> Iterator[httpx.Client]:
+    c = _login(live, tokens[Role.OPERATOR])
+    yield c
+    c.close()
+
+
+def test_pages_need_a_login_and_a_wrong_token_is_refused(
+    live: LiveServer, anonymous: httpx.Client
+) -> None:
+    r = anonymous.get("/runs/abc")
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/runs/abc"
+    assert anonymous.get("/", headers={"HX-Request": "true"}).headers["HX-Redirect"]
+    nonce = re.search(r'name="nonce" value="([^"]+)"', anonymous.get("/login").text)
+    assert nonce is not None
+    r = anonymous.post("/login", data={"nonce": nonce.group(1), "token": "lgt_nope"})
+    assert r.status_code == 401 and "wrong or revoked" in r.text
+    r = anonymous.post("/login", data={"nonce": "forged", "token": "lgt_nope"})
+    assert r.status_code == 400
+    anonymous.cookies.set("legato_session", "eyJpIjoiYSJ9.bad")
+    assert anonymous.get("/").status_code == 303
+
+
+def test_login_never_redirects_off_site(live: LiveServer, tokens: dict[Role, str]) -> None:
+    c = httpx.Client(base_url=live.url)
+    nonce = re.search(r'name="nonce" value="([^"]+)"', c.get("/login").text)
+    assert nonce is not None
+    data = {"nonce": nonce.group(1), "token": tokens[Role.VIEWER], "next": "//evil.example/"}
+    assert c.post("/login", data=data).headers["location"] == "/"
+    c.close()
+
+
+def test_a_viewer_reads_everything_and_acts_on_nothing(
+    viewer: httpx.Client, failed_run: FlowRun, server_store: SqlStore
+) -> None:
+    for path in ("/", "/questions", "/pools", f"/runs/{failed_run.id}", "/?state=FAILED"):
+        assert viewer.get(path).status_code == 200, path
+    page = viewer.get(f"/runs/{failed_run.id}").text
+    assert "Retry</button>" not in page and "Cancel</button>" not in page
+    r = viewer.post(f"/runs/{failed_run.id}/retry", data={"csrf": _csrf(viewer)})
+    assert r.status_code == 403 and "needs an operator" in r.text
+    assert server_store.get_flow_run(failed_run.id).state is State.FAILED
+
+
+def test_actions_need_the_csrf_token(
+    operator: httpx.Client, failed_run: FlowRun, server_store: SqlStore
+) -> None:
+    assert operator.post(f"/runs/{failed_run.id}/retry").status_code == 403
+    assert operator.post(f"/runs/{failed_run.id}/retry", data={"csrf": "x"}).status_code == 403
+    assert server_store.get_flow_run(failed_run.id).state is State.FAILED
+    r = operator.post(f"/runs/{failed_run.id}/retry", data={"csrf": _csrf(operator)})
+    assert r.status_code == 303 and "notice=Queued" in r.headers["location"]
+    run = server_store.get_flow_run(failed_run.id)
+    assert run.state is State.PENDING and run.queued_at is not None
+    # Retrying again: it is not FAILED any more, and the page says so.
+    r = operator.post(f"/runs/{failed_run.id}/retry", data={"csrf": _csrf(operator)})
+    assert "error=" in r.headers["location"]
+    r = operator.post(f"/runs/{failed_run.id}/cancel", data={"csrf": _csrf(operator)})
+    assert server_store.get_flow_run(failed_run.id).state is State.CANCELLED
+
+
+def test_answering_through_the_form_records_who_and_queues_the_run(
+    operator: httpx.Client, server_store: SqlStore
+) -> None:
+    run = FlowRun(id=new_id(), flow="qc", state=State.PAUSED, created_at=now())
+    schema = {
+        "type": "object",
+        "properties": {"ok": {"type": "boolean"}, "score": {"type": "integer"}},
+        "required": ["ok", "score"],
+    }
+    q = Question(new_id(), run.id, "ask:0", "QC?", schema, created_at=now())
+    server_store.apply([InsertFlowRun(run), InsertQuestion(q)])
+    page = operator.get("/questions").text
+    assert 'name="v.ok"' in page and 'name="v.score"' in page
+    bad = operator.post(
+        f"/questions/{q.id}/answer", data={"csrf": _csrf(operator), "v.ok": "true", "v.score": "x"}
+    )
+    assert "error=" in bad.headers["location"]
+    assert server_store.get_question(q.id).state.value == "pending"
+    good = operator.post(
+        f"/questions/{q.id}/answer",
+        data={"csrf": _csrf(operator), "v.ok": "true", "v.score": "4", "back": "questions"},
+    )
+    assert good.headers["location"].startswith("/questions?notice=Answered")
+    answered = server_store.get_question(q.id)
+    assert answered.answer == {"ok": True, "score": 4} and answered.answered_by == "t-operator"
+    assert server_store.get_flow_run(run.id).state is State.PENDING  # queued for a worker
+    assert "by t-operator" in operator.get(f"/runs/{run.id}").text
+
+
+def test_without_auth_everyone_is_an_operator(server_store: SqlStore, failed_run: FlowRun) -> None:
+    live = LiveServer(server_store, auth=False)
+    try:
+        with httpx.Client(base_url=live.url) as c:
+            page = c.get(f"/runs/{failed_run.id}")
+            assert page.status_code == 200 and "Retry</button>" in page.text
+            assert c.get("/login").headers["location"] == "/"
+    finally:
+        live.stop()
+
+
+def test_runs_are_filtered_and_paged_in_the_database(server_store: SqlStore) -> None:
+    ops = [
+        InsertFlowRun(
+            FlowRun(
+                id=new_id(),
+                flow="a" if i % 2 else "b",
+                state=State.FAILED if i % 3 == 0 else State.COMPLETED,
+                parameters={"path": f"rec-{i}.h5"},
+                tags=["night"] if i % 5 == 0 else [],
+                created_at=1000.0 + i,
+            )
+        )
+        for i in range(30)
+    ]
+    server_store.apply(ops)
+    runs, total = server_store.search_flow_runs(RunFilter(flow="a"), limit=5)
+    assert total == 15 and len(runs) == 5 and runs[0].created_at == 1029.0
+    _, total = server_store.search_flow_runs(RunFilter(states=[State.FAILED], tag="night"))
+    assert total == 2  # i = 0, 15
+    runs, total = server_store.search_flow_runs(RunFilter(text="rec-17.h5"))
+    assert total == 1 and runs[0].parameters["path"] == "rec-17.h5"
+    _, total = server_store.search_flow_runs(RunFilter(text="100%_"))
+    assert total == 0
+    _, total = server_store.search_flow_runs(RunFilter(since=1010.0, until=1020.0))
+    assert total == 10
+
+
+def test_the_form_follows_the_schema() -> None:
+    assert forms.build({"type": "boolean"}).buttons
+    enum = forms.build({"enum": ["red", "green"], "type": "string"})
+    assert enum.kind == "enum" and enum.options == [('"red"', "red"), ('"green"', "green")]
+    assert forms.read(enum, {"v": '"green"'}) == "green"
+    model = {
+        "$defs": {"Color": {"enum": ["r", "g"], "type": "string"}},
+        "type": "object",
+        "properties": {
+            "color": {"$ref": "#/$defs/Color"},
+            "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None},
+            "n": {"type": "number"},
+        },
+        "required": ["color", "n"],
+    }
+    f = forms.build(model)
+    assert [c.kind for c in f.children] == ["enum", "string", "number"]
+    assert not f.children[1].required
+    assert forms.read(f, {"v.color": '"r"', "v.note": "", "v.n": "2.5"}) == {
+        "color": "r",
+        "note": None,
+        "n": 2.5,
+    }
+    with pytest.raises(Exception, match="a number"):
+        forms.read(f, {"v.color": '"r"', "v.n": "many"})
+
+
+def test_the_dag_is_layered_by_dependencies() -> None:
+    def tr(key: str, deps: list[TaskRun]) -> TaskRun:
+        return TaskRun(
+            id=key, flow_run_id="f", task=key, key=key, state=State.COMPLETED,
+            depends_on=[d.id for d in deps],
+        )  # fmt: skip
+
+    a = tr("a", [])
+    b = tr("b", [a])
+    c = tr("c", [a])
+    d = tr("d", [b, c])
+    assert [[t.key for t in col] for col in graphs.layers([a, b, c, d])] == [
+        ["a"],
+        ["b", "c"],
+        ["d"],
+    ]
+    svg = graphs.dag_svg([a, b, c, d])
+    assert svg.count("<path") == 4 and 'data-key="d"' in svg
+    big = [tr(f"t{i}", []) for i in range(500)]
+    assert 'class="dag compact"' in graphs.dag_svg(big)
