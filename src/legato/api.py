@@ -74,6 +74,12 @@ class Task(Generic[P, R]):
         self.name: str = name or str(getattr(fn, "__name__", "task"))
         self.pool = pool
         self.resources = {str(k): float(v) for k, v in (resources or {}).items()}
+        gpus = self.resources.get("gpu", 0.0)
+        if gpus != int(gpus) or gpus < 0:
+            raise UsageError(
+                f"task {self.name!r}: resources gpu={gpus:g}: GPUs are handed out whole "
+                "(CUDA_VISIBLE_DEVICES); ask for 1, 2, ..."
+            )
         if retries < 0:
             raise UsageError(f"task {self.name!r}: retries must be >= 0, got {retries}")
         self.retries = int(retries)
@@ -286,29 +292,32 @@ class Flow(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         engine = current_engine()
         if engine is None:
-            params = self.validate(args, kwargs)
+            kw, _, _ = _reserved_kwargs(self.fn, dict(kwargs))  # a top-level run needs no key
+            params = self.validate(args, kw)
             value, _ = run_flow(self, params)
             return value  # type: ignore[no-any-return]
-        kw, key, _ = _reserved_kwargs(self.fn, dict(kwargs))
-        return engine.call_flow(self, args, kw, key=key, submit=False).result()  # type: ignore[no-any-return]
+        kw, key, wait_for = _reserved_kwargs(self.fn, dict(kwargs))
+        fut = engine.call_flow(self, args, kw, key=key, submit=False, wait_for=wait_for)
+        return fut.result()  # type: ignore[no-any-return]
 
     def submit(self, *args: Any, **kwargs: Any) -> Future[R]:
         """Start a child flow run and return a future at once (inside a flow)."""
-        kw, key, _ = _reserved_kwargs(self.fn, kwargs)
+        kw, key, wait_for = _reserved_kwargs(self.fn, kwargs)
         engine = current_engine()
         if engine is None:
             return resolved(self(*args, **kw))
-        return engine.call_flow(self, args, kw, key=key, submit=True)
+        return engine.call_flow(self, args, kw, key=key, submit=True, wait_for=wait_for)
 
     def map(self, iterable: Iterable[Any], *args: Any, **kwargs: Any) -> list[Future[R]]:
         """One child flow run per item, run concurrently (inside a flow), or one run per item
         in turn (outside)."""
-        kw, key, _ = _reserved_kwargs(self.fn, kwargs)
+        kw, key, wait_for = _reserved_kwargs(self.fn, kwargs)
         engine = current_engine()
         items = list(iterable)
         if engine is None:
             return [resolved(self(item, *args, **kw)) for item in items]
         base = key if isinstance(key, str) else engine.next_key(self.name, None)
+        waits = list(wait_for or [])
         return [
             engine.call_flow(
                 self,
@@ -316,6 +325,7 @@ class Flow(Generic[P, R]):
                 kw,
                 key=key(item) if callable(key) else f"{base}[{i}]",
                 submit=True,
+                wait_for=waits,
             )
             for i, item in enumerate(items)
         ]

@@ -13,16 +13,12 @@ import socket
 from typing import Any, TypeVar, overload
 
 from legato.context import current_engine, get_run_context
-from legato.errors import InvalidAnswer, LegatoError, Paused, UsageError
+from legato.errors import AskTimeout, InvalidAnswer, Paused, UsageError
 from legato.models import Question, QuestionState, new_id, now
 from legato.store import InsertQuestion, Store
 
 T = TypeVar("T")
 _MISSING: Any = object()
-
-
-class AskTimeout(LegatoError):
-    """Nobody answered the question before its timeout, and it has no default."""
 
 
 @overload
@@ -66,9 +62,9 @@ def ask(
     """
     engine = current_engine()
     if engine is None:
-        where = "a task" if get_run_context() is not None else "outside a flow"
+        where = "inside a task" if get_run_context() is not None else "outside any flow"
         raise UsageError(
-            f"ask() was called in {where}: call it from a flow function, whose run can pause"
+            f"ask() was called {where}: call it from a flow function, whose run can pause"
         )
     from pydantic import TypeAdapter
 

@@ -24,6 +24,7 @@ from legato.errors import (
     Cancelled,
     FlowFailed,
     LegatoError,
+    NoWorkerForPool,
     Paused,
     ReplayMismatch,
     SerializationError,
@@ -454,7 +455,8 @@ class FlowRunEngine:
                     rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
                     fut._finish(State.CANCELLED, error=self._cancel_error or exc)
                     return
-                retry = not isinstance(exc, SerializationError) and policies.should_retry(
+                permanent = (SerializationError, NoWorkerForPool)  # another try cannot help
+                retry = not isinstance(exc, permanent) and policies.should_retry(
                     exc, task.retry_on, tries, task.retries
                 )
                 self._log_failure(task, run, exc, attempts, retry)
@@ -641,9 +643,13 @@ class FlowRunEngine:
         *,
         key: str | None,
         submit: bool,
+        wait_for: Iterable[Future[Any]] | None = None,
     ) -> Future[Any]:
         self.check_cancelled()
-        params = flow.validate(args, kwargs)
+        deps = _find_futures(args, kwargs) + list(wait_for or [])
+        # Without futures among them, parameters are checked before anything is recorded;
+        # with futures, once their values are known.
+        params = None if deps else flow.validate(args, kwargs)
         key = self.next_key(flow.name, key)
         rec = self._recorded(key, flow.name)
         if rec is not None and rec.state.is_success:
@@ -662,6 +668,7 @@ class FlowRunEngine:
                 created_at=t,
                 started_at=t,
                 child_flow_run_id=new_id(),
+                depends_on=[d.task_run_id for d in deps if d.task_run_id],
             )
             self.rt.recorder.record(InsertTaskRun(run))
         else:
@@ -674,19 +681,60 @@ class FlowRunEngine:
 
         def go() -> None:
             try:
-                self._run_child_flow(flow, params, run, fut)
+                checked = (
+                    params
+                    if params is not None
+                    else self._child_params(flow, run, fut, deps, args, kwargs)
+                )
+                if checked is not None:
+                    self._run_child_flow(flow, checked, run, fut)
             finally:
                 self._done_one()
 
-        if submit:
+        def start() -> None:
             try:
                 self.rt.flow_pool.submit(go)
             except RuntimeError as exc:
                 fut._finish(State.CRASHED, error=exc)
                 self._done_one()
+
+        if submit:
+            self._when_ready(deps, start)
         else:
+            for d in deps:
+                d._cf.exception()  # wait
             go()
         return fut
+
+    def _child_params(
+        self,
+        flow: Flow[..., Any],
+        run: TaskRun,
+        fut: Future[Any],
+        deps: list[Future[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        """The child's parameters once its dependencies are done; None (and the call ended)
+        if one of them did not succeed or the values do not fit the flow's parameters."""
+        up = next((d for d in deps if d._cf.exception() is not None), None)
+        try:
+            if up is not None:
+                up._observed = True
+                cause = up._cf.exception() or Exception("unknown")
+                raise TaskFailed(
+                    f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
+                )
+            return flow.validate(
+                tuple(_resolve(a) for a in args), {k: _resolve(v) for k, v in kwargs.items()}
+            )
+        except LegatoError as exc:
+            t = now()
+            self.rt.recorder.commit(
+                UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
+            )
+            fut._finish(State.FAILED, error=exc)
+            return None
 
     def _run_child_flow(
         self, flow: Flow[..., Any], params: dict[str, Any], run: TaskRun, fut: Future[Any]

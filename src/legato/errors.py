@@ -91,6 +91,14 @@ class EngineError(LegatoError):
     (`legato pools ls`) and that the engine answers from this machine."""
 
 
+class AskTimeout(LegatoError):
+    """Nobody answered the question before its timeout, and it has no default."""
+
+
+class ProcessCrashed(LegatoError):
+    """The task's process died without returning a result."""
+
+
 class InvalidAnswer(UsageError):
     """The answer does not match the question's schema."""
 
@@ -118,6 +126,7 @@ class Paused(BaseException):
 
 
 __all__ = [
+    "AskTimeout",
     "Cancelled",
     "ConfigurationError",
     "EngineError",
@@ -130,6 +139,7 @@ __all__ = [
     "NoWorkerForPool",
     "ParameterError",
     "Paused",
+    "ProcessCrashed",
     "ReplayMismatch",
     "ResultStorageError",
     "RunNotFound",

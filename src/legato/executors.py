@@ -20,11 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from legato.errors import Cancelled, LegatoError, NoWorkerForPool, TaskTimeout
-
-
-class ProcessCrashed(LegatoError):
-    """The task's child process died without returning a result."""
+from legato.errors import Cancelled, NoWorkerForPool, ProcessCrashed, TaskTimeout
 
 
 @dataclass
@@ -37,7 +33,11 @@ class LocalResources:
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     def __post_init__(self) -> None:
-        self._free_gpus = list(range(int(self.capacity.get("gpu", 0))))
+        # GPU ids as this process sees them: CUDA_VISIBLE_DEVICES=2,3 hands out 2 and 3.
+        visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+        ids = [int(d) for d in visible if d.isdigit()]
+        count = int(self.capacity.get("gpu", 0))
+        self._free_gpus = (ids + list(range(max(ids, default=-1) + 1, 1 << 16)))[:count]
 
     def check(self, task_name: str, pool: str | None, needs: dict[str, float]) -> None:
         for name, amount in needs.items():

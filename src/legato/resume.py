@@ -54,6 +54,8 @@ def continue_run(run_id: str, *, retry: bool = False) -> tuple[FlowRun, BaseExce
 
     flow = load_flow(run.source)
     params = flow.load_params(run.parameters, rt.results)
+    if retry:
+        _reopen_expired_questions(run)
     outcome: BaseException | None = None
     try:
         run_flow(flow, params, run_id=run.id, resume=not retry)
@@ -94,3 +96,33 @@ def queue_answered_run(store: Any, flow_run_id: str) -> str | None:
     if store.queue_flow_run(run.id, pool, allowed_from=[State.PAUSED]):
         return str(pool)
     return None
+
+
+def _reopen_expired_questions(run: FlowRun) -> None:
+    """On retry, a question that timed out with no default (and so failed the run) is asked
+    again, with the same time to answer."""
+    from legato.models import QuestionState, now
+
+    store = get_runtime().store
+    stack = [run]
+    while stack:
+        current = stack.pop()
+        for q in store.list_questions(states=[QuestionState.EXPIRED], flow_run_id=current.id):
+            if q.answer is None and q.default is None:
+                window = (q.timeout_at or q.created_at) - q.created_at
+                store.update_question(
+                    q.id,
+                    allowed_from=[QuestionState.EXPIRED],
+                    state=QuestionState.PENDING,
+                    values={
+                        "answered_at": None,
+                        "answered_by": None,
+                        "created_at": now(),
+                        "timeout_at": now() + window if window > 0 else None,
+                    },
+                )
+        stack.extend(
+            store.get_flow_run(tr.child_flow_run_id)
+            for tr in store.get_task_runs(current.id)
+            if tr.child_flow_run_id and not tr.state.is_success
+        )

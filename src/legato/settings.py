@@ -159,9 +159,11 @@ class Settings(BaseSettings):
         return self.result_storage or str(self.home / "results")
 
     def local_resources(self) -> dict[str, float]:
+        """Detected capacity, with what LEGATO_RESOURCES names replaced (gpu=2 keeps cpus)."""
+        found = detect_resources()
         if self.resources:
-            return parse_resources(self.resources)
-        return detect_resources()
+            found.update(parse_resources(self.resources))
+        return found
 
 
 def detect_resources() -> dict[str, float]:
@@ -226,7 +228,7 @@ def describe_settings(current: Settings | None = None) -> list[tuple[str, str, s
         if current is not None:
             value = getattr(current, name)
         elif field.default_factory is not None:
-            value = "see description"
+            value = "~/.legato" if name == "home" else "see description"
         else:
             value = field.default
         shown = (

@@ -224,7 +224,7 @@ class WorkerProcess:
         """A whole flow run in a child process: its own tasks run there, or are queued for
         their pools; its outcome is recorded by the engine in that process."""
         from legato.deployments import run_claimed_flow
-        from legato.executors import ProcessCrashed
+        from legato.errors import ProcessCrashed
 
         context = {
             "flow_run_id": run.id,

@@ -237,3 +237,10 @@ def test_interrupt_is_not_a_traceback(legato: Legato, home: Path, tmp_path: Path
     assert "Traceback" not in err
     [run] = as_json(legato("runs", "ls", "--json"))
     assert run["state"] == "CRASHED"  # resumable: `legato runs resume`
+
+
+def test_parser_errors_exit_2(legato: Legato) -> None:
+    for args in (["bogus"], ["runs", "ls", "-n", "0"], ["runs"]):
+        proc = legato(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr

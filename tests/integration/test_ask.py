@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from legato import ask, flow, task
-from legato.ask import AskTimeout, answer_question, parse_answer
-from legato.errors import InvalidAnswer, Paused, UsageError
+from legato.ask import answer_question, parse_answer
+from legato.errors import AskTimeout, InvalidAnswer, Paused, UsageError
 from legato.models import QuestionState, State
 from legato.resume import continue_run
 from legato.runtime import Runtime
@@ -185,9 +185,9 @@ def flow_with_ask_in_task() -> bool:
 
 
 def test_ask_outside_a_flow_function_is_a_usage_error(rt: Runtime) -> None:
-    with pytest.raises(UsageError, match="outside a flow"):
+    with pytest.raises(UsageError, match="outside any flow"):
         ask("anyone?")
-    with pytest.raises(UsageError, match="in a task"):
+    with pytest.raises(UsageError, match="inside a task"):
         flow_with_ask_in_task()
 
 
@@ -198,3 +198,19 @@ def test_answering_twice_is_refused(rt: Runtime) -> None:
     answer_question(rt.store, question, True)
     with pytest.raises(UsageError, match="already answered"):
         answer_question(rt.store, rt.store.get_question(question.id), False)
+
+
+def test_retrying_a_run_failed_by_an_unanswered_question_asks_it_again(rt: Runtime) -> None:
+    with pytest.raises(Paused):
+        asks_with_timeout(False)
+    question = _pending(rt)
+    time.sleep(0.3)
+    finished, error = continue_run(question.flow_run_id)
+    assert isinstance(error, AskTimeout) and finished.state is State.FAILED
+    again, error = continue_run(question.flow_run_id, retry=True)
+    assert isinstance(error, Paused) and again.state is State.PAUSED
+    reopened = _pending(rt)
+    assert reopened.id == question.id and reopened.timeout_at is not None
+    answer_question(rt.store, reopened, "now")
+    done, error = continue_run(question.flow_run_id)
+    assert error is None and rt.results.decode(done.result) == "now"

@@ -648,3 +648,65 @@ def test_submitted_tasks_run_concurrently() -> None:
     assert running[1] > 1
     runs = store().get_task_runs(last_flow_run(store()).id)
     assert len(runs) == 50 and {tr.state for tr in runs} == {State.COMPLETED}
+
+
+def test_key_on_a_top_level_flow_call_is_accepted_and_ignored() -> None:
+    from legato import flow as make_flow
+
+    @make_flow
+    def twice(x: int) -> int:
+        return 2 * x
+
+    assert twice(3, key="k") == 6
+
+
+def test_a_task_needing_more_than_the_machine_is_not_retried(configure: object) -> None:
+    from legato import flow as make_flow
+    from legato import task as make_task
+    from legato.errors import NoWorkerForPool
+
+    configure(resources="gpu=0")  # type: ignore[operator]
+
+    @make_task(resources={"gpu": 1}, retries=3)
+    def needs_gpu() -> int:
+        return 1
+
+    @make_flow
+    def wants() -> int:
+        return needs_gpu()
+
+    with pytest.raises(NoWorkerForPool):
+        wants()
+    [tr] = store().get_task_runs(last_flow_run(store()).id)
+    assert tr.attempts == 1  # not retried: another try cannot help
+
+
+def test_child_flows_take_futures_and_wait_for() -> None:
+    import time
+
+    from legato import flow as make_flow
+    from legato import task as make_task
+
+    order: list[str] = []
+
+    @make_task
+    def slow_value() -> int:
+        time.sleep(0.2)
+        order.append("value")
+        return 20
+
+    @make_flow
+    def child(x: int) -> int:
+        order.append("child")
+        return x + 1
+
+    @make_flow
+    def parent() -> list[int]:
+        v = slow_value.submit()
+        gate = slow_value.submit()
+        a = child.submit(v)  # a future as a child flow's parameter
+        b = child.submit(1, wait_for=[gate])
+        return [a.result(), b.result()]
+
+    assert parent() == [21, 2]
+    assert order.index("child") > order.index("value")

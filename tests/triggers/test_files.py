@@ -115,9 +115,9 @@ def test_large_folders_are_scanned_a_slice_per_tick(
     folder.mkdir()
     deploy_flow(store, flows_file, "process")
     _trigger(store, folder, settle=0)
-    clock = Clock(time.time() + 10)
     for i in range(1000):
         (folder / f"{i:04}.h5").write_bytes(b"x")
+    clock = Clock(time.time() + 10)
     watcher = FileWatcher(store, now=clock, scan_batch=300)
     counts = [watcher.tick() for _ in range(5)]
     assert counts == [300, 300, 300, 100, 0]  # the walk resumes where it stopped

@@ -70,7 +70,8 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert settings.db_url == "postgresql://db/legato"
     assert settings.results_url == "s3://bucket/results"
     assert settings.allow_pickle is False
-    assert settings.local_resources() == {"gpu": 2.0, "cpu": 8.0}
+    # What LEGATO_RESOURCES names replaces detection; what it does not name is detected.
+    assert settings.local_resources() == {**detect_resources(), "gpu": 2.0, "cpu": 8.0}
     assert settings.log_level == "DEBUG"
     assert settings.max_workers == 4
 

@@ -202,7 +202,8 @@ def report(
             lines.append(f"    answer: legato answer {q.flow_run_id} VALUE")
         output.err.print("\n".join(lines))
     elif outcome is not None and not finished.state.is_success:
-        output.err.print(f"{summary}: {finished.error or outcome}")
+        reason = finished.error or str(outcome) or type(outcome).__name__.lower()
+        output.err.print(f"{summary}: {reason}")
         if _debug:
             import traceback
 
@@ -341,13 +342,26 @@ def runs_show(
     task_runs = store.get_task_runs(run.id)
     if json_out:
         data = output.flow_run_json(run, task_runs)
-        data["questions"] = [q.to_json() for q in store.list_questions(flow_run_id=run.id)]
+        data["questions"] = [
+            output.with_iso_times(q.to_json()) for q in store.list_questions(flow_run_id=run.id)
+        ]
+        data["artifacts"] = [
+            {
+                "id": a.id,
+                "kind": a.kind,
+                "title": a.title,
+                "task_run_id": a.task_run_id,
+                "created_at": output.iso(a.created_at),
+                "data": a.data,
+            }
+            for a in store.get_artifacts(run.id)
+        ]
         data["history"] = [
             {"state": h.state.value, "at": output.iso(h.at), "message": h.message}
             for h in store.get_history(run.id)
         ]
         output.print_json(data)
-        raise typer.Exit(_exit_code(run.state) if run.state.is_final else 0)
+        raise typer.Exit(_show_code(run.state))
     o = output.out
     o.print(f"[bold]{run.flow}[/] {run.id}  {output.styled(run.state)}")
     o.print(
@@ -376,6 +390,8 @@ def runs_show(
         if q.error:
             line += f" [red]({q.error})[/]"
         o.print(line)
+    for art in store.get_artifacts(run.id):
+        o.print(f"artifact {art.kind}: {art.title or ''} {_artifact_hint(art)}".rstrip())
     queued = [t for t in task_runs if t.state is State.PENDING and t.pool and t.queued_at]
     if queued:
         online = {w.pool for w in store.list_workers()}
@@ -385,6 +401,23 @@ def runs_show(
                 o.print(f"{n} task run(s) queued for pool {pool}")
             else:
                 o.print(f"[yellow]{n} task run(s) waiting for a worker in pool {pool}[/]")
+    raise typer.Exit(_show_code(run.state))
+
+
+def _show_code(state: State) -> int:
+    """`runs show` exits like the run would have: 0 completed (or still going), 1 failed,
+    3 paused."""
+    return _exit_code(state) if state.is_final or state is State.PAUSED else EXIT_COMPLETED
+
+
+def _artifact_hint(art: Any) -> str:
+    if art.kind == "link":
+        return str(art.data.get("url", ""))
+    if art.kind == "table":
+        return f"({len(art.data.get('rows', []))} rows)"
+    if art.kind == "image":
+        return f"({art.data.get('mime')})"
+    return f"({len(art.data.get('markdown', ''))} characters)"
 
 
 @runs_app.command("logs")
@@ -445,8 +478,9 @@ def runs_logs(
             after = e.id
         if len(entries) == 1000:
             continue
-        if not follow or store.get_flow_run(run.id).state.is_final:
-            break
+        state = store.get_flow_run(run.id).state
+        if not follow or state.is_final or state in (State.PAUSED, State.CRASHED):
+            break  # nothing more will be written until someone resumes it
         time.sleep(0.5)
     if json_out:
         output.print_json(entries_json)
@@ -457,8 +491,16 @@ def runs_cancel(
     run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
 ) -> None:
     """Cancel a run: its running tasks are stopped and it is marked CANCELLED."""
+    from legato.resume import root_of
+    from legato.runtime import get_runtime
+
     store = _store()
     run = store.get_flow_run(run_id)
+    root = root_of(get_runtime(), run)
+    if root.id != run.id:
+        # A child run lives in its parent's process: it stops with the whole run.
+        output.err.print(f"{run.id} is a child of flow run {root.id}: cancelling the whole run")
+        run = root
     active = [s for s in State if not s.is_final]
     if not store.transition_flow_run(
         run.id,
@@ -541,6 +583,15 @@ def answer(
             f"flow run {run.id} waits on several questions: pick one with --key ({keys})"
         )
     question = pending[0]
+    from legato.resume import root_of
+    from legato.runtime import get_runtime
+
+    root = root_of(get_runtime(), run)
+    if root.state.is_final:
+        raise UsageError(
+            f"flow run {root.id} is {root.state.value}: retry it first "
+            f"(`legato runs retry {root.id}`), then answer"
+        )
     if (value is None) == (json_value is None):
         raise UsageError("give the answer as VALUE or as --json '...', not both or neither")
     if json_value is not None:
@@ -592,7 +643,7 @@ def asks_ls(
     rid = store.get_flow_run(run_id).id if run_id else None
     questions = store.list_questions(states=states, flow_run_id=rid, limit=1000)
     if json_out:
-        output.print_json([q.to_json() for q in questions])
+        output.print_json([output.with_iso_times(q.to_json()) for q in questions])
         return
     if not questions:
         output.err.print("no questions waiting")
@@ -726,13 +777,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         output.err.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click's usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # the parser's usage errors, and anything unexpected
+        # Typer vendors click: its exceptions are recognised by shape, not by class.
+        code = getattr(exc, "exit_code", None)
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(code, int):
+            show()
+            sys.exit(EXIT_USAGE if code in (0, 1, 2) else code)
+        if type(exc).__name__ == "Abort":
             sys.exit(130)
         if _debug:
             raise

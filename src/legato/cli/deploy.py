@@ -87,7 +87,7 @@ def deployments_ls(json_out: Annotated[bool, typer.Option("--json")] = False) ->
 
     deps = _store().list_deployments()
     if json_out:
-        output.print_json([d.to_json() for d in deps])
+        output.print_json([output.with_iso_times(d.to_json()) for d in deps])
         return
     table = Table(box=None, pad_edge=False)
     for col in ("NAME", "FLOW", "POOL", "VERSION", "SOURCE", "PARAMETERS"):

@@ -126,6 +126,17 @@ def flow_run_json(run: FlowRun, task_runs: list[TaskRun] | None = None) -> dict[
     return data
 
 
+def with_iso_times(data: dict[str, Any]) -> dict[str, Any]:
+    """The same record with its epoch-second times (``*_at``, ``last_heartbeat``) as ISO 8601
+    UTC strings, as every ``--json`` prints them."""
+    return {
+        k: iso(v)
+        if (k.endswith("_at") or k == "last_heartbeat") and isinstance(v, int | float)
+        else v
+        for k, v in data.items()
+    }
+
+
 def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 

@@ -65,7 +65,7 @@ def tokens_ls(
     with _store() as store:
         tokens = store.list_tokens()
     if json_out:
-        output.print_json([t.to_json() for t in tokens])
+        output.print_json([output.with_iso_times(t.to_json()) for t in tokens])
         return
     if not tokens:
         output.err.print("no tokens yet: create one with `legato tokens create --name NAME`")

@@ -75,7 +75,7 @@ def workers_ls(
 
     workers = get_runtime().store.list_workers(pool, include_offline=all_workers)
     if json_out:
-        output.print_json([w.to_json() for w in workers])
+        output.print_json([output.with_iso_times(w.to_json()) for w in workers])
         return
     table = Table(box=None, pad_edge=False)
     for col in ("NAME", "POOL", "STATE", "CAPACITY", "USED", "LAST HEARTBEAT"):

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, text, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
 from legato.models import Deployment, FlowRun, State, TaskRun, Worker
 from legato.store import schema as s
@@ -285,6 +285,7 @@ class QueueSql:
                     lease_expires_at=bindparam("lease"),
                     queued_at=None,
                     updated_at=bindparam("now"),
+                    started_at=func.coalesce(c.started_at, bindparam("now")),
                 ),
                 [
                     {"_id": i, "worker": worker, "now": now, "lease": now + lease_seconds}
@@ -346,30 +347,31 @@ class QueueSql:
         """Renew the leases a worker holds (task run id -> attempt); returns the ids it no
         longer holds (cancelled, or re-queued after its lease ran out): kill those."""
         now = time.time()
-        lost = []
         with self._write() as conn:
             conn.execute(
                 update(s.workers)
                 .where(s.workers.c.id == worker_id)
                 .values(last_heartbeat=now, used=json.dumps(used))
             )
-            for run_id, attempt in held.items():
-                done = 0
-                for table in (s.task_runs, s.flow_runs):
-                    t = table.c
-                    done = conn.execute(
+            renewed: set[str] = set()
+            pairs = list(held.items())
+            # One UPDATE per table for all held runs (a per-run UPDATE made heartbeats slow
+            # enough to lose leases with hundreds of runs in flight).
+            for table in (s.task_runs, s.flow_runs):
+                t = table.c
+                for start in range(0, len(pairs), 500):
+                    chunk = pairs[start : start + 500]
+                    stmt = (
                         update(table)
                         .where(
-                            t.id == run_id,
-                            t.attempts == attempt,
+                            tuple_(t.id, t.attempts).in_(chunk),
                             t.state == State.RUNNING.value,
                         )
                         .values(lease_expires_at=now + lease_seconds)
-                    ).rowcount
-                    if done:
-                        break
-                if not done:
-                    lost.append(run_id)
+                        .returning(t.id)
+                    )
+                    renewed.update(conn.execute(stmt).scalars())
+            lost = [run_id for run_id in held if run_id not in renewed]
         return lost
 
     def finish_task_run(
