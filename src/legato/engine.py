@@ -336,8 +336,7 @@ class FlowRunEngine:
         handed_off = False
         try:
             if self._cancel_error is not None:
-                rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-                fut._finish(State.CANCELLED, error=self._cancel_error)
+                self._end(run, fut, State.CANCELLED, self._cancel_error)
                 return
             # Every dependency is done by now (data futures and wait_for alike); if one did
             # not succeed, this call does not run.
@@ -355,8 +354,7 @@ class FlowRunEngine:
                     fut._finish(State.PENDING, error=cause)
                     return
                 if isinstance(cause, Cancelled):
-                    rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-                    fut._finish(State.CANCELLED, error=cause)
+                    self._end(run, fut, State.CANCELLED, cause)
                     return
                 err = TaskFailed(
                     f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
@@ -452,8 +450,7 @@ class FlowRunEngine:
             except BaseException as exc:
                 stopped = self.cancelled.is_set() or exc is self._cancel_error
                 if isinstance(exc, Cancelled) or stopped:
-                    rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-                    fut._finish(State.CANCELLED, error=self._cancel_error or exc)
+                    self._end(run, fut, State.CANCELLED, self._cancel_error or exc)
                     return
                 permanent = (SerializationError, NoWorkerForPool)  # another try cannot help
                 retry = not isinstance(exc, permanent) and policies.should_retry(
@@ -475,11 +472,7 @@ class FlowRunEngine:
                     if self.cancelled.wait(delay):
                         continue  # the next loop turn records the cancellation
                     continue
-                t = now()
-                rec.commit(
-                    UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
-                )
-                fut._finish(State.FAILED, error=exc)
+                self._end(run, fut, State.FAILED, exc)
                 if not isinstance(exc, Exception):
                     raise
                 return
@@ -729,11 +722,7 @@ class FlowRunEngine:
                 tuple(_resolve(a) for a in args), {k: _resolve(v) for k, v in kwargs.items()}
             )
         except LegatoError as exc:
-            t = now()
-            self.rt.recorder.commit(
-                UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
-            )
-            fut._finish(State.FAILED, error=exc)
+            self._end(run, fut, State.FAILED, exc)
             return None
 
     def _run_child_flow(
@@ -750,21 +739,25 @@ class FlowRunEngine:
             fut._finish(State.PAUSED, error=exc)
             return
         except Cancelled as exc:
-            rec.commit(UpdateTaskRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-            fut._finish(State.CANCELLED, error=exc)
+            self._end(run, fut, State.CANCELLED, exc)
             return
         except BaseException as exc:
-            t = now()
-            rec.commit(
-                UpdateTaskRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
-            )
-            fut._finish(State.FAILED, error=exc)
+            self._end(run, fut, State.FAILED, exc)
             if not isinstance(exc, Exception):
                 raise
             return
         t = now()
         rec.commit(UpdateTaskRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}))
         fut._finish(State.COMPLETED, value)
+
+    def _end(self, run: TaskRun, fut: Future[Any], state: State, error: BaseException) -> None:
+        """Record a call ending without a result (FAILED, CANCELLED), then settle its future."""
+        t = now()
+        values: dict[str, Any] = {"ended_at": t}
+        if state is State.FAILED:
+            values["error"] = describe(error)
+        self.rt.recorder.commit(UpdateTaskRun(run.id, state, t, values))
+        fut._finish(state, error=error)
 
     def _track(self, fut: Future[Any]) -> None:
         with self._lock:
