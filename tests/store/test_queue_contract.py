@@ -293,3 +293,12 @@ def test_flow_runs_are_claimed_leased_and_requeued(store: Store) -> None:
     [got] = store.list_deployments()
     assert got.pool == "gpu" and got.created_at == 1 and store.get_deployment("nope") is None
     assert store.delete_deployment("nightly") and store.list_deployments() == []
+
+
+def test_a_batch_sent_again_with_its_request_id_is_applied_once(store: Store) -> None:
+    run = flow_run()
+    batch = [InsertFlowRun(run), InsertTaskRun(task_run(run.id, "t:0"))]
+    store.apply(batch, request_id="req-1")
+    store.apply(batch, request_id="req-1")  # the answer was lost; the client sends it again
+    assert len(store.get_task_runs(run.id)) == 1
+    assert states(store, run.id) == [State.RUNNING]

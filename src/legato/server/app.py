@@ -121,7 +121,7 @@ def _routes(r: FastAPI, store: Store, auth: Authenticator, max_wait: float) -> N
     @_route(r, "POST", f"{API}/ops", O, status_code=204, tags=["runs"])
     def apply_ops(body: w.OpsIn) -> None:
         """Commit a batch of operations in one transaction (all or nothing)."""
-        store.apply([op.to_op() for op in body.ops])
+        store.apply([op.to_op() for op in body.ops], request_id=body.request_id)
 
     @_route(r, "GET", f"{API}/flow-runs", V, tags=["runs"])
     def list_flow_runs(

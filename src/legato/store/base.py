@@ -116,8 +116,9 @@ class Store(Protocol):
 
     url: str
 
-    def apply(self, ops: Sequence[Op]) -> None:
-        """Commit every operation in one transaction, in order."""
+    def apply(self, ops: Sequence[Op], *, request_id: str | None = None) -> None:
+        """Commit every operation in one transaction, in order. A ``request_id`` makes the
+        batch idempotent: sent again with the same id, it is not applied twice."""
 
     def get_flow_run(self, run_id: str) -> FlowRun:
         """The flow run with this id (or a unique id prefix); RunNotFound if none."""

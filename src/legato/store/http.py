@@ -31,6 +31,7 @@ from legato.models import (
     StateChange,
     TaskRun,
     Worker,
+    new_id,
 )
 from legato.store.base import LogEntry, Op
 from legato.store.http_triggers import HttpTriggers
@@ -94,7 +95,12 @@ class HttpStore(HttpTriggers):
                     params=params,
                     timeout=self._timeout if timeout is None else timeout,
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.RemoteProtocolError,
+                httpx.ReadError,
+            ) as exc:
                 problem = f"cannot reach {self.url} ({type(exc).__name__}: {exc})"
             except httpx.TimeoutException as exc:
                 raise StoreError(f"{self.url} did not answer {method} {path} in time") from exc
@@ -124,9 +130,12 @@ class HttpStore(HttpTriggers):
 
     # -- writes --------------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[Op]) -> None:
+    def apply(self, ops: Sequence[Op], *, request_id: str | None = None) -> None:
         if ops:
-            self._call("POST", "/ops", json={"ops": [encode_op(op) for op in ops]})
+            # One id for every retry of this batch: if the server committed it and then died
+            # before answering, the retry is recognised and not applied twice.
+            body = {"ops": [encode_op(op) for op in ops], "request_id": request_id or new_id()}
+            self._call("POST", "/ops", json=body)
 
     def transition_flow_run(
         self,

@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -335,4 +335,14 @@ cursors = Table(
     Column("name", String(100), primary_key=True),
     Column("position", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+applied_requests = Table(
+    "applied_requests",
+    metadata,
+    # Ids of write batches already committed (0008): a batch re-sent after a lost answer
+    # (the server restarted mid-request) is not applied twice. Pruned after a day.
+    Column("id", String(64), primary_key=True),
+    Column("at", Float, nullable=False),
+    Index("ix_applied_requests_at", "at"),
 )

@@ -335,11 +335,13 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
 
     # -- writes -------------------------------------------------------------------------
 
-    def apply(self, ops: Sequence[Op]) -> None:
+    def apply(self, ops: Sequence[Op], *, request_id: str | None = None) -> None:
         if not ops:
             return
         try:
             with self._write() as conn:
+                if request_id is not None and not self._first_time(conn, request_id):
+                    return  # this batch was committed before: its answer was lost
                 self._apply(conn, ops)
         except DBAPIError as exc:  # nothing of the batch was committed
             raise StoreError(f"the state database refused a write: {exc.orig}") from exc
@@ -486,6 +488,26 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             self._bulk(conn, "state_history", _INSERT_HISTORY, history)
         if log_rows:
             self._bulk(conn, "logs", _INSERT_LOG, log_rows)
+
+    def _first_time(self, conn: Connection, request_id: str) -> bool:
+        """Record a batch's id in its own transaction; False if it was recorded before."""
+        from legato.models import now
+
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert as dialect_insert  # type: ignore[assignment]
+        t = now()
+        stmt = (
+            dialect_insert(s.applied_requests)
+            .values(id=request_id, at=t)
+            .on_conflict_do_nothing()
+            .returning(s.applied_requests.c.id)
+        )
+        fresh = conn.execute(stmt).first() is not None
+        if fresh and int(t * 1000) % 997 == 0:  # now and then, forget day-old ids
+            conn.execute(delete(s.applied_requests).where(s.applied_requests.c.at < t - 86400))
+        return fresh
 
     def _bulk(self, conn: Connection, table: str, stmt: Any, rows: list[dict[str, Any]]) -> None:
         """Insert rows in this transaction (on SQLite, through the driver's executemany)."""

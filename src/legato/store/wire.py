@@ -255,6 +255,9 @@ OpIn = Annotated[
 
 class OpsIn(Body):
     ops: list[OpIn]
+    request_id: str | None = Field(
+        default=None, max_length=64, description="Makes the batch idempotent across retries."
+    )
 
 
 class TransitionIn(Body):
