@@ -32,12 +32,19 @@ def make_recording(
 
 
 def generate(
-    folder: str | Path, count: int, *, noisy: tuple[int, ...] = (3,), seed: int = 0
+    folder: str | Path,
+    count: int,
+    *,
+    noisy: tuple[int, ...] = (3,),
+    seed: int = 0,
+    prefix: str = "rec",
 ) -> list[Path]:
-    """``count`` recordings named rec-000.npz...; those at indexes ``noisy`` fail QC."""
+    """``count`` new recordings named PREFIX-NNN.npz after those already in ``folder``; the
+    ``noisy`` ones (by position in this batch) fail QC."""
     folder = Path(folder)
+    start = len(list(folder.glob(f"{prefix}-*.npz"))) if folder.exists() else 0
     return [
-        make_recording(folder / f"rec-{i:03d}.npz", seed + i, noisy=i in noisy)
+        make_recording(folder / f"{prefix}-{start + i:03d}.npz", seed + start + i, noisy=i in noisy)
         for i in range(count)
     ]
 
@@ -45,5 +52,6 @@ def generate(
 if __name__ == "__main__":
     target = sys.argv[1] if len(sys.argv) > 1 else "incoming"
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 20
-    made = generate(target, n)
+    # Named apart from the demo's first batch (rec-NNN), so database rows never collide.
+    made = generate(target, n, noisy=(), prefix="drop")
     print(f"{len(made)} recordings in {target}")

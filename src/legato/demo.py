@@ -136,8 +136,33 @@ def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) 
             ],
             env={**env, **remote},
         )
+        # From now on recordings start the pipeline by themselves: a file trigger on a folder.
+        live = home / "incoming-live"
+        live.mkdir()
+        subprocess.run(
+            [
+                *legato,
+                "deploy",
+                f"{example / 'pipeline.py'}:process_recording",
+                "--name",
+                "lab-recording",
+                "--pool",
+                "flows",
+                "--on-new-files",
+                f"{live}/*.npz",
+                "--settle",
+                "1",
+            ],
+            env={**env, **remote},
+            check=True,
+            capture_output=True,
+        )
+        generate(live, 2, noisy=(), seed=100, prefix="live")
         prefix = f"LEGATO_API_URL={url}"
         say("")
+        say(f"Recordings dropped in {live} now start the pipeline by themselves (a file")
+        say("trigger; two were just dropped there). Add more with:")
+        say(f"  python {example / 'generate.py'} {live} 3")
         say(f"Dashboard:   {url}")
         if run.returncode == 3:
             say("One recording's QC is doubtful and waits for a person. Answer it in the dashboard")

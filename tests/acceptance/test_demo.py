@@ -66,3 +66,13 @@ def test_the_demo_runs_the_pipeline_and_leaves_one_question(tmp_path: Path) -> N
     )
     states = sorted(r["state"] for r in runs if r["flow"] == "process_recording")
     assert states == ["COMPLETED"] * 7 + ["PAUSED"]
+    triggers = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "legato", "triggers", "ls", "--json"],
+            env=local,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert [t["deployment"] for t in triggers] == ["lab-recording"]  # new files start runs
