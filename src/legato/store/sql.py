@@ -26,7 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from legato.errors import RunNotFound, StoreError
 from legato.models import (
@@ -345,8 +345,6 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
                 self._apply(conn, ops)
         except DBAPIError as exc:  # nothing of the batch was committed
             raise StoreError(f"the state database refused a write: {exc.orig}") from exc
-        except sqlite3.Error as exc:  # from the driver's own executemany (see _bulk)
-            raise StoreError(f"the state database refused a write: {exc}") from exc
 
     def _update_stmt(self, table: Any, columns: frozenset[str]) -> Any:
         """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once)."""
@@ -515,6 +513,10 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
                 cursor.executemany(_SQLITE_BULK[table], rows)
+            except sqlite3.IntegrityError as exc:  # as SQLAlchemy would have raised it
+                raise IntegrityError(_SQLITE_BULK[table], None, exc) from exc
+            except sqlite3.Error as exc:
+                raise OperationalError(_SQLITE_BULK[table], None, exc) from exc
             finally:
                 cursor.close()
         else:
