@@ -73,26 +73,30 @@ class PostgresServer:
         from psycopg import sql
         from sqlalchemy.engine import make_url
 
-        import psycopg
-
-        if self._admin.closed or self._admin.broken:  # PostgreSQL was restarted by a test
-            self._admin = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         name = f"legato_test_{secrets.token_hex(6)}"
-        self._admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self._made.append(name)
         return make_url(self.url).set(database=name).render_as_string(hide_password=False)
 
     def close(self) -> None:
-        import psycopg
         from psycopg import sql
 
-        if self._admin.closed or self._admin.broken:  # PostgreSQL was restarted by a test
-            self._admin = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
         for name in self._made:
-            self._admin.execute(
+            self._execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
         self._admin.close()
+
+    def _execute(self, query: Any) -> None:
+        """Run an admin statement; reconnect once if PostgreSQL was restarted by a test."""
+        import psycopg
+
+        try:
+            self._admin.execute(query)
+        except psycopg.OperationalError:
+            self._admin.close()
+            self._admin = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+            self._admin.execute(query)
 
 
 @pytest.fixture(scope="session")
