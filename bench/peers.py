@@ -20,7 +20,7 @@ ROOT = BENCH.parent
 VENVS = BENCH / ".venvs"
 
 PREFECT = "prefect==3.9.1"
-DASK = "dask==2026.8.0"
+DASK = "dask[distributed]==2026.8.0"
 
 # peer name -> venv folder; legato uses the project's own venv, made by `make install`.
 VENV_OF: dict[str, Path] = {
@@ -28,6 +28,7 @@ VENV_OF: dict[str, Path] = {
     "prefect": VENVS / "prefect",
     "threads": VENVS / "dask",  # plain stdlib; any interpreter would do
     "dask": VENVS / "dask",
+    "dask-distributed": VENVS / "dask",  # a LocalCluster of worker processes
 }
 PEERS = tuple(VENV_OF)
 
@@ -99,7 +100,7 @@ def ensure_venv(peer: str) -> Path:
         if not python_of(peer).exists():
             raise RuntimeError(f"{venv} is missing: run `make install` first")
         return python_of(peer)
-    key = "dask" if peer == "threads" else peer
+    key = "dask" if peer in ("threads", "dask-distributed") else peer
     spec, install = INSTALLERS[key]
     marker = venv / ".bench-installed"
     if marker.exists() and marker.read_text().strip() == spec:

@@ -63,7 +63,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_one(python: Path, peer: str, workload: str, n: int, reps: int) -> dict[str, Any]:
-    script = peers.BENCH / "workloads" / f"{peer}.py"
+    script = peers.BENCH / "workloads" / f"{peer.replace('-', '_')}.py"
     cmd = [str(python), str(script), "--workload", workload, "--n", str(n), "--reps", str(reps)]
     log = RESULTS / f"{peer}-{workload}.log"
     with log.open("w") as err:
