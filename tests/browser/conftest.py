@@ -52,14 +52,22 @@ def chromium() -> str:
     if not Path(CHROMIUM).exists():
         if os.geteuid() != 0 or shutil.which("apt-get") is None:
             _unavailable(f"{CHROMIUM} is missing and apt-get cannot install it here (not root)")
-        done = subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "chromium"],
-            capture_output=True,
-            text=True,
-            timeout=900,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-            check=False,
-        )
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+
+        def apt(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["apt-get", *args],
+                capture_output=True,
+                text=True,
+                timeout=900,
+                env=env,
+                check=False,
+            )
+
+        done = apt("install", "-y", "-qq", "chromium")
+        if done.returncode != 0:  # a fresh machine may not have package lists yet
+            apt("update", "-qq")
+            done = apt("install", "-y", "-qq", "chromium")
         if done.returncode != 0 or not Path(CHROMIUM).exists():
             _unavailable(f"apt-get install chromium failed: {done.stderr.strip()[-500:]}")
     return CHROMIUM
