@@ -115,6 +115,9 @@ def _flow_run(row: Any) -> FlowRun:
 
 
 def _task_run(row: Any) -> TaskRun:
+    """A task run from a row; a row that leaves out the heavy columns (resources, tags,
+    cache_key, result, payload: the dashboard's light selects) gets their empty values."""
+    m = row._mapping
     return TaskRun(
         id=row.id,
         flow_run_id=row.flow_run_id,
@@ -124,11 +127,11 @@ def _task_run(row: Any) -> TaskRun:
         attempts=row.attempts,
         pool=row.pool,
         worker=row.worker,
-        resources=json.loads(row.resources),
-        tags=json.loads(row.tags),
+        resources=json.loads(m["resources"]) if "resources" in m else {},
+        tags=json.loads(m["tags"]) if "tags" in m else [],
         depends_on=json.loads(row.depends_on),
-        cache_key=row.cache_key,
-        result=_loads(row.result),
+        cache_key=m.get("cache_key"),
+        result=_loads(m.get("result")),
         error=row.error,
         created_at=row.created_at,
         started_at=row.started_at,
@@ -137,7 +140,7 @@ def _task_run(row: Any) -> TaskRun:
         queued_at=row.queued_at,
         lease_expires_at=row.lease_expires_at,
         max_attempts=row.max_attempts,
-        payload=_loads(row.payload),
+        payload=_loads(m.get("payload")),
         engine_job_id=row.engine_job_id,
     )
 

@@ -75,29 +75,6 @@ def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-def _light_task_run(row: Any) -> TaskRun:
-    return TaskRun(
-        id=row.id,
-        flow_run_id=row.flow_run_id,
-        task=row.task,
-        key=row.key,
-        state=State(row.state),
-        attempts=row.attempts,
-        pool=row.pool,
-        worker=row.worker,
-        depends_on=json.loads(row.depends_on),
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        child_flow_run_id=row.child_flow_run_id,
-        queued_at=row.queued_at,
-        lease_expires_at=row.lease_expires_at,
-        max_attempts=row.max_attempts,
-        engine_job_id=row.engine_job_id,
-    )
-
-
 def _label(parameters: str, key: str) -> str:
     """What names an item: its first parameter's value (a recording's path), else its key."""
     try:
@@ -177,6 +154,8 @@ class ViewsSql:
 
     def task_runs_of(self, flow_run_id: str, *, limit: int = 5000) -> list[TaskRun]:
         """A flow run's task runs in creation order, without results or payloads."""
+        from legato.store.sql import _task_run
+
         c = s.task_runs.c
         q = (
             select(*_TASK_COLUMNS)
@@ -185,7 +164,7 @@ class ViewsSql:
             .limit(limit)
         )
         with self._read() as conn:
-            return [_light_task_run(r) for r in conn.execute(q)]
+            return [_task_run(r) for r in conn.execute(q)]
 
     def log_tail(
         self,
