@@ -158,7 +158,10 @@ def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) 
             capture_output=True,
         )
         generate(live, 2, noisy=(), seed=100, prefix="live")
-        prefix = f"LEGATO_API_URL={url}"
+        # The command as this shell can type it (in a fresh clone it lives in .venv/bin).
+        here = Path(sys.executable).parent / "legato"
+        cli = "legato" if shutil.which("legato") == str(here) or not here.exists() else str(here)
+        prefix = f"LEGATO_API_URL={url} {cli}"
         say("")
         say(f"Recordings dropped in {live} now start the pipeline by themselves (a file")
         say("trigger; two were just dropped there). Add more with:")
@@ -166,10 +169,10 @@ def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) 
         say(f"Dashboard:   {url}")
         if run.returncode == 3:
             say("One recording's QC is doubtful and waits for a person. Answer it in the dashboard")
-            say(f"(Questions page), or here:  {prefix} legato asks ls")
-            say(f"                            {prefix} legato answer RUN_ID yes")
+            say(f"(Questions page), or here:  {prefix} asks ls")
+            say(f"                            {prefix} answer RUN_ID yes")
             say("The answered run goes back to the `flows` pool and finishes on its worker.")
-        say(f"Look around:  {prefix} legato runs ls   |   legato runs show RUN_ID")
+        say(f"Look around:  {prefix} runs ls   |   {prefix} runs show RUN_ID")
         if not keep_serving:
             return run.returncode
         say("Serving until Ctrl-C.")
