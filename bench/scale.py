@@ -146,16 +146,22 @@ def server(items: int, pg_url: str) -> dict[str, object]:
         os.environ.pop("LEGATO_DATABASE_URL", None)
         result = run_flow_sampled(items)
         stop.set()
-        return {
+        report = {
             "mode": "server + PostgreSQL + 3 workers",
             **result,
             "other_processes_rss_mb_peak": {k: round(v, 1) for k, v in peaks.items()},
         }
+        print(json.dumps(report, indent=2), flush=True)  # before the clean-up, come what may
+        return report
     finally:
         for proc in procs.values():
             proc.terminate()
         for proc in procs.values():
-            proc.wait(30)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(30)
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         admin.close()
 
@@ -166,8 +172,10 @@ def main() -> None:
     parser.add_argument("--mode", choices=["embedded", "server"], default="embedded")
     parser.add_argument("--postgres", default=DEFAULT_PG)
     args = parser.parse_args()
-    report = embedded(args.items) if args.mode == "embedded" else server(args.items, args.postgres)
-    print(json.dumps(report, indent=2))
+    if args.mode == "embedded":
+        print(json.dumps(embedded(args.items), indent=2))
+    else:
+        server(args.items, args.postgres)  # prints its report itself
 
 
 if __name__ == "__main__":

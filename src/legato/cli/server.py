@@ -66,7 +66,14 @@ def server_start(
 
         service = TriggerService(store, settings).start()  # schedules, file triggers, notify
         try:
-            uvicorn.run(app, host=host, port=port, log_level=log_level.lower())
+            # Long-polls hold connections up to 30 s: do not wait for them on shutdown.
+            uvicorn.run(
+                app,
+                host=host,
+                port=port,
+                log_level=log_level.lower(),
+                timeout_graceful_shutdown=3,
+            )
         finally:
             service.stop()
     finally:
