@@ -11,17 +11,17 @@ from typing import Any
 from legato.engine import owner_alive, run_flow
 from legato.errors import Cancelled, Paused, UsageError
 from legato.models import FlowRun, State
-from legato.runtime import Runtime, get_runtime
+from legato.runtime import get_runtime
 
 RESUMABLE = {State.PAUSED, State.CRASHED, State.RUNNING, State.PENDING, State.AWAITING_RETRY}
 RETRYABLE = {State.FAILED, State.CANCELLED, State.CRASHED}
 
 
-def root_of(rt: Runtime, run: FlowRun) -> FlowRun:
+def root_of(store: Any, run: FlowRun) -> FlowRun:
     """The top-level run a child flow run belongs to (a child resumes through its parent)."""
     while run.parent_task_run_id:
-        parent_call = rt.store.get_task_run(run.parent_task_run_id)
-        run = rt.store.get_flow_run(parent_call.flow_run_id)
+        parent_call = store.get_task_run(run.parent_task_run_id)
+        run = store.get_flow_run(parent_call.flow_run_id)
     return run
 
 
@@ -31,7 +31,7 @@ def continue_run(run_id: str, *, retry: bool = False) -> tuple[FlowRun, BaseExce
     Returns the run as it ended and the exception that ended it, if any.
     """
     rt = get_runtime()
-    run = root_of(rt, rt.store.get_flow_run(run_id))
+    run = root_of(rt.store, rt.store.get_flow_run(run_id))
     allowed = RETRYABLE if retry else RESUMABLE
     if run.state not in allowed:
         verb = "retry" if retry else "resume"
@@ -89,9 +89,7 @@ def queue_answered_run(store: Any, flow_run_id: str) -> str | None:
     (another question still waits in it, or someone resumed it already)."""
     from legato.deployments import DEFAULT_POOL
 
-    run = store.get_flow_run(flow_run_id)
-    while run.parent_task_run_id:
-        run = store.get_flow_run(store.get_task_run(run.parent_task_run_id).flow_run_id)
+    run = root_of(store, store.get_flow_run(flow_run_id))
     pool = run.pool or DEFAULT_POOL
     if store.queue_flow_run(run.id, pool, allowed_from=[State.PAUSED]):
         return str(pool)

@@ -99,9 +99,9 @@ def _exit_code(state: State) -> int:
 # -- legato run ----------------------------------------------------------------------------
 
 
-def parse_params(flow: Any, pairs: list[str], params_file: Path | None) -> dict[str, Any]:
-    """``-p key=value`` pairs (values are JSON when they parse, except for str parameters) on
-    top of a JSON params file."""
+def parse_params(flow: Any | None, pairs: list[str], params_file: Path | None) -> dict[str, Any]:
+    """``-p key=value`` pairs (values are JSON when they parse, except for str parameters, when
+    the flow is known) on top of a JSON params file."""
     import typing
 
     params: dict[str, Any] = {}
@@ -116,7 +116,7 @@ def parse_params(flow: Any, pairs: list[str], params_file: Path | None) -> dict[
             raise UsageError(f"params file {params_file} must hold a JSON object")
         params.update(loaded)
     try:
-        hints = typing.get_type_hints(flow.fn)
+        hints = typing.get_type_hints(flow.fn) if flow is not None else {}
     except Exception:
         hints = {}
     for pair in pairs:
@@ -248,9 +248,7 @@ def _run_deployment(
         flow = load_flow(dep.source)
     except Exception:
         flow = None
-    params = (
-        parse_params(flow, pairs, params_file) if flow is not None else _raw(pairs, params_file)
-    )
+    params = parse_params(flow, pairs, params_file)
     run = start_run(store, dep, params)
     output.err.print(f"flow run {run.id} queued for pool {dep.pool}")
     if not wait:
@@ -264,13 +262,6 @@ def _run_deployment(
             break
         time.sleep(0.5)
     report(current, None, time.perf_counter() - started, json_out)
-
-
-def _raw(pairs: list[str], params_file: Path | None) -> dict[str, Any]:
-    class _NoHints:
-        fn = None
-
-    return parse_params(_NoHints(), pairs, params_file)
 
 
 def _console_logs() -> None:
@@ -492,11 +483,10 @@ def runs_cancel(
 ) -> None:
     """Cancel a run: its running tasks are stopped and it is marked CANCELLED."""
     from legato.resume import root_of
-    from legato.runtime import get_runtime
 
     store = _store()
     run = store.get_flow_run(run_id)
-    root = root_of(get_runtime(), run)
+    root = root_of(store, run)
     if root.id != run.id:
         # A child run lives in its parent's process: it stops with the whole run.
         output.err.print(f"{run.id} is a child of flow run {root.id}: cancelling the whole run")
@@ -586,7 +576,7 @@ def answer(
     from legato.resume import root_of
     from legato.runtime import get_runtime
 
-    root = root_of(get_runtime(), run)
+    root = root_of(store, run)
     if root.state.is_final:
         raise UsageError(
             f"flow run {root.id} is {root.state.value}: retry it first "
@@ -606,7 +596,6 @@ def answer(
     output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
     if no_resume:
         return
-    from legato.runtime import get_runtime
 
     if get_runtime().remote_pools:
         from legato.resume import queue_answered_run

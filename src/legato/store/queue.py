@@ -324,7 +324,6 @@ class QueueSql:
                     [_history(run_id, "flow", State.PENDING, now, f"queued for pool {pool}")],
                 )
                 self._signal(conn, QUEUE_CHANNEL, {pool})
-        self._deliver_after(conn)
         return bool(done)
 
     def next_queued_at(self, pool: str) -> float | None:
@@ -410,12 +409,7 @@ class QueueSql:
                 self._signal(conn, QUEUE_CHANNEL, {pool})
             else:
                 self._signal(conn, DONE_CHANNEL, {task_run_id})
-        self._deliver_after(conn)
         return True
-
-    def _deliver_after(self, conn: Connection) -> None:
-        if self.dialect != "postgresql":
-            self._deliver_local(conn)
 
     def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
         """Task runs whose lease ran out: CRASHED, then queued again while attempts remain.
@@ -452,7 +446,6 @@ class QueueSql:
             self._signal(conn, QUEUE_CHANNEL, pools)
             self._signal(conn, DONE_CHANNEL, set(done))
             result = conn.execute(select(s.task_runs).where(c.id.in_([r.id for r in rows]))).all()
-        self._deliver_after(conn)
         return [_task_run(r) for r in result]
 
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
@@ -486,7 +479,6 @@ class QueueSql:
                 history.append(_history(r.id, "flow", State.PENDING, now, "re-queued"))
             conn.execute(insert(s.state_history), history)
             self._signal(conn, QUEUE_CHANNEL, {r.pool for r in rows if r.pool})
-        self._deliver_after(conn)
         return [r.id for r in rows]
 
     # -- deployments ----------------------------------------------------------------------------
