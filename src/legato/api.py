@@ -10,7 +10,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import wait as _cf_wait
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from legato.context import current_engine
 from legato.engine import Future, resolved, run_flow
@@ -22,6 +22,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _RESERVED = ("key", "wait_for")
+ReplayMode = Literal["rerun", "strict"]
 _STORED = "__legato_stored__"
 _ARBITRARY: Any = {"arbitrary_types_allowed": True}
 
@@ -39,6 +40,16 @@ def _reserved_kwargs(
         else kwargs.pop("legato_wait_for", None)
     )
     return kwargs, key, wait_for
+
+
+def _positional_names(fn: Callable[..., Any]) -> tuple[str, ...]:
+    """The names positional arguments bind to (fingerprints name each argument)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return ()
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params if p.kind in kinds)
 
 
 @functools.cache
@@ -67,6 +78,7 @@ class Task(Generic[P, R]):
         cache: bool | Callable[..., Any] = False,
         cache_expiration: float | None = None,
         tags: Iterable[str] = (),
+        version: str | None = None,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@task needs a function, got {fn!r}")
@@ -100,6 +112,11 @@ class Task(Generic[P, R]):
         self.cache = cache
         self.cache_expiration = cache_expiration
         self.tags = tuple(tags)
+        self.version = None if version is None else str(version)
+        # What replay recognises the task by: its name and version, not its source, so a
+        # run resumed after a bug fix reuses what completed (bump version= to redo it).
+        self.identity = self.name if self.version is None else f"{self.name}@{self.version}"
+        self.params = _positional_names(fn)
         functools.update_wrapper(self, fn)
 
     @property
@@ -149,10 +166,18 @@ class Task(Generic[P, R]):
         base = key if isinstance(key, str) else engine.next_key(self.name, None)
         futures = []
         for i, item in enumerate(items):
-            item_key = key(item) if callable(key) else f"{base}[{i}]"
+            # An index names a place, not a call: replay matches such calls by their inputs.
+            by_index = not callable(key)
+            item_key = f"{base}[{i}]" if by_index else key(item)
             futures.append(
                 engine.call_task(
-                    self, (item, *args), kw, key=item_key, wait_for=wait_for, submit=True
+                    self,
+                    (item, *args),
+                    kw,
+                    key=item_key,
+                    wait_for=wait_for,
+                    submit=True,
+                    positional=by_index,
                 )
             )
         return futures
@@ -173,9 +198,14 @@ class Flow(Generic[P, R]):
         retries: int = 0,
         timeout: float | None = None,
         tags: Iterable[str] = (),
+        replay: ReplayMode | None = None,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@flow needs a function, got {fn!r}")
+        if replay not in (None, "rerun", "strict"):
+            raise UsageError(f"@flow replay= must be 'rerun' or 'strict', got {replay!r}")
+        # None: the LEGATO_REPLAY setting decides (default "rerun").
+        self.replay: ReplayMode | None = replay
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "flow"))
         self.pool = pool
@@ -187,6 +217,7 @@ class Flow(Generic[P, R]):
         self.timeout = timeout
         self.tags = tuple(tags)
         self.signature = inspect.signature(fn)
+        self.params = _positional_names(fn)
         functools.update_wrapper(self, fn)
 
     # -- parameters -----------------------------------------------------------------------
@@ -326,6 +357,7 @@ class Flow(Generic[P, R]):
                 key=key(item) if callable(key) else f"{base}[{i}]",
                 submit=True,
                 wait_for=waits,
+                positional=not callable(key),
             )
             for i, item in enumerate(items)
         ]
@@ -364,6 +396,7 @@ def task(
     cache: bool | Callable[..., Any] = ...,
     cache_expiration: float | None = ...,
     tags: Iterable[str] = ...,
+    version: str | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -386,6 +419,7 @@ def flow(
     retries: int = ...,
     timeout: float | None = ...,
     tags: Iterable[str] = ...,
+    replay: ReplayMode | None = ...,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

@@ -69,9 +69,11 @@ def ask(
     from pydantic import TypeAdapter
 
     adapter = TypeAdapter(schema)
-    call_key = engine.next_key("ask", key)
+    json_schema = adapter.json_schema()
+    question, call_key = engine.find_question(
+        engine.next_key("ask", key), key is not None, prompt, json_schema
+    )
     store = engine.rt.store
-    question = store.find_question(engine.run.id, call_key)
     if question is None:
         if default is not _MISSING:
             adapter.validate_python(default)  # a bad default is the flow author's error
@@ -80,7 +82,7 @@ def ask(
             flow_run_id=engine.run.id,
             key=call_key,
             prompt=prompt,
-            schema=adapter.json_schema(),
+            schema=json_schema,
             default=None
             if default is _MISSING
             else {"v": adapter.dump_python(default, mode="json")},

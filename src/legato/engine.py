@@ -9,11 +9,13 @@ commits its outcome before the result is handed to anyone.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 import traceback
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future as _CF
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -27,18 +29,28 @@ from legato.errors import (
     NoWorkerForPool,
     Paused,
     ReplayMismatch,
+    ResultMissing,
     SerializationError,
     TaskFailed,
     UsageError,
 )
 from legato.executors import run_in_child
-from legato.models import Artifact, FlowRun, LogRecord, State, TaskRun, new_id, now
+from legato.fingerprints import (
+    Unfingerprintable,
+    argument_names,
+    call_fingerprint,
+    question_fingerprint,
+    value_hash,
+)
+from legato.models import Artifact, FlowRun, LogRecord, Question, State, TaskRun, new_id, now
+from legato.replay import Call, Match, Replay
 from legato.store import (
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
     InsertTaskRun,
     PutCache,
+    SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
@@ -48,19 +60,37 @@ if TYPE_CHECKING:
     from legato.runtime import Runtime
 
 R = TypeVar("R")
-log = logging.getLogger("legato.engine")
+ENGINE_LOGGER = "legato.engine"
+log = logging.getLogger(ENGINE_LOGGER)
+
+
+def _body_log(level: int, logger: str, message: str) -> tuple[str, str]:
+    return ("log", f"{level}\0{logger}\0{message}")
+
+
+def _body_artifact(kind: str, title: str | None, data: Any) -> tuple[str, str]:
+    return ("artifact", json.dumps([kind, title, data], sort_keys=True, default=str))
 
 
 class Future(Generic[R]):
     """The promise of a task run's result. Pass it to other tasks to make them depend on it."""
 
-    __slots__ = ("_cf", "_observed", "key", "name", "state", "task_run_id")
+    __slots__ = ("_cf", "_observed", "fingerprint", "key", "name", "state", "task_run_id")
 
-    def __init__(self, task_run_id: str, key: str, name: str, state: State = State.PENDING):
+    def __init__(
+        self,
+        task_run_id: str,
+        key: str,
+        name: str,
+        state: State = State.PENDING,
+        fingerprint: str | None = None,
+    ):
         self.task_run_id = task_run_id
         self.key = key
         self.name = name
         self.state = state
+        # The input fingerprint of the call: a task given this future counts it by this.
+        self.fingerprint = fingerprint
         self._cf: _CF[R] = _CF()
         self._observed = False
 
@@ -92,11 +122,25 @@ class Future(Generic[R]):
         return f"<Future {self.key} {self.state.value}>"
 
 
-def resolved(value: R, state: State = State.COMPLETED) -> Future[R]:
+def resolved(
+    value: R,
+    state: State = State.COMPLETED,
+    run: TaskRun | None = None,
+) -> Future[R]:
     """A future that is already done (a task called outside a flow, or a replayed call)."""
-    fut: Future[R] = Future("", "", "", state)
+    if run is None:
+        fut: Future[R] = Future("", "", "", state)
+    else:
+        fut = Future(run.id, run.key, run.task, state, run.fingerprint)
     fut._cf.set_result(value)
     return fut
+
+
+def _future_fingerprint(value: Any) -> str | None:
+    """What a future argument counts as in a fingerprint: its call's fingerprint."""
+    if not isinstance(value, Future):
+        return None
+    return value.fingerprint or f"key:{value.key}"
 
 
 def _find_futures(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
@@ -133,12 +177,24 @@ class FlowRunEngine:
     """Runs the task calls of one flow run: call keys, replay, dependencies, retries, cache."""
 
     def __init__(
-        self, rt: Runtime, flow: Flow[..., Any], run: FlowRun, replay: dict[str, TaskRun]
+        self,
+        rt: Runtime,
+        flow: Flow[..., Any],
+        run: FlowRun,
+        records: Iterable[TaskRun] = (),
+        *,
+        replaying: bool = False,
     ) -> None:
         self.rt = rt
         self.flow = flow
         self.run = run
-        self.replay = replay
+        mode = flow.replay or rt.settings.replay
+        self.replay = Replay(run.id, records, strict=mode == "strict")
+        # Run before (resume, retry): what the flow body records again is recorded once.
+        self.replaying = replaying
+        self._body_seen: Counter[tuple[str, str]] | None = None
+        self._claimed_questions: set[str] = set()
+        self._warned: set[str] = set()  # tasks already warned about unfingerprintable inputs
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
         self._keys: set[str] = set()
@@ -156,10 +212,52 @@ class FlowRunEngine:
     # -- what user code sees through the context ----------------------------------------
 
     def emit_log(self, record: LogRecord) -> None:
+        if (
+            self.replaying
+            and record.task_run_id is None
+            and self._seen_before(_body_log(record.level, record.logger, record.message))
+        ):
+            return  # the flow body logged this before the resume
         self.rt.recorder.record(InsertLogs([record]))
 
     def emit_artifact(self, art: Artifact) -> None:
+        if (
+            self.replaying
+            and art.task_run_id is None
+            and self._seen_before(_body_artifact(art.kind, art.title, art.data))
+        ):
+            return  # the flow body attached this before the resume
         self.rt.recorder.record(InsertArtifact(art))
+
+    def _seen_before(self, what: tuple[str, str]) -> bool:
+        """True once for each time the flow body recorded ``what`` in an earlier run of the
+        flow function: a replayed body does not record its logs and artifacts twice."""
+        with self._lock:
+            if self._body_seen is None:
+                self._body_seen = self._recorded_body_items()
+            left = self._body_seen.get(what, 0)
+            if left:
+                self._body_seen[what] = left - 1
+            return bool(left)
+
+    def _recorded_body_items(self) -> Counter[tuple[str, str]]:
+        self.rt.recorder.flush()
+        store = self.rt.store
+        seen: Counter[tuple[str, str]] = Counter(
+            _body_artifact(a.kind, a.title, a.data)
+            for a in store.get_artifacts(self.run.id)
+            if a.task_run_id is None
+        )
+        after = 0
+        while True:
+            page = store.get_logs(self.run.id, after_id=after, limit=1000)
+            for entry in page:
+                r = entry.record
+                if r.task_run_id is None and r.logger != ENGINE_LOGGER:
+                    seen[_body_log(r.level, r.logger, r.message)] += 1
+            if len(page) < 1000:
+                return seen
+            after = page[-1].id
 
     def context(self, task_run_id: str | None = None, task_name: str | None = None) -> RunContext:
         return RunContext(
@@ -175,6 +273,8 @@ class FlowRunEngine:
     # -- call keys ----------------------------------------------------------------------
 
     def next_key(self, name: str, key: str | None) -> str:
+        """The call's key in this run of the flow: ``key`` if given (once per run), else
+        the task's name and its call count."""
         with self._lock:
             if key is None:
                 n = self._counts.get(name, 0)
@@ -188,15 +288,114 @@ class FlowRunEngine:
             self._keys.add(key)
         return key
 
-    def _recorded(self, key: str, name: str) -> TaskRun | None:
-        rec = self.replay.get(key)
-        if rec is not None and rec.task != name:
-            raise ReplayMismatch(
-                f"flow run {self.run.id} recorded task {rec.task!r} at call key {key!r}, but "
-                f"this time the flow called {name!r} there. Flows must call tasks in a "
-                "deterministic order; pass key=... to calls whose order depends on data."
+    def _match(
+        self,
+        name: str,
+        identity: str,
+        params: tuple[str, ...],
+        key: str,
+        explicit: bool,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> tuple[Call, Match]:
+        """The call's fingerprint, and the recorded call (if any) it replays."""
+        hashes: dict[str, str] = {}
+        unreadable: list[str] = []
+        for arg_name, value in zip(argument_names(params, args), args, strict=True):
+            try:
+                hashes[arg_name] = value_hash(value, _future_fingerprint)
+            except Unfingerprintable as exc:
+                unreadable.append(f"{arg_name} ({exc})")
+        for arg_name, value in kwargs.items():
+            try:
+                hashes[arg_name] = value_hash(value, _future_fingerprint)
+            except Unfingerprintable as exc:
+                unreadable.append(f"{arg_name} ({exc})")
+        fingerprint = None if unreadable else call_fingerprint(identity, hashes)
+        if unreadable:
+            self._warn_unfingerprintable(name, unreadable)
+        call = Call(name, key, explicit, fingerprint, hashes)
+        with self._lock:
+            match = self.replay.match(call)
+        if match.supersede is not None:
+            self.rt.recorder.record(SupersedeTaskRun(match.supersede.id, now(), match.renamed))
+        return call, match
+
+    def _warn_unfingerprintable(self, name: str, what: list[str]) -> None:
+        with self._lock:
+            if name in self._warned:
+                return
+            self._warned.add(name)
+        text = (
+            f"calls of {name!r} cannot be fingerprinted: argument {', '.join(what)}. A resumed "
+            "run matches them by call key alone; pass data that JSON or pickle can hold, "
+            "or key=... per call"
+        )
+        log.warning(text)
+        self.emit_log(LogRecord(self.run.id, None, now(), logging.WARNING, ENGINE_LOGGER, text))
+
+    def _replayed(self, rec: TaskRun, call: Call) -> Future[Any] | None:
+        """A future holding a recorded call's result; None when its result is missing or
+        corrupt (the record is superseded and the call runs again)."""
+        try:
+            value = self.rt.results.decode(
+                rec.result, what=f"result of task run {rec.key!r} ({rec.id})"
             )
-        return rec
+        except ResultMissing as exc:
+            log.warning("%s: running the call again", exc)
+            self.emit_log(
+                LogRecord(
+                    self.run.id,
+                    rec.id,
+                    now(),
+                    logging.WARNING,
+                    ENGINE_LOGGER,
+                    f"{exc}: running the call again",
+                )
+            )
+            with self._lock:
+                aside = self.replay.fresh(f"{rec.key}@{rec.id[:8]}")
+            self.rt.recorder.record(SupersedeTaskRun(rec.id, now(), aside))
+            return None
+        return resolved(value, rec.state, rec)
+
+    def find_question(
+        self, key: str, explicit: bool, prompt: str, schema: dict[str, Any]
+    ) -> tuple[Question | None, str]:
+        """The question this ``ask()`` replays (matched by key, else by its prompt and
+        schema when the order of questions changed), and the key to ask a new one under."""
+        fingerprint = question_fingerprint(prompt, schema)
+        store = self.rt.store
+        recorded = store.find_question(self.run.id, key) if self.replaying else None
+        if recorded is not None and question_fingerprint(recorded.prompt, recorded.schema) == (
+            fingerprint
+        ):
+            with self._lock:
+                self._claimed_questions.add(recorded.id)
+            return recorded, key
+        if self.replaying and not explicit:
+            for q in store.list_questions(flow_run_id=self.run.id, limit=100_000):
+                same = question_fingerprint(q.prompt, q.schema) == fingerprint
+                with self._lock:
+                    if same and q.id not in self._claimed_questions:
+                        self._claimed_questions.add(q.id)
+                        return q, q.key
+        if recorded is None:
+            return None, key
+        if self.replay.strict:
+            raise ReplayMismatch(
+                f"flow run {self.run.id}: question {key!r} was recorded as "
+                f"{recorded.prompt!r}; this time the flow asks {prompt!r} there "
+                "(replay='strict')"
+            )
+        with self._lock:
+            taken = {q.key for q in store.list_questions(flow_run_id=self.run.id, limit=100_000)}
+            n = 0
+            while f"ask:{n}" in taken or f"ask:{n}" in self._keys:
+                n += 1
+            fresh = f"ask:{n}"
+            self._keys.add(fresh)
+        return None, fresh
 
     def check_cancelled(self) -> None:
         if self._cancel_error is not None:
@@ -235,12 +434,27 @@ class FlowRunEngine:
         key: str | None,
         wait_for: Iterable[Future[Any]] | None,
         submit: bool,
+        positional: bool = False,
     ) -> Future[Any]:
+        """Record (or replay) one task call. ``positional``: ``key`` names a place (a map
+        index), not the call, so replay matches it by its inputs like an unnamed call."""
         self.check_cancelled()
-        key = self.next_key(task.name, key)
-        rec = self._recorded(key, task.name)
+        explicit = key is not None and not positional
+        call, match = self._match(
+            task.name,
+            task.identity,
+            task.params,
+            self.next_key(task.name, key),
+            explicit,
+            args,
+            kwargs,
+        )
+        rec, key = match.record, match.key
         if rec is not None and rec.state.is_success:
-            return resolved(self.rt.results.decode(rec.result), rec.state)
+            replayed = self._replayed(rec, call)
+            if replayed is not None:
+                return replayed
+            rec = None  # its result is lost: the call runs again under the same key
         deps = _find_futures(args, kwargs)
         if wait_for:
             deps.extend(wait_for)
@@ -264,6 +478,8 @@ class FlowRunEngine:
                 depends_on=[d.task_run_id for d in deps if d.task_run_id],
                 created_at=t,
                 started_at=t if inline else None,
+                fingerprint=call.fingerprint,
+                input_hashes=call.hashes,
             )
             self.rt.recorder.record(InsertTaskRun(run))
         else:
@@ -271,7 +487,7 @@ class FlowRunEngine:
             if run.state in (State.FAILED, State.CANCELLED, State.CRASHED):
                 run.payload = None  # over: queue a new attempt; otherwise await the queued one
             run.state = State.PENDING
-        fut: Future[Any] = Future(run.id, key, task.name, run.state)
+        fut: Future[Any] = Future(run.id, key, task.name, run.state, call.fingerprint)
         self._track(fut)
         if inline:
             self._execute(task, run, fut, args, kwargs, deps, started=rec is None)
@@ -561,7 +777,7 @@ class FlowRunEngine:
                 run.id,
                 now(),
                 logging.ERROR,
-                "legato.engine",
+                ENGINE_LOGGER,
                 f"task {run.key} attempt {attempt} failed ({what}):\n{text}",
             )
         )
@@ -637,16 +853,28 @@ class FlowRunEngine:
         key: str | None,
         submit: bool,
         wait_for: Iterable[Future[Any]] | None = None,
+        positional: bool = False,
     ) -> Future[Any]:
         self.check_cancelled()
         deps = _find_futures(args, kwargs) + list(wait_for or [])
         # Without futures among them, parameters are checked before anything is recorded;
         # with futures, once their values are known.
         params = None if deps else flow.validate(args, kwargs)
-        key = self.next_key(flow.name, key)
-        rec = self._recorded(key, flow.name)
+        call, match = self._match(
+            flow.name,
+            flow.name,
+            flow.params,
+            self.next_key(flow.name, key),
+            key is not None and not positional,
+            args,
+            kwargs,
+        )
+        rec, key = match.record, match.key
         if rec is not None and rec.state.is_success:
-            return resolved(self.rt.results.decode(rec.result), rec.state)
+            replayed = self._replayed(rec, call)
+            if replayed is not None:
+                return replayed
+            rec = None  # its result is lost: the call runs again under the same key
         t = now()
         if rec is None:
             run = TaskRun(
@@ -662,6 +890,8 @@ class FlowRunEngine:
                 started_at=t,
                 child_flow_run_id=new_id(),
                 depends_on=[d.task_run_id for d in deps if d.task_run_id],
+                fingerprint=call.fingerprint,
+                input_hashes=call.hashes,
             )
             self.rt.recorder.record(InsertTaskRun(run))
         else:
@@ -669,7 +899,7 @@ class FlowRunEngine:
             self.rt.recorder.record(
                 UpdateTaskRun(run.id, State.RUNNING, t, {"attempts": run.attempts + 1})
             )
-        fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING)
+        fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING, call.fingerprint)
         self._track(fut)
 
         def go() -> None:
@@ -790,6 +1020,25 @@ class FlowRunEngine:
 
     # -- the end of the run ---------------------------------------------------------------
 
+    def superseded(self, at: float) -> list[UpdateTaskRun | SupersedeTaskRun]:
+        """Changes that retire the recorded calls this completed run did not make again
+        (their inputs changed): kept in the history, never served. One still queued or
+        running is cancelled: nothing waits for it any more."""
+        ops: list[UpdateTaskRun | SupersedeTaskRun] = []
+        for rec in self.replay.unclaimed():
+            if not rec.state.is_final:
+                ops.append(
+                    UpdateTaskRun(
+                        rec.id,
+                        State.CANCELLED,
+                        at,
+                        {"ended_at": at},
+                        message="inputs changed on resume",
+                    )
+                )
+            ops.append(SupersedeTaskRun(rec.id, at))
+        return ops
+
     def settle_quietly(self) -> None:
         """Wait until no call of this run is still executing, whatever the outcomes."""
         with self._idle:
@@ -834,7 +1083,8 @@ def run_flow(
 
     rt = parent.rt if parent is not None else get_runtime()
     store, recorder = rt.store, rt.recorder
-    replay: dict[str, TaskRun] = {}
+    records: list[TaskRun] = []
+    replaying = False
     run: FlowRun | None = None
     if run_id is not None:
         try:
@@ -874,11 +1124,12 @@ def run_flow(
             from legato.errors import UsageError
 
             raise UsageError(f"flow run {run.id} changed state meanwhile; try again")
-        replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
+        records = store.get_task_runs(run.id)
+        replaying = True
     attempt = 0
     while True:
         attempt += 1
-        engine = FlowRunEngine(rt, flow, run, replay)
+        engine = FlowRunEngine(rt, flow, run, records, replaying=replaying)
         if parent is None:
             rt.watch(engine)
         else:
@@ -932,7 +1183,9 @@ def run_flow(
                         message=f"flow retry {attempt} after {describe(exc)}",
                     )
                 )
-                replay = {tr.key: tr for tr in store.get_task_runs(run.id)}
+                recorder.flush()
+                records = store.get_task_runs(run.id)
+                replaying = True
                 continue
             if engine.cancelled.is_set():
                 engine.settle_quietly()  # cancelled or timed out: processes were killed
@@ -951,7 +1204,7 @@ def run_flow(
                             None,
                             t,
                             logging.ERROR,
-                            "legato.engine",
+                            ENGINE_LOGGER,
                             f"flow run failed:\n{text}",
                         )
                     ]
@@ -971,7 +1224,8 @@ def run_flow(
                 parent.disown(engine)
         t = now()
         recorder.commit(
-            UpdateFlowRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t})
+            *engine.superseded(t),
+            UpdateFlowRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}),
         )
         return value, stored
 

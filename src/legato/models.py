@@ -158,6 +158,11 @@ class TaskRun:
     max_attempts: int = 1
     payload: Any = None
     engine_job_id: str | None = None  # Slurm job id, Dask key or Job name of the attempt
+    # Replay: the call's input fingerprint, a hash per argument (named by position or
+    # keyword), and when a resume found its inputs changed (the record is then never reused).
+    fingerprint: str | None = None
+    input_hashes: dict[str, str] | None = None
+    superseded_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -184,6 +189,9 @@ class TaskRun:
             "max_attempts": self.max_attempts,
             "payload": self.payload,
             "engine_job_id": self.engine_job_id,
+            "fingerprint": self.fingerprint,
+            "input_hashes": self.input_hashes,
+            "superseded_at": self.superseded_at,
         }
 
 

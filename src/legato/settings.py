@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,12 @@ class Settings(BaseSettings):
         default=True,
         description="Allow cloudpickle for results JSON cannot hold (only where you trust "
         "whoever can write the result storage).",
+    )
+    replay: Literal["rerun", "strict"] = Field(
+        default="rerun",
+        description="On resume, a call whose inputs match no record: 'rerun' runs it again; "
+        "'strict' raises ReplayMismatch naming the argument that changed (per flow: "
+        "@flow(replay=...)).",
     )
 
     remote_pools: bool | None = Field(

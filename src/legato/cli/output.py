@@ -96,6 +96,9 @@ def task_run_json(tr: TaskRun) -> dict[str, Any]:
         "child_flow_run_id": tr.child_flow_run_id,
         "created_at": iso(tr.created_at),
         "engine_job_id": tr.engine_job_id,
+        "fingerprint": tr.fingerprint,
+        # Set when a resume found this call's inputs changed: its result is not reused.
+        "superseded_at": iso(tr.superseded_at),
     }
 
 
@@ -163,9 +166,12 @@ def task_runs_table(task_runs: list[TaskRun]) -> Table:
     for col in ("KEY", "STATE", "TRIES", "POOL", "WORKER", "DURATION", "ERROR"):
         table.add_column(col, overflow="fold")
     for t in task_runs:
+        state = styled(t.state)
+        if t.superseded_at is not None:
+            state += " [dim](inputs changed on resume)[/dim]"
         table.add_row(
             t.key,
-            styled(t.state),
+            state,
             str(t.attempts),
             t.pool or "-",
             (t.worker or "-") + (f" (job {t.engine_job_id})" if t.engine_job_id else ""),

@@ -12,6 +12,7 @@ from legato.store.base import (
     Op,
     PutCache,
     Store,
+    SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Op",
     "PutCache",
     "Store",
+    "SupersedeTaskRun",
     "UpdateFlowRun",
     "UpdateTaskRun",
     "open_store",

@@ -69,6 +69,17 @@ class UpdateTaskRun:
 
 
 @dataclass(slots=True)
+class SupersedeTaskRun:
+    """Mark a recorded call whose inputs changed on resume: its result is never served
+    again. It keeps its state (no history row: nothing ran); ``key`` renames it when the
+    new call takes over its explicit key."""
+
+    id: str
+    at: float
+    key: str | None = None
+
+
+@dataclass(slots=True)
 class InsertLogs:
     records: list[LogRecord]
 
@@ -99,6 +110,7 @@ Op = (
     | InsertTaskRun
     | UpdateFlowRun
     | UpdateTaskRun
+    | SupersedeTaskRun
     | InsertLogs
     | InsertArtifact
     | PutCache

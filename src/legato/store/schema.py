@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -88,6 +88,12 @@ task_runs = Table(
     Column("payload", Text),
     # The engine's name for the attempt running it (0006): Slurm job id, Dask key, Job name.
     Column("engine_job_id", String(200)),
+    # Replay (0009): the call's input fingerprint and one hash per argument, so a resumed
+    # flow matches calls by their inputs; superseded_at marks a record whose inputs changed
+    # on resume (it stays in the history, its result is never served again).
+    Column("fingerprint", String(64)),
+    Column("input_hashes", Text),
+    Column("superseded_at", Float),
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),

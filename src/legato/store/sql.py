@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from legato.errors import RunNotFound, StoreError
+from legato.errors import RunNotFound, StoreBusy, StoreError, StoreUnavailable
 from legato.models import (
     Artifact,
     FlowRun,
@@ -49,6 +49,7 @@ from legato.store.base import (
     LogEntry,
     Op,
     PutCache,
+    SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
@@ -73,6 +74,7 @@ _JSON_COLUMNS = frozenset(
         "default",
         "schema",
         "payload",
+        "input_hashes",
         "capacity",
         "used",
     }
@@ -142,6 +144,9 @@ def _task_run(row: Any) -> TaskRun:
         max_attempts=row.max_attempts,
         payload=_loads(m.get("payload")),
         engine_job_id=row.engine_job_id,
+        fingerprint=m.get("fingerprint"),
+        input_hashes=_loads(m.get("input_hashes")),
+        superseded_at=m.get("superseded_at"),
     )
 
 
@@ -214,6 +219,9 @@ def _task_run_row(run: TaskRun) -> dict[str, Any]:
         "max_attempts": run.max_attempts,
         "payload": None if run.payload is None else _dumps(run.payload),
         "engine_job_id": run.engine_job_id,
+        "fingerprint": run.fingerprint,
+        "input_hashes": None if run.input_hashes is None else _dumps(run.input_hashes),
+        "superseded_at": run.superseded_at,
     }
 
 
@@ -240,6 +248,33 @@ _SQLITE_BULK = {
 
 def _history(run_id: str, kind: str, state: State, at: float, msg: str | None) -> dict[str, Any]:
     return {"run_id": run_id, "kind": kind, "state": state.value, "at": at, "message": msg}
+
+
+# SQLite primary result codes, and PostgreSQL SQLSTATEs, of a refused write: writing again
+# cannot help (full, read-only, failing or damaged storage) or may (locked, dropped connection).
+_SQLITE_UNAVAILABLE = {3: "PERM", 8: "READONLY", 10: "IOERR", 11: "CORRUPT", 13: "FULL"}
+_SQLITE_BUSY = {5: "BUSY", 6: "LOCKED"}
+_PG_UNAVAILABLE = ("53100", "53400", "25006", "58030", "XX001", "XX002")
+_PG_BUSY = ("08", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53200", "53300")
+
+
+def _write_failure(url: str, exc: DBAPIError) -> StoreError:
+    """The error for a write the database refused, naming the database (password masked):
+    StoreUnavailable (disk full, read-only, I/O error), StoreBusy (try again), or StoreError."""
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    state = getattr(orig, "sqlstate", None) or ""
+    if (isinstance(code, int) and code & 0xFF in _SQLITE_UNAVAILABLE) or (
+        state.startswith(_PG_UNAVAILABLE)
+    ):
+        return StoreUnavailable(f"the state database {url} cannot take writes: {orig}")
+    if (
+        (isinstance(code, int) and code & 0xFF in _SQLITE_BUSY)
+        or state.startswith(_PG_BUSY)
+        or exc.connection_invalidated
+    ):
+        return StoreBusy(f"the state database {url} is busy or unreachable: {orig}")
+    return StoreError(f"the state database {url} refused a write: {orig}")
 
 
 def _connect_sqlite(url: str) -> Engine:
@@ -347,7 +382,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
                     return  # this batch was committed before: its answer was lost
                 self._apply(conn, ops)
         except DBAPIError as exc:  # nothing of the batch was committed
-            raise StoreError(f"the state database refused a write: {exc.orig}") from exc
+            raise _write_failure(self.safe_url, exc) from exc
 
     def _update_stmt(self, table: Any, columns: frozenset[str]) -> Any:
         """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once)."""
@@ -384,6 +419,13 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
                     values["_id"] = op.id
                     task_updates.append(values)
                 history.append(_history(op.id, "task", op.state, op.at, op.message))
+            elif isinstance(op, SupersedeTaskRun):
+                # At once, not with the batch's updates: a new call inserted below may take
+                # the key this record gives up.
+                values = {"superseded_at": op.at, "_id": op.id}
+                if op.key is not None:
+                    values["key"] = op.key
+                conn.execute(self._update_stmt(s.task_runs, frozenset(values) - {"_id"}), [values])
             elif isinstance(op, InsertFlowRun):
                 conn.execute(insert(s.flow_runs), [_flow_run_row(op.run)])
                 if op.run.queued_at is not None and op.run.pool:

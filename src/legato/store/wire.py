@@ -41,6 +41,7 @@ from legato.store.base import (
     LogEntry,
     Op,
     PutCache,
+    SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
@@ -90,6 +91,7 @@ OP_TAGS: dict[type[Any], str] = {
     InsertTaskRun: "insert_task_run",
     UpdateFlowRun: "update_flow_run",
     UpdateTaskRun: "update_task_run",
+    SupersedeTaskRun: "supersede_task_run",
     InsertLogs: "insert_logs",
     InsertArtifact: "insert_artifact",
     PutCache: "put_cache",
@@ -187,6 +189,16 @@ class UpdateTaskRunIn(Body):
         return UpdateTaskRun(self.id, self.state, self.at, self.values, self.message)
 
 
+class SupersedeTaskRunIn(Body):
+    op: Literal["supersede_task_run"]
+    id: str
+    at: float
+    key: str | None = Field(default=None, max_length=300)
+
+    def to_op(self) -> Op:
+        return SupersedeTaskRun(self.id, self.at, self.key)
+
+
 class InsertLogsIn(Body):
     op: Literal["insert_logs"]
     records: list[LogRecord]
@@ -242,6 +254,7 @@ OpIn = Annotated[
     | InsertTaskRunIn
     | UpdateFlowRunIn
     | UpdateTaskRunIn
+    | SupersedeTaskRunIn
     | InsertLogsIn
     | InsertArtifactIn
     | PutCacheIn
