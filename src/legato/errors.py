@@ -45,12 +45,31 @@ class StoreError(LegatoError):
     """The state store could not be read or written."""
 
 
+class StoreUnavailable(StoreError):
+    """The state database cannot take writes: its disk is full, it is read-only, or its disk
+    fails. Writing again cannot help until that is fixed; then `legato runs resume RUN_ID`
+    carries the run on from its last committed change."""
+
+
+class StoreBusy(StoreError):
+    """The state database was busy (locked by another writer) or its connection dropped; the
+    same write may succeed if it is tried again."""
+
+
 class SerializationError(LegatoError):
     """A value could not be serialized for storage."""
 
 
 class ResultStorageError(LegatoError):
     """The result storage could not be written or read."""
+
+
+class ResultMissing(ResultStorageError):
+    """A stored result's file is missing or does not match its recorded checksum.
+
+    The message names the file and what the result belongs to. A resumed or retried run
+    runs the call that made it again.
+    """
 
 
 class TaskFailed(LegatoError):
@@ -141,12 +160,15 @@ __all__ = [
     "Paused",
     "ProcessCrashed",
     "ReplayMismatch",
+    "ResultMissing",
     "ResultStorageError",
     "RunNotFound",
     "SchemaOutOfDate",
     "SchemaTooNew",
     "SerializationError",
+    "StoreBusy",
     "StoreError",
+    "StoreUnavailable",
     "TaskFailed",
     "TaskTimeout",
     "Unauthorized",
