@@ -3,6 +3,7 @@ result cannot be serialized or stored, and nothing else damaged."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -56,8 +57,11 @@ def test_a_large_result_goes_to_result_storage_and_comes_back_equal(legato_home:
     rt = get_runtime()
     runs = task_runs_by_key(store(), last_flow_run(store()).id)
     stored = runs["big:0"].result
-    assert set(stored) == {"ref", "ser"}
+    assert set(stored) == {"ref", "ser", "sha256", "size"}
     assert stored["ser"] == "json"
+    data = Path(stored["ref"]).read_bytes()
+    assert stored["size"] == len(data)
+    assert stored["sha256"] == hashlib.sha256(data).hexdigest()
     assert Path(stored["ref"]).is_file()
     assert Path(stored["ref"]).is_relative_to(legato_home / "results")
     assert rt.results.decode(stored) == BIG

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from legato.errors import ResultStorageError, SerializationError
+from legato.errors import ResultMissing, ResultStorageError, SerializationError
 from legato.results import ResultStorage
 
 
@@ -112,11 +112,16 @@ def test_unwritable_storage_is_a_result_storage_error(tmp_path: Path) -> None:
     assert storage.encode("small") == {"v": "small"}  # inline values still work
 
 
-def test_a_missing_stored_result_is_a_result_storage_error(storage: ResultStorage) -> None:
+def test_a_missing_stored_result_is_result_missing_naming_the_file(
+    storage: ResultStorage,
+) -> None:
     stored = storage.encode(list(range(1000)))
     Path(stored["ref"]).unlink()
-    with pytest.raises(ResultStorageError, match="cannot read"):
-        storage.decode(stored)
+    with pytest.raises(ResultMissing, match="is missing") as info:
+        storage.decode(stored, what="result of task run 'load:0' (id 01ab)")
+    assert stored["ref"] in str(info.value)
+    assert "result of task run 'load:0' (id 01ab)" in str(info.value)
+    assert isinstance(info.value, ResultStorageError)
 
 
 def test_decoding_something_that_is_not_a_stored_result(storage: ResultStorage) -> None:
