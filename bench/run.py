@@ -1,7 +1,7 @@
 """Run Legato and its peers side by side; print per-task overhead and ratios.
 
     python bench/run.py [--quick] [--workloads sequential pipeline] [--peers legato prefect]
-                        [--n N] [--reps R]
+                        [--n N] [--reps R] [--baseline GIT_REF]
 
 Each peer runs in its own interpreter (see peers.py) as a subprocess that prints one JSON
 line; its stderr goes to bench/results/<peer>-<workload>.log. Results: bench/results/latest.json.
@@ -55,6 +55,12 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--reps", type=int, help="timed reps per peer and workload (default 5)")
     p.add_argument("--quick", action="store_true", help="n=200, reps=3")
+    p.add_argument(
+        "--baseline",
+        metavar="GIT_REF",
+        help="also run Legato as of GIT_REF (its src/ exported with git archive), side by "
+        "side with the working tree, and print legato/baseline",
+    )
     args = p.parse_args()
     args.workloads = _names(args.workloads, WORKLOADS)
     args.peers = _names(args.peers, peers.PEERS)
@@ -62,29 +68,61 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def run_one(python: Path, peer: str, workload: str, n: int, reps: int) -> dict[str, Any]:
-    script = peers.BENCH / "workloads" / f"{peer.replace('-', '_')}.py"
+def run_one(
+    python: Path, peer: str, workload: str, n: int, reps: int, src: Path | None = None
+) -> dict[str, Any]:
+    """One peer on one workload. ``src``: run Legato from that source tree instead."""
+    script = peers.BENCH / "workloads" / f"{peer.split('@')[0].replace('-', '_')}.py"
     cmd = [str(python), str(script), "--workload", workload, "--n", str(n), "--reps", str(reps)]
-    log = RESULTS / f"{peer}-{workload}.log"
+    log = RESULTS / f"{peer.replace('@', '-at-')}-{workload}.log"
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     with log.open("w") as err:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=GUARD_S)
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=GUARD_S, env=env
+        )
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(
             f"{peer} {workload} exited {proc.returncode}; end of {log.name}:\n{tail}"
         )
     row: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    row["peer"] = peer
     row["task_runs"] = task_runs(workload, n)
     row["median_s"] = statistics.median(row["times_s"])
     row["ms_per_task"] = 1000 * row["median_s"] / row["task_runs"]
     return row
 
 
-def ratios(rows: list[dict[str, Any]], workloads: list[str]) -> dict[str, dict[str, float]]:
+def export_baseline(ref: str) -> Path:
+    """``src/`` as of git ``ref``, exported under bench/.baselines/ (reused if there)."""
+    sha = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=peers.ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if sha.returncode != 0:
+        raise SystemExit(f"--baseline {ref!r}: not a commit ({sha.stderr.strip()})")
+    dest = peers.BENCH / ".baselines" / sha.stdout.strip()[:12]
+    if not (dest / "src" / "legato").is_dir():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "archive", sha.stdout.strip(), "src"], cwd=peers.ROOT, capture_output=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "src"
+
+
+def ratios(
+    rows: list[dict[str, Any]], workloads: list[str], baseline: str | None = None
+) -> dict[str, dict[str, float]]:
     per = {(r["peer"], r["workload"]): r["ms_per_task"] for r in rows}
     out: dict[str, dict[str, float]] = {}
+    pairs = RATIOS + ((("legato", baseline),) if baseline else ())
     for w in workloads:
-        for a, b in RATIOS:
+        for a, b in pairs:
             if (a, w) in per and (b, w) in per and per[(b, w)] > 0:
                 out.setdefault(w, {})[f"{a}/{b}"] = per[(a, w)] / per[(b, w)]
     return out
@@ -128,6 +166,12 @@ def main() -> None:
         except (RuntimeError, subprocess.CalledProcessError) as err:
             skipped[peer] = str(err)
             print(f"[bench] skipping {peer}: {err}", file=sys.stderr)
+    sources: dict[str, Path] = {}
+    baseline = None
+    if args.baseline:
+        baseline = f"legato@{args.baseline}"
+        sources[baseline] = export_baseline(args.baseline)
+        pythons[baseline] = peers.ensure_venv("legato")
     rows: list[dict[str, Any]] = []
     for workload in args.workloads:
         n = args.n or (200 if args.quick else DEFAULT_N[workload])
@@ -138,11 +182,11 @@ def main() -> None:
                 flush=True,
             )
             try:
-                rows.append(run_one(python, peer, workload, n, args.reps))
+                rows.append(run_one(python, peer, workload, n, args.reps, sources.get(peer)))
             except (RuntimeError, subprocess.TimeoutExpired) as err:
                 skipped[f"{peer}/{workload}"] = str(err)
                 print(f"[bench] {peer} {workload} failed: {err}", file=sys.stderr)
-    ratio = ratios(rows, args.workloads)
+    ratio = ratios(rows, args.workloads, baseline)
     print_report(rows, ratio)
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

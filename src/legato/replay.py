@@ -137,6 +137,6 @@ class Replay:
         raise ReplayMismatch(
             f"flow run {self.run_id}: call {call.key!r} of {call.name!r} was recorded with "
             f"other inputs: argument {what} differs from the record, whose result is not "
-            "reused. The flow replays strictly (replay='strict'): resume it with the inputs "
-            "it had, or with LEGATO_REPLAY=rerun to run such calls again."
+            "reused, because the flow replays strictly (replay='strict'); resume it with the "
+            "inputs it was recorded with."
         )
