@@ -305,12 +305,12 @@ class FlowRunEngine:
             try:
                 hashes[arg_name] = value_hash(value, _future_fingerprint)
             except Unfingerprintable as exc:
-                unreadable.append(f"{arg_name} ({exc})")
+                unreadable.append(f"{arg_name!r} ({exc})")
         for arg_name, value in kwargs.items():
             try:
                 hashes[arg_name] = value_hash(value, _future_fingerprint)
             except Unfingerprintable as exc:
-                unreadable.append(f"{arg_name} ({exc})")
+                unreadable.append(f"{arg_name!r} ({exc})")
         fingerprint = None if unreadable else call_fingerprint(identity, hashes)
         if unreadable:
             self._warn_unfingerprintable(name, unreadable)

@@ -108,7 +108,7 @@ def _canonical_object(value: Any, futures: Callable[[Any], str | None]) -> Any:
 
         data = cloudpickle.dumps(value)
     except Exception as exc:
-        raise Unfingerprintable(f"{type(value).__name__}: {exc}") from None
+        raise Unfingerprintable(str(exc)) from None
     return {"~pickle": [_qualname(value), _digest(data)]}
 
 
@@ -121,7 +121,7 @@ def value_hash(value: Any, futures: Callable[[Any], str | None]) -> str:
     try:
         return _digest(_dumps(_canonical(value, futures)).encode("utf-8", "surrogatepass"), 8)
     except RecursionError:
-        raise Unfingerprintable(f"{type(value).__name__}: nested too deeply") from None
+        raise Unfingerprintable("nested too deeply") from None
 
 
 def call_fingerprint(identity: str, hashes: dict[str, str]) -> str:
