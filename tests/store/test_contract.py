@@ -29,6 +29,7 @@ from legato.store import (
     InsertTaskRun,
     PutCache,
     Store,
+    SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
@@ -236,6 +237,30 @@ def test_a_task_run_round_trips(store: Store) -> None:
     assert [tr.id for tr in store.get_task_runs(parent.id)] == [dep.id, run.id]
     assert store.get_history(run.id)[0].message == "queued"
     assert store.get_history(run.id)[0].kind == "task"
+
+
+def test_fingerprints_round_trip_and_a_superseded_record_gives_up_its_key(store: Store) -> None:
+    parent = flow_run()
+    hashes = {"path": "a" * 16, "threshold": "b" * 16}
+    old = task_run(
+        parent.id, "measure", state=State.COMPLETED, fingerprint="f" * 32, input_hashes=hashes
+    )
+    store.apply([InsertFlowRun(parent), InsertTaskRun(old)])
+    got = store.get_task_run(old.id)
+    assert (got.fingerprint, got.input_hashes, got.superseded_at) == ("f" * 32, hashes, None)
+    history = len(store.get_history(old.id))
+    # One batch: the old record moves aside, a new call takes its key.
+    new = task_run(parent.id, "measure", fingerprint="e" * 32)
+    store.apply([SupersedeTaskRun(old.id, T0 + 5, "measure@old"), InsertTaskRun(new)])
+    moved = store.get_task_run(old.id)
+    assert (moved.key, moved.superseded_at, moved.state) == ("measure@old", T0 + 5, State.COMPLETED)
+    assert len(store.get_history(old.id)) == history  # nothing ran: no state change
+    assert {t.key: t.id for t in store.get_task_runs(parent.id)} == {
+        "measure@old": old.id,
+        "measure": new.id,
+    }
+    store.apply([SupersedeTaskRun(new.id, T0 + 6)])  # without a new key: keeps its own
+    assert store.get_task_run(new.id).key == "measure"
 
 
 def test_task_runs_come_back_in_creation_order(store: Store) -> None:
