@@ -7,6 +7,7 @@ outside a run the logger behaves like any Python logger. With ``LEGATO_CAPTURE_O
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sys
@@ -14,6 +15,7 @@ import threading
 from typing import Any, TextIO
 
 from legato.context import current_run
+from legato.errors import StoreError
 from legato.models import LogRecord
 
 ROOT = "legato.run"
@@ -32,7 +34,8 @@ class RunLogHandler(logging.Handler):
                 message += "\n" + logging.Formatter().formatException(record.exc_info)
         except Exception:  # a bad format string must not break the run
             message = str(record.msg)
-        ctx.emit_log(
+        _emit(
+            ctx,
             LogRecord(
                 ctx.flow_run_id,
                 ctx.task_run_id,
@@ -40,8 +43,15 @@ class RunLogHandler(logging.Handler):
                 record.levelno,
                 record.name,
                 message,
-            )
+            ),
         )
+
+
+def _emit(ctx: Any, entry: LogRecord) -> None:
+    """Queue a log record. A store that stopped taking writes does not make a log call or a
+    print raise: the record stays queued, and the run stops at its next commit."""
+    with contextlib.suppress(StoreError):
+        ctx.emit_log(entry)
 
 
 _installed = threading.Lock()
@@ -90,10 +100,11 @@ class _RunOutput(io.TextIOBase):
             buf = getattr(self._partial, "buf", "") + text
             *lines, self._partial.buf = buf.split("\n")
             for line in lines:
-                ctx.emit_log(
+                _emit(
+                    ctx,
                     LogRecord(
                         ctx.flow_run_id, ctx.task_run_id, _now(), self._level, self._logger, line
-                    )
+                    ),
                 )
         return written
 

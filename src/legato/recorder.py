@@ -5,22 +5,40 @@
 committed. Whoever commits first takes every queued change into one transaction, so concurrent
 tasks share commits, and order is kept: a change is never committed before an earlier one.
 A background thread commits what was only recorded within ``delay`` seconds.
+
+When the store refuses a write, the batch goes back to the head of the queue (nothing queued
+is lost while the process lives), and:
+
+- a permanent failure (``StoreUnavailable``: disk full, read-only database, I/O error) is
+  remembered: every later ``record`` or ``commit``, in any thread, raises it at once, so the
+  run stops instead of piling up changes that cannot be written. ``flush`` (and ``close``)
+  try again, and a write that succeeds clears it;
+- a transient one (``StoreBusy``: a locked database, a dropped connection) is tried again
+  with backoff, for at most ``give_up_after`` seconds, with one warning on standard error;
+  then it counts as permanent;
+- any other refusal is raised to the committing caller as a ``StoreError``; the background
+  thread tries it again, with backoff, for at most ``give_up_after`` seconds, then remembers
+  it as permanent.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 
-from legato.errors import StoreError
+from legato.errors import StoreBusy, StoreError, StoreUnavailable
 from legato.store import Op, Store
+
+MAX_BACKOFF = 5.0
 
 
 class Recorder:
-    def __init__(self, store: Store, *, delay: float = 0.05) -> None:
+    def __init__(self, store: Store, *, delay: float = 0.05, give_up_after: float = 60.0) -> None:
         self.store = store
         self.delay = delay
+        self.give_up_after = give_up_after
         self._lock = threading.Lock()  # guards the queue and counters
         self._commit_lock = threading.Lock()  # held by whoever is writing a batch
         self._pending: list[Op] = []
@@ -30,13 +48,22 @@ class Recorder:
         self._closed = False
         self._soon = False
         self._thread: threading.Thread | None = None
+        self._failure: StoreUnavailable | None = None  # permanent: raised to every caller
         # Called with each queued op, in the thread that queued it (the CLI's progress bar).
         self.listeners: list[Callable[[Op], None]] = []
+
+    @property
+    def failure(self) -> StoreUnavailable | None:
+        """The permanent store failure that stops every record and commit, if any."""
+        return self._failure
 
     def record(self, op: Op, *, soon: bool = False) -> None:
         """Queue a change; it is committed within ``delay`` seconds or with the next commit.
         ``soon``: commit it as soon as the background thread can (another process waits for
-        it, e.g. a worker for a queued task run), without making this thread wait."""
+        it, e.g. a worker for a queued task run), without making this thread wait.
+
+        Raises ``StoreUnavailable`` (the change stays queued) once the store has failed for
+        good."""
         with self._lock:
             self._pending.append(op)
             self._queued += 1
@@ -44,6 +71,7 @@ class Recorder:
                 self._soon = True
         for listener in self.listeners:
             listener(op)
+        self._raise_failure()
         if self._thread is None:
             self._start()
         self._wake.set()
@@ -62,30 +90,68 @@ class Recorder:
         for listener in self.listeners:
             for op in ops:
                 listener(op)
-        self._commit_upto(target)
+        self._commit_upto(target, again=False)
 
     def flush(self) -> None:
-        """Commit everything queued so far."""
+        """Commit everything queued so far (trying again after a permanent failure)."""
         with self._lock:
             target = self._queued
-        self._commit_upto(target)
+        self._commit_upto(target, again=True)
 
-    def _commit_upto(self, target: int) -> None:
+    def _raise_failure(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            # A new exception for each caller: one object raised in many threads at once
+            # would collect all their tracebacks.
+            raise StoreUnavailable(str(failure)) from failure.__cause__
+
+    def _commit_upto(self, target: int, *, again: bool) -> None:
         with self._commit_lock:
             if self._committed >= target:
                 return  # another thread's batch already carried ours
-            with self._lock:
-                batch, self._pending = self._pending, []
-                upto = self._queued
-            try:
-                self.store.apply(batch)
-            except BaseException as exc:
-                with self._lock:  # keep the batch, in order, for the next try
-                    self._pending[:0] = batch
-                if isinstance(exc, StoreError | KeyboardInterrupt | SystemExit):
-                    raise
-                raise StoreError(f"could not commit {len(batch)} state changes: {exc}") from exc
-            self._committed = upto
+            if not again:
+                self._raise_failure()
+            busy_since: float | None = None
+            backoff = self.delay
+            while True:
+                with self._lock:
+                    batch, self._pending = self._pending, []
+                    upto = self._queued
+                try:
+                    self.store.apply(batch)
+                except BaseException as exc:
+                    with self._lock:  # keep the batch, in order, for the next try
+                        self._pending[:0] = batch
+                    if not isinstance(exc, Exception):
+                        raise
+                    if isinstance(exc, StoreBusy):
+                        at = time.monotonic()
+                        if busy_since is None:
+                            busy_since = at
+                            print(
+                                f"legato: {exc}; trying again for up to {self.give_up_after:g} s",
+                                file=sys.stderr,
+                            )
+                        if at + backoff - busy_since < self.give_up_after:
+                            time.sleep(backoff)
+                            backoff = min(backoff * 2, MAX_BACKOFF)
+                            continue
+                        self._fail(f"{exc} (gave up after {at - busy_since:.0f} s)", exc)
+                    if isinstance(exc, StoreUnavailable):
+                        self._fail(str(exc), exc)
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreError(f"could not commit {len(batch)} state changes: {exc}") from exc
+                self._committed = upto
+                self._failure = None
+                return
+
+    def _fail(self, message: str, cause: BaseException) -> None:
+        """Remember a permanent failure and raise it."""
+        failure = StoreUnavailable(message)
+        failure.__cause__ = cause.__cause__ or cause
+        self._failure = failure
+        self._raise_failure()
 
     def _start(self) -> None:
         with self._lock:
@@ -96,21 +162,44 @@ class Recorder:
 
     def _loop(self) -> None:
         backoff = self.delay
+        failing_since: float | None = None
         while not self._closed:
             self._wake.wait()
             self._wake.clear()
             if self._closed:
                 break
+            if self._failure is not None:
+                continue  # every caller raises it now; an explicit flush tries again
             if not self._soon:
                 threading.Event().wait(self.delay)  # let a batch gather
             self._soon = False
             try:
-                self.flush()
+                with self._lock:
+                    target = self._queued
+                self._commit_upto(target, again=False)
                 backoff = self.delay
-            except Exception as exc:  # keep the changes and try again later
-                print(f"legato: state store write failed, will retry: {exc}", file=sys.stderr)
+                failing_since = None
+            except StoreUnavailable:
+                failing_since = None  # remembered: the next record or commit raises it
+            except Exception as exc:  # keep the changes and try again, for a while
+                at = time.monotonic()
+                if failing_since is None:
+                    failing_since = at
+                    print(
+                        f"legato: state store write failed: {exc}; trying again for up to "
+                        f"{self.give_up_after:g} s",
+                        file=sys.stderr,
+                    )
+                if at - failing_since >= self.give_up_after:
+                    failure = StoreUnavailable(
+                        f"{exc} (gave up after {at - failing_since:.0f} s of retries)"
+                    )
+                    failure.__cause__ = exc
+                    self._failure = failure
+                    failing_since = None
+                    continue
                 threading.Event().wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, MAX_BACKOFF)
                 self._wake.set()
 
     def close(self) -> None:

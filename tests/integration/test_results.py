@@ -4,7 +4,10 @@ result cannot be serialized or stored, and nothing else damaged."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -13,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from legato import State, flow, task
-from legato.errors import ResultStorageError, SerializationError
+from legato.errors import ResultMissing, ResultStorageError, SerializationError
+from legato.results import ResultStorage
+from legato.resume import continue_run
 from legato.runtime import Runtime, get_runtime
 from legato.store import Store
 from legato.testing import last_flow_run, task_runs_by_key
@@ -215,3 +220,126 @@ def test_result_storage_that_cannot_be_written_is_a_clear_error_and_damages_noth
     assert afterwards() == {"a": 1}
     assert last_flow_run(store()).state is State.COMPLETED
     assert [r.flow for r in store().list_flow_runs()] == ["afterwards", "stores_big"]
+
+
+# -- a full result disk, and result files lost or altered after the fact --------------------
+
+# Runs Python with a file-size limit (RLIMIT_FSIZE, which binds root too) and SIGXFSZ ignored,
+# so a write past the limit fails with EFBIG as on a full disk: python -c LIMITED N ARGS...
+LIMITED = (
+    "import os, resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "n = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_FSIZE, (n, n)); "
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])"
+)
+
+WRITE_A_BIG_RESULT = """
+import json, sys
+from legato.results import ResultStorage
+storage = ResultStorage(sys.argv[1], inline_max_bytes=10)
+try:
+    print(json.dumps({"stored": storage.encode(list(range(200_000)))}))
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+"""
+
+
+@pytest.mark.parametrize("limit", [0, 4096, 300_000])
+def test_a_result_write_past_a_file_size_limit_leaves_no_file_behind(
+    tmp_path: Path, limit: int
+) -> None:
+    folder = tmp_path / "results"
+    if limit:
+        folder.mkdir()
+        (folder / "earlier.json").write_text("[1]")  # what was there stays as it was
+    proc = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(limit), "-c", WRITE_A_BIG_RESULT, str(folder)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    outcome = json.loads(proc.stdout)
+    assert outcome.get("error") == "ResultStorageError", outcome  # 1.3 MB: over every limit
+    assert f"cannot write a result to the result storage {str(folder)!r}" in outcome["message"]
+    assert "File too large" in outcome["message"] and "free space" in outcome["message"]
+    left = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    assert left == (["earlier.json"] if limit else [])  # no partial, empty or temporary file
+    # Without the limit the same write succeeds, with nothing else beside it.
+    stored = ResultStorage(str(folder), inline_max_bytes=10).encode(list(range(200_000)))
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*left, Path(stored["ref"]).name])
+
+
+@task
+def many_numbers() -> list[int]:
+    LEDGER.append("many_numbers")
+    return list(BIG)
+
+
+LEDGER: list[str] = []
+FAIL_AFTER = {"on": True}
+
+
+@flow
+def counts_numbers() -> int:
+    n = len(many_numbers())
+    if FAIL_AFTER["on"]:
+        raise RuntimeError("failing after the call, this once")
+    return n
+
+
+def _stored_big_result() -> tuple[str, dict[str, object]]:
+    LEDGER.clear()
+    FAIL_AFTER["on"] = True
+    with pytest.raises(RuntimeError, match="this once"):
+        counts_numbers()
+    run = last_flow_run(store())
+    [tr] = store().get_task_runs(run.id)
+    assert tr.state is State.COMPLETED and LEDGER == ["many_numbers"]
+    return run.id, tr.result
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "one byte changed"])
+def test_a_lost_or_altered_result_file_is_result_missing_naming_the_file(damage: str) -> None:
+    _, stored = _stored_big_result()
+    path = Path(str(stored["ref"]))
+    data = path.read_bytes()
+    if damage == "deleted":
+        path.unlink()
+    elif damage == "truncated":
+        path.write_bytes(data[:4096])  # as a full disk once left it
+    else:
+        path.write_bytes(data[:-2] + (b"1" if data[-2:-1] != b"1" else b"2") + data[-1:])
+    with pytest.raises(ResultMissing) as info:
+        get_runtime().results.decode(stored, what="result of task run 'many_numbers:0'")
+    message = str(info.value)
+    assert str(path) in message and "result of task run 'many_numbers:0'" in message
+    assert ("is missing" if damage == "deleted" else "is corrupt") in message
+    if damage == "truncated":
+        assert f"4096 bytes, not the {len(data)} recorded" in message
+    if damage == "one byte changed":
+        assert "sha256" in message
+
+
+def test_a_stored_form_without_a_checksum_is_still_read() -> None:
+    _, stored = _stored_big_result()
+    old = {"ref": stored["ref"], "ser": stored["ser"]}  # as Legato wrote them before
+    assert get_runtime().results.decode(old) == BIG
+    path = Path(str(stored["ref"]))
+    path.write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(ResultMissing, match=r"is corrupt.*not valid JSON"):
+        get_runtime().results.decode(old)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated"])
+def test_a_retry_runs_again_a_call_whose_result_file_is_lost(rt: Runtime, damage: str) -> None:
+    run_id, stored = _stored_big_result()
+    path = Path(str(stored["ref"]))
+    if damage == "deleted":
+        path.unlink()
+    else:
+        path.write_bytes(b"")  # as a full disk once left it
+    FAIL_AFTER["on"] = False
+    finished, error = continue_run(run_id, retry=True)
+    assert error is None and finished.state is State.COMPLETED
+    assert rt.results.decode(finished.result) == len(BIG)
+    assert LEDGER == ["many_numbers", "many_numbers"]  # its result was gone: it ran again

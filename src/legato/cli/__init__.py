@@ -11,6 +11,8 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -29,7 +31,7 @@ from legato.errors import (
     LegatoError,
     SchemaOutOfDate,
     SchemaTooNew,
-    StoreError,
+    StoreUnavailable,
     Unauthorized,
     UsageError,
 )
@@ -86,6 +88,28 @@ def _store() -> Any:
     from legato.runtime import get_runtime
 
     return get_runtime().store
+
+
+@contextmanager
+def _store_stops(run_id: str) -> Iterator[None]:
+    """A state database that cannot take writes ends a run's command with one line naming the
+    database, and exit code 1; the run is left as its last committed change had it."""
+    try:
+        yield
+    except StoreUnavailable as exc:
+        try:
+            run = _store().get_flow_run(run_id)
+            hint = (
+                f"Flow run {run.id} stopped at its last committed change: once the database "
+                f"takes writes again, carry it on with `legato runs resume {run.id}`"
+            )
+        except Exception:
+            hint = (
+                f"Flow run {run_id} was not recorded: start it again once the database takes writes"
+            )
+        from rich.markup import escape
+
+        fail(escape(f"{exc}. {hint}"), EXIT_FAILED)
 
 
 def _exit_code(state: State) -> int:
@@ -172,12 +196,13 @@ def run(
     show = not quiet and not json_out and output.err.is_terminal
     started = time.perf_counter()
     outcome: BaseException | None = None
-    try:
-        with RunProgress(rt.recorder, flow.name, enabled=show, store=rt.store):
-            run_flow(flow, params, run_id=run_id)
-    except (Paused, Cancelled, Exception) as exc:
-        outcome = exc
-    rt.recorder.flush()
+    with _store_stops(run_id):
+        try:
+            with RunProgress(rt.recorder, flow.name, enabled=show, store=rt.store):
+                run_flow(flow, params, run_id=run_id)
+        except (Paused, Cancelled, Exception) as exc:
+            outcome = exc
+        rt.recorder.flush()
     finished = rt.store.get_flow_run(run_id)
     report(finished, outcome, time.perf_counter() - started, json_out)
 
@@ -516,7 +541,8 @@ def runs_resume(
 
     _console_logs()
     started = time.perf_counter()
-    finished, outcome = continue_run(run_id)
+    with _store_stops(run_id):
+        finished, outcome = continue_run(run_id)
     report(finished, outcome, time.perf_counter() - started, json_out)
 
 
@@ -530,7 +556,8 @@ def runs_retry(
 
     _console_logs()
     started = time.perf_counter()
-    finished, outcome = continue_run(run_id, retry=True)
+    with _store_stops(run_id):
+        finished, outcome = continue_run(run_id, retry=True)
     report(finished, outcome, time.perf_counter() - started, json_out)
 
 
@@ -606,7 +633,8 @@ def answer(
         return
     _console_logs()
     started = time.perf_counter()
-    finished, outcome = continue_run(run.id)
+    with _store_stops(run.id):
+        finished, outcome = continue_run(run.id)
     refused = store.get_question(question.id)
     if refused.error and refused.state.value == "pending":
         output.err.print(f"[red]{refused.error}[/]; the run is still waiting")
@@ -745,9 +773,10 @@ def _code_for(exc: LegatoError) -> int:
         ConfigurationError,
         SchemaTooNew,
         SchemaOutOfDate,
-        StoreError,
         Unauthorized,
     )
+    # A state database or result storage that fails (StoreError, ResultStorageError) is a
+    # failure, 1, like a failed run: 2 is for what the person typed or configured.
     return EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILED
 
 

@@ -252,7 +252,14 @@ def _history(run_id: str, kind: str, state: State, at: float, msg: str | None) -
 
 # SQLite primary result codes, and PostgreSQL SQLSTATEs, of a refused write: writing again
 # cannot help (full, read-only, failing or damaged storage) or may (locked, dropped connection).
-_SQLITE_UNAVAILABLE = {3: "PERM", 8: "READONLY", 10: "IOERR", 11: "CORRUPT", 13: "FULL"}
+_SQLITE_UNAVAILABLE = {
+    3: "PERM",
+    8: "READONLY",
+    10: "IOERR",
+    11: "CORRUPT",
+    13: "FULL",
+    14: "CANTOPEN",
+}
 _SQLITE_BUSY = {5: "BUSY", 6: "LOCKED"}
 _PG_UNAVAILABLE = ("53100", "53400", "25006", "58030", "XX001", "XX002")
 _PG_BUSY = ("08", "40001", "40P01", "55P03", "57P01", "57P02", "57P03", "53200", "53300")
