@@ -89,10 +89,10 @@ class FlowTimeout(LegatoError):
 
 
 class ReplayMismatch(LegatoError):
-    """On resume, the flow called a different task at a recorded call key.
+    """On resume, a call does not fit what the run recorded at its call key.
 
-    Flows must call tasks in a deterministic order; give calls explicit ``key=`` values when
-    the order depends on data that can change between runs.
+    A different task at an explicit ``key=``, or (with ``replay="strict"``) a call whose
+    inputs differ from the record at its key: the message names the argument that differs.
     """
 
 

@@ -37,8 +37,9 @@ class Unfingerprintable(Exception):
     """A value that no canonical form or serializer can turn into bytes."""
 
 
-def _digest(data: bytes, size: int = 16) -> str:
-    return hashlib.blake2b(data, digest_size=size).hexdigest()
+def _digest(data: bytes | memoryview, size: int = 16) -> str:
+    # SHA-256, truncated: CPUs hash it in hardware, twice as fast as BLAKE2b on large data.
+    return hashlib.sha256(data).hexdigest()[: 2 * size]
 
 
 def _canonical(value: Any, futures: Callable[[Any], str | None]) -> Any:
@@ -51,6 +52,8 @@ def _canonical(value: Any, futures: Callable[[Any], str | None]) -> Any:
     if kind is float:
         return value if math.isfinite(value) else {"~float": repr(value)}
     if kind is list:
+        if all(type(v) in _PLAIN for v in value):  # already canonical: skip the recursion
+            return value
         return [_canonical(v, futures) for v in value]
     if kind is tuple:
         return {"~tuple": [_canonical(v, futures) for v in value]}
@@ -74,7 +77,7 @@ def _qualname(value: Any) -> str:
 
 def _canonical_object(value: Any, futures: Callable[[Any], str | None]) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"~bytes": _digest(bytes(value))}
+        return {"~bytes": _digest(memoryview(value).cast("B"))}
     if isinstance(value, pathlib.PurePath):
         return {"~path": str(value)}
     if isinstance(value, enum.Enum):
@@ -99,7 +102,7 @@ def _canonical_object(value: Any, futures: Callable[[Any], str | None]) -> Any:
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         if isinstance(value, numpy.ndarray) and value.dtype != object:
-            data = numpy.ascontiguousarray(value).tobytes()
+            data = memoryview(numpy.ascontiguousarray(value)).cast("B")  # no copy
             return {"~ndarray": [value.dtype.str, list(value.shape), _digest(data)]}
         if isinstance(value, numpy.generic):
             return {"~numpy": [value.dtype.str, _canonical(value.item(), futures)]}
