@@ -624,7 +624,11 @@ class FlowRunEngine:
         stored = self.rt.store.get_cached(key, now())
         if stored is None:
             return False
-        value = self.rt.results.decode(stored)
+        try:
+            value = self.rt.results.decode(stored, what=f"cached result of task {task.name!r}")
+        except ResultMissing as exc:
+            log.warning("%s: a cache miss", exc)  # the call runs, and its result replaces it
+            return False
         t = now()
         self.rt.recorder.commit(
             UpdateTaskRun(

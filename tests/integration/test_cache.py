@@ -162,3 +162,27 @@ def test_a_cache_key_function_decides_what_counts_as_the_same_input() -> None:
     assert loads("x", True) == "X"  # verbose is not part of the key
     assert loads("y", True) == "Y"
     assert executed == ["x", "y"]
+
+
+def test_a_cached_result_whose_file_is_gone_is_a_miss() -> None:
+    from pathlib import Path
+
+    executed: list[int] = []
+
+    @task(cache=True)
+    def big(x: int) -> str:
+        executed.append(x)
+        return "y" * 100_000  # over the inline limit: a file in the result storage
+
+    @flow
+    def big_flow(x: int) -> int:
+        return len(big(x))
+
+    assert big_flow(1) == 100_000
+    ref = only_task_run("big_flow").result["ref"]
+    Path(ref.removeprefix("file://")).unlink()
+    assert big_flow(1) == 100_000  # runs again instead of failing on the lost file
+    assert executed == [1, 1]
+    assert only_task_run("big_flow").state is State.COMPLETED
+    assert big_flow(1) == 100_000  # and the new result is what the cache serves now
+    assert executed == [1, 1] and only_task_run("big_flow").state is State.CACHED
