@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SRC    := src tests bench examples
 
-.PHONY: install lint format typecheck test test-fast test-slow test-slurm test-dask test-browser bench scale demo clean
+.PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser bench scale demo clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,12 +26,22 @@ format: install
 typecheck: install
 	$(BIN)/mypy
 
-# The fast suite, then the slow suites (crash/chaos), then the engine suites (a real
-# single-node Slurm, set up by .ci/setup-slurm.sh as root; real Dask), each its own step.
-test: lint typecheck test-fast test-slow test-slurm test-dask test-browser
+# Every step below in turn (lint, typecheck, the fast suite, the fast suite again under load,
+# the slow suites (crash/chaos), the engine suites: a real single-node Slurm, set up by
+# .ci/setup-slurm.sh as root, and real Dask; the browser). A failing step does not stop the
+# others; .ci/suites prints a summary of all of them and exits 1 if any failed.
+test:
+	@MAKE="$(MAKE)" .ci/suites
+
+FAST := not slow and not slurm and not dask
 
 test-fast: install
-	$(BIN)/pytest -m "not slow and not slurm and not dask"
+	$(BIN)/pytest -m "$(FAST)"
+
+# The fast suite once more with every core kept busy by CPU hogs (stopped when it ends,
+# whatever happens): a test that passes only on an idle machine fails here.
+test-loaded: install
+	.ci/loaded $(BIN)/pytest -m "$(FAST)"
 
 test-slow: install
 	$(BIN)/pytest -m "slow and not slurm and not dask and not browser"

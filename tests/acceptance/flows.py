@@ -9,6 +9,7 @@ from pathlib import Path
 from legato import artifact, ask, flow, get_logger, task
 
 MARK = Path(os.environ.get("MARK_FILE", "/nonexistent/mark"))
+GATE = Path(os.environ.get("GATE_DIR", "/nonexistent/gate"))
 
 
 @task(retries=2, retry_delay=0)
@@ -40,16 +41,26 @@ def approval(item: str) -> str:
     return "shipped" if ok else "held"
 
 
-@task(timeout=60)
-def slow_side_effect(seconds: float) -> str:
-    time.sleep(seconds)
+@task(timeout=120)  # a timeout: the task runs in a process of its own, which cancel kills
+def gated_side_effect(wait: float) -> str:
+    """Says it has started (GATE_DIR/started, holding its pid), waits at most ``wait`` seconds
+    for the test to open the gate (GATE_DIR/go), then writes the mark."""
+    started = GATE / "started"
+    partial = started.with_suffix(".partial")
+    partial.write_text(str(os.getpid()))
+    partial.replace(started)  # the test never reads a half-written pid
+    deadline = time.monotonic() + wait
+    while not (GATE / "go").exists():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nobody opened the gate in {GATE} within {wait:g} s")
+        time.sleep(0.02)
     MARK.write_text("written")  # must never happen once the run is cancelled
     return "done"
 
 
 @flow
-def cancellable(seconds: float = 4.0) -> str:
-    return slow_side_effect(seconds)
+def cancellable(wait: float = 60.0) -> str:
+    return gated_side_effect(wait)
 
 
 @flow

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from tests.acceptance.conftest import Legato, as_json
@@ -168,43 +171,95 @@ def test_paused_run_exits_3_and_is_answered_from_the_cli(legato: Legato) -> None
     assert as_json(legato("asks", "ls", "--json")) == []
 
 
-def test_cancel_kills_the_running_task_and_retry_finishes_it(
-    legato: Legato, home: Path, tmp_path: Path
-) -> None:
-    mark = tmp_path / "mark.txt"
-    import os
+def _wait_for(condition: Callable[[], bool], what: str, *, within: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds (a
+    deadline for slow machines, not a delay: a passing run waits only as long as it must)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within:g} s"
+        time.sleep(0.02)
 
+
+def _task_started(proc: subprocess.Popen[str], gate: Path) -> int:
+    """Wait until the gated task says it runs; return its process id."""
+
+    def started() -> bool:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"`legato run` exited {proc.returncode} first: {err}")
+        return (gate / "started").exists()
+
+    _wait_for(started, "the task starting")
+    return int((gate / "started").read_text())
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie, killed but not yet reaped, counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return Path("/proc/self").exists()  # ended since os.kill; no /proc: cannot tell
+    return state in ("Z", "X")
+
+
+@contextmanager
+def _gated_run(home: Path, mark: Path, gate: Path) -> Iterator[subprocess.Popen[str]]:
+    """`legato run` of the gated flow in the background. However the test ends, the run is
+    ended, reaped and its pipes closed on the way out (a Popen left to the garbage collector
+    warns, ResourceWarning made fatal here, in whichever later test collects it), and so is
+    the task when the test failed."""
+    gate.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env.update({"LEGATO_HOME": str(home), "MARK_FILE": str(mark)})
+    env.update({"LEGATO_HOME": str(home), "MARK_FILE": str(mark), "GATE_DIR": str(gate)})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "run", f"{FLOWS}:cancellable", "-p", "seconds=3", "-q"],
+        [sys.executable, "-m", "legato", "run", f"{FLOWS}:cancellable", "-q"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    run_id = None
-    for _ in range(100):  # wait until the task is running
-        time.sleep(0.1)
-        listed = legato("runs", "ls", "--json")
-        if listed.returncode == 0 and json.loads(listed.stdout or "[]"):
-            run_id = json.loads(listed.stdout)[0]["id"]
-            tasks = as_json(legato("runs", "show", run_id, "--json"))["task_runs"]
-            if tasks and tasks[0]["state"] == "RUNNING":
-                break
-    assert run_id is not None
-    cancelled = legato("runs", "cancel", run_id)
-    assert cancelled.returncode == 0, cancelled.stderr
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 1, err  # the run did not complete
-    time.sleep(3.5)  # past the moment the task would have written its mark
+    try:
+        yield proc
+    except BaseException:
+        started = gate / "started"
+        if started.exists():  # the test failed: end the task too (a session of its own)
+            with suppress(ProcessLookupError, PermissionError, ValueError):
+                os.killpg(int(started.read_text()), signal.SIGKILL)
+        raise
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()  # reaps it and closes its pipes
+
+
+def test_cancel_kills_the_running_task_and_retry_finishes_it(
+    legato: Legato, home: Path, tmp_path: Path
+) -> None:
+    mark, gate = tmp_path / "mark.txt", tmp_path / "gate"
+    with _gated_run(home, mark, gate) as proc:
+        pid = _task_started(proc, gate)  # the task waits for the gate, shut for now
+        [listed] = as_json(legato("runs", "ls", "--json"))
+        run_id = listed["id"]
+        cancelled = legato("runs", "cancel", run_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, err  # the run did not complete
+    _wait_for(lambda: _gone(pid), "the cancelled task's process ending")
+    (gate / "go").touch()  # too late for the killed task: it can no longer write the mark
     assert not mark.exists(), "the cancelled task kept running"
     run = as_json(legato("runs", "show", run_id, "--json"))
     assert run["state"] == "CANCELLED"
     assert run["task_runs"][0]["state"] == "CANCELLED"
     again = legato("runs", "cancel", run_id)
     assert again.returncode == 2 and "already CANCELLED" in again.stderr
-    retried = legato("runs", "retry", run_id, "--json", env={"MARK_FILE": str(mark)})
+    env = {"MARK_FILE": str(mark), "GATE_DIR": str(gate)}  # the gate is open for the retry
+    retried = legato("runs", "retry", run_id, "--json", env=env)
     assert retried.returncode == 0, retried.stderr
     assert as_json(retried)["result"] == "done" and mark.read_text() == "written"
 
@@ -219,24 +274,15 @@ def test_db_upgrade_and_status(legato: Legato, home: Path) -> None:
 
 
 def test_interrupt_is_not_a_traceback(legato: Legato, home: Path, tmp_path: Path) -> None:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env.update({"LEGATO_HOME": str(home), "MARK_FILE": str(tmp_path / "m")})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "run", f"{FLOWS}:cancellable", "-p", "seconds=5", "-q"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    with _gated_run(home, tmp_path / "mark.txt", tmp_path / "gate") as proc:
+        pid = _task_started(proc, tmp_path / "gate")  # the run is recorded, its task running
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
     assert "Traceback" not in err
     [run] = as_json(legato("runs", "ls", "--json"))
     assert run["state"] == "CRASHED"  # resumable: `legato runs resume`
+    _wait_for(lambda: _gone(pid), "the interrupted task's process ending")
 
 
 def test_parser_errors_exit_2(legato: Legato) -> None:
