@@ -315,6 +315,8 @@ class FlowRunEngine:
         if unreadable:
             self._warn_unfingerprintable(name, unreadable)
         call = Call(name, key, explicit, fingerprint, hashes)
+        if not self.replay:
+            return call, Match(None, key)  # a first run: nothing recorded to match
         with self._lock:
             match = self.replay.match(call)
         if match.supersede is not None:

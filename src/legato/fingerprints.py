@@ -118,9 +118,14 @@ def _canonical_object(value: Any, futures: Callable[[Any], str | None]) -> Any:
 def value_hash(value: Any, futures: Callable[[Any], str | None]) -> str:
     """The hash of one argument. ``futures(v)`` gives the fingerprint a future stands for
     (None for a value that is not a future). Raises Unfingerprintable."""
+    if type(value) is int:
+        return _digest(b"\0i%d" % value, 8)
     if type(value) is str and len(value) <= _LONG_TEXT:
         # The common case, fast; the prefix keeps it apart from any JSON text (1 vs "1").
         return _digest(b"\0s" + value.encode("utf-8", "surrogatepass"), 8)
+    upstream = futures(value)
+    if upstream is not None:  # a future argument, the pipeline's common case
+        return _digest(b"\0f" + upstream.encode(), 8)
     try:
         return _digest(_dumps(_canonical(value, futures)).encode("utf-8", "surrogatepass"), 8)
     except RecursionError:
@@ -129,7 +134,11 @@ def value_hash(value: Any, futures: Callable[[Any], str | None]) -> str:
 
 def call_fingerprint(identity: str, hashes: dict[str, str]) -> str:
     """The fingerprint of a call: its task's identity and every argument's hash."""
-    text = identity + "\0" + "\0".join(f"{k}={hashes[k]}" for k in sorted(hashes))
+    if len(hashes) == 1:
+        ((k, v),) = hashes.items()
+        text = f"{identity}\0{k}={v}"
+    else:
+        text = identity + "\0" + "\0".join(f"{k}={hashes[k]}" for k in sorted(hashes))
     return _digest(text.encode("utf-8", "surrogatepass"))
 
 

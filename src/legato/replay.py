@@ -65,6 +65,8 @@ class Replay:
         return bool(self.taken)
 
     def match(self, call: Call) -> Match:
+        if not self._by_key and not self.taken:
+            return Match(None, call.key)  # a first run: nothing to replay, keys are its own
         rec = self._by_key.get(call.key)
         if rec is not None and rec.id in self._claimed:
             rec = None
