@@ -9,6 +9,7 @@ commits its outcome before the result is handed to anyone.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -43,7 +44,7 @@ from legato.fingerprints import (
     value_hash,
 )
 from legato.models import Artifact, FlowRun, LogRecord, Question, State, TaskRun, new_id, now
-from legato.replay import Call, Match, Replay
+from legato.replay import Call, Match, Replay, next_free
 from legato.store import (
     InsertArtifact,
     InsertFlowRun,
@@ -301,12 +302,8 @@ class FlowRunEngine:
         """The call's fingerprint, and the recorded call (if any) it replays."""
         hashes: dict[str, str] = {}
         unreadable: list[str] = []
-        for arg_name, value in zip(argument_names(params, args), args, strict=True):
-            try:
-                hashes[arg_name] = value_hash(value, _future_fingerprint)
-            except Unfingerprintable as exc:
-                unreadable.append(f"{arg_name!r} ({exc})")
-        for arg_name, value in kwargs.items():
+        named = zip(argument_names(params, args), args, strict=True)
+        for arg_name, value in itertools.chain(named, kwargs.items()):
             try:
                 hashes[arg_name] = value_hash(value, _future_fingerprint)
             except Unfingerprintable as exc:
@@ -336,7 +333,7 @@ class FlowRunEngine:
         log.warning(text)
         self.emit_log(LogRecord(self.run.id, None, now(), logging.WARNING, ENGINE_LOGGER, text))
 
-    def _replayed(self, rec: TaskRun, call: Call) -> Future[Any] | None:
+    def _replayed(self, rec: TaskRun) -> Future[Any] | None:
         """A future holding a recorded call's result; None when its result is missing or
         corrupt (the record is superseded and the call runs again)."""
         try:
@@ -366,36 +363,29 @@ class FlowRunEngine:
     ) -> tuple[Question | None, str]:
         """The question this ``ask()`` replays (matched by key, else by its prompt and
         schema when the order of questions changed), and the key to ask a new one under."""
+        if not self.replaying:
+            return None, key  # a first run has asked nothing yet
         fingerprint = question_fingerprint(prompt, schema)
-        store = self.rt.store
-        recorded = store.find_question(self.run.id, key) if self.replaying else None
-        if recorded is not None and question_fingerprint(recorded.prompt, recorded.schema) == (
-            fingerprint
-        ):
-            with self._lock:
-                self._claimed_questions.add(recorded.id)
-            return recorded, key
-        if self.replaying and not explicit:
-            for q in store.list_questions(flow_run_id=self.run.id, limit=100_000):
-                same = question_fingerprint(q.prompt, q.schema) == fingerprint
-                with self._lock:
-                    if same and q.id not in self._claimed_questions:
-                        self._claimed_questions.add(q.id)
-                        return q, q.key
-        if recorded is None:
-            return None, key
-        if self.replay.strict:
-            raise ReplayMismatch(
-                f"flow run {self.run.id}: question {key!r} was recorded as "
-                f"{recorded.prompt!r}; this time the flow asks {prompt!r} there "
-                "(replay='strict')"
-            )
+        asked = self.rt.store.list_questions(flow_run_id=self.run.id, limit=100_000)
+        recorded = next((q for q in asked if q.key == key), None)
         with self._lock:
-            taken = {q.key for q in store.list_questions(flow_run_id=self.run.id, limit=100_000)}
-            n = 0
-            while f"ask:{n}" in taken or f"ask:{n}" in self._keys:
-                n += 1
-            fresh = f"ask:{n}"
+            candidates = [recorded] if recorded is not None else []
+            if not explicit:
+                candidates += asked  # the order of questions may have changed
+            for q in candidates:
+                same = question_fingerprint(q.prompt, q.schema) == fingerprint
+                if same and q.id not in self._claimed_questions:
+                    self._claimed_questions.add(q.id)
+                    return q, q.key
+            if recorded is None:
+                return None, key
+            if self.replay.strict:
+                raise ReplayMismatch(
+                    f"flow run {self.run.id}: question {key!r} was recorded as "
+                    f"{recorded.prompt!r}; this time the flow asks {prompt!r} there "
+                    "(replay='strict')"
+                )
+            fresh = next_free(key, {q.key for q in asked} | self._keys)
             self._keys.add(fresh)
         return None, fresh
 
@@ -453,7 +443,7 @@ class FlowRunEngine:
         )
         rec, key = match.record, match.key
         if rec is not None and rec.state.is_success:
-            replayed = self._replayed(rec, call)
+            replayed = self._replayed(rec)
             if replayed is not None:
                 return replayed
             rec = None  # its result is lost: the call runs again under the same key
@@ -877,7 +867,7 @@ class FlowRunEngine:
         )
         rec, key = match.record, match.key
         if rec is not None and rec.state.is_success:
-            replayed = self._replayed(rec, call)
+            replayed = self._replayed(rec)
             if replayed is not None:
                 return replayed
             rec = None  # its result is lost: the call runs again under the same key
@@ -1189,8 +1179,7 @@ def run_flow(
                         message=f"flow retry {attempt} after {describe(exc)}",
                     )
                 )
-                recorder.flush()
-                records = store.get_task_runs(run.id)
+                records = store.get_task_runs(run.id)  # the commit above flushed the rest
                 replaying = True
                 continue
             if engine.cancelled.is_set():

@@ -112,22 +112,8 @@ class Replay:
         return Match(rec, rec.key)
 
     def fresh(self, key: str) -> str:
-        """``key`` if no record or call of this run holds it, else the next free one
-        (``name:N`` counts on; other keys get ``~N``)."""
-        if key not in self.taken:
-            self.taken.add(key)
-            return key
-        base, sep, number = key.rpartition(":")
-        if sep and number.isdigit():
-            n = int(number) + 1
-            while f"{base}:{n}" in self.taken:
-                n += 1
-            fresh = f"{base}:{n}"
-        else:
-            n = 1
-            while f"{key}~{n}" in self.taken:
-                n += 1
-            fresh = f"{key}~{n}"
+        """``key`` if no record or call of this run holds it, else the next free one."""
+        fresh = next_free(key, self.taken)
         self.taken.add(fresh)
         return fresh
 
@@ -142,3 +128,20 @@ class Replay:
             "reused, because the flow replays strictly (replay='strict'); resume it with the "
             "inputs it was recorded with."
         )
+
+
+def next_free(key: str, taken: set[str]) -> str:
+    """``key`` if not in ``taken``, else the next free one: ``name:N`` counts on, other keys
+    get ``~N``."""
+    if key not in taken:
+        return key
+    base, sep, number = key.rpartition(":")
+    if sep and number.isdigit():
+        n = int(number) + 1
+        while f"{base}:{n}" in taken:
+            n += 1
+        return f"{base}:{n}"
+    n = 1
+    while f"{key}~{n}" in taken:
+        n += 1
+    return f"{key}~{n}"
