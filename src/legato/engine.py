@@ -46,6 +46,7 @@ from legato.fingerprints import (
 from legato.models import Artifact, FlowRun, LogRecord, Question, State, TaskRun, new_id, now
 from legato.replay import Call, Match, Replay, next_free
 from legato.store import (
+    PAGE_MAX,
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
@@ -366,8 +367,10 @@ class FlowRunEngine:
         if not self.replaying:
             return None, key  # a first run has asked nothing yet
         fingerprint = question_fingerprint(prompt, schema)
-        asked = self.rt.store.list_questions(flow_run_id=self.run.id, limit=100_000)
-        recorded = next((q for q in asked if q.key == key), None)
+        recorded = self.rt.store.find_question(self.run.id, key)
+        # One page of the run's questions: PAGE_MAX is more than any flow asks, and the
+        # remote store refuses a longer page.
+        asked = self.rt.store.list_questions(flow_run_id=self.run.id, limit=PAGE_MAX)
         with self._lock:
             candidates = [recorded] if recorded is not None else []
             if not explicit:

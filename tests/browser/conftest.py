@@ -143,8 +143,10 @@ class Dashboard:
 
     def wait_state(self, run_id: str, state: str, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
-        while (now := self.store.get_flow_run(run_id).state.value) != state:
-            assert time.monotonic() < deadline, f"run {run_id} stayed {now}, not {state}"
+        while (run := self.store.get_flow_run(run_id)).state.value != state:
+            # A run that ended otherwise will not get there: say why it ended, at once.
+            assert not run.state.is_final, f"run {run_id} ended {run.state}: {run.error}"
+            assert time.monotonic() < deadline, f"run {run_id} stayed {run.state}, not {state}"
             time.sleep(0.1)
 
     def login(self, page: Any, role: Role) -> None:

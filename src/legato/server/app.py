@@ -34,7 +34,7 @@ from legato.models import (
 )
 from legato.server import metrics
 from legato.server.auth import Authenticator, require
-from legato.store import LogEntry, Store
+from legato.store import PAGE_MAX, LogEntry, Store
 from legato.store import wire as w
 
 API = "/api/v1"
@@ -44,7 +44,7 @@ ROLE_KEY = "x-legato-role"
 
 Id = Annotated[str, Path(min_length=1, max_length=200)]
 Operator = Annotated[ApiToken, Depends(require(Role.OPERATOR))]
-Limit = Annotated[int, Query(ge=1, le=10_000)]
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
 
 
 def create_app(

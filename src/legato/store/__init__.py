@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from legato.store.base import (
+    PAGE_MAX,
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
@@ -32,6 +33,7 @@ def open_store(url: str, *, auto_upgrade: bool = True, token: str | None = None)
 
 
 __all__ = [
+    "PAGE_MAX",
     "InsertArtifact",
     "InsertFlowRun",
     "InsertLogs",

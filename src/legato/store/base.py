@@ -31,6 +31,9 @@ from legato.models import (
     Worker,
 )
 
+# The longest page one list call returns; the server refuses a longer one.
+PAGE_MAX = 10_000
+
 
 @dataclass(slots=True)
 class InsertFlowRun:
