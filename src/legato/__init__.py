@@ -8,7 +8,7 @@ from __future__ import annotations
 from legato import artifacts as artifact
 from legato.api import Flow, Task, flow, task, wait
 from legato.ask import ask
-from legato.engine import Future
+from legato.futures import Future
 from legato.logs import get_logger
 from legato.models import State
 

@@ -13,8 +13,9 @@ from concurrent.futures import wait as _cf_wait
 from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from legato.context import current_engine
-from legato.engine import Future, resolved, run_flow
+from legato.engine import run_flow
 from legato.errors import ParameterError, UsageError
+from legato.futures import Future, resolved
 from legato.policies import RetryDelay, code_fingerprint
 from legato.results import ResultStorage
 

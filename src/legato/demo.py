@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from legato.errors import UsageError
 
@@ -60,136 +61,157 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
 
 def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) -> int:
     """Set up, run the pipeline, serve; returns the pipeline run's exit code."""
-    from legato.settings import detect_resources, get_settings
+    from legato.settings import get_settings
 
-    example = example_folder()
-    home = get_settings().home / "demo"
-    if home.exists():
-        shutil.rmtree(home)
-    (home / "logs").mkdir(parents=True)
-    port = _free_port(port)
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env.update(
-        LEGATO_HOME=str(home),
-        LEGATO_DATABASE_URL=f"sqlite:///{home / 'legato.db'}",
-        LEGATO_RESULT_STORAGE=str(home / "results"),
-        LAB_REMOTE_STORAGE=str(home / "remote-storage"),
-        LAB_DATABASE_URL=f"sqlite:///{home / 'lab-results.db'}",
-    )
-    legato = [sys.executable, "-m", "legato"]
-    procs: list[subprocess.Popen[bytes]] = []
+    site = DemoSite(get_settings().home / "demo", _free_port(port))
+    try:
+        site.start_server()
+        site.start_workers()
+        code = site.run_pipeline(recordings)
+        live = site.watch_folder()
+        site.say_what_next(code, live)
+        if not keep_serving:
+            return code
+        return site.serve()
+    except KeyboardInterrupt:
+        site.say("\nstopping the demo")
+        return 0
+    finally:
+        site.stop()
 
-    def spawn(
-        name: str, *args: str, extra: dict[str, str] | None = None
-    ) -> subprocess.Popen[bytes]:
-        log = (home / "logs" / f"{name}.log").open("ab")
-        proc = subprocess.Popen(
-            [*legato, *args], env={**env, **(extra or {})}, stdout=log, stderr=log
+
+class DemoSite:
+    """The demo's processes (server, workers), their home, and what the demo tells the user."""
+
+    def __init__(self, home: Path, port: int) -> None:
+        self.home = home
+        self.example = example_folder()
+        if home.exists():
+            shutil.rmtree(home)
+        (home / "logs").mkdir(parents=True)
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+        env.update(
+            LEGATO_HOME=str(home),
+            LEGATO_DATABASE_URL=f"sqlite:///{home / 'legato.db'}",
+            LEGATO_RESULT_STORAGE=str(home / "results"),
+            LAB_REMOTE_STORAGE=str(home / "remote-storage"),
+            LAB_DATABASE_URL=f"sqlite:///{home / 'lab-results.db'}",
         )
-        log.close()
-        procs.append(proc)
-        return proc
+        self.env = env
+        self.remote = {**env, "LEGATO_API_URL": self.url}  # what clients of the server use
+        self.legato = [sys.executable, "-m", "legato"]
+        self.procs: list[subprocess.Popen[bytes]] = []
 
+    @staticmethod
     def say(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    try:
-        subprocess.run([*legato, "db", "upgrade"], env=env, check=True, capture_output=True)
-        server = spawn("server", "server", "start", "--port", str(port), "--no-auth")
-        _wait_healthy(url, server)
-        say(f"server and dashboard at {url}  (logs in {home / 'logs'})")
-        remote = {"LEGATO_API_URL": url}
+    def spawn(self, name: str, *args: str, remote: bool = True) -> subprocess.Popen[bytes]:
+        """A long-running ``legato ...`` process, its output in logs/NAME.log."""
+        log = (self.home / "logs" / f"{name}.log").open("ab")
+        env = self.remote if remote else self.env
+        proc = subprocess.Popen([*self.legato, *args], env=env, stdout=log, stderr=log)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def start_server(self) -> None:
+        subprocess.run(
+            [*self.legato, "db", "upgrade"], env=self.env, check=True, capture_output=True
+        )
+        args = ("server", "start", "--port", str(self.port), "--no-auth")
+        server = self.spawn("server", *args, remote=False)
+        _wait_healthy(self.url, server)
+        self.say(f"server and dashboard at {self.url}  (logs in {self.home / 'logs'})")
+
+    def start_workers(self) -> None:
+        from legato.settings import detect_resources
+
         gpus = detect_resources().get("gpu", 0)
         gpu_capacity = f"gpu={int(gpus)}" if gpus else "gpu=2"
-        spawn("worker-io", "worker", "start", "--pool", "io", "--resources", "cpu=2", extra=remote)
-        spawn(
-            "worker-cpu", "worker", "start", "--pool", "cpu", "--resources", "cpu=2", extra=remote
-        )
-        spawn(
-            "worker-gpu",
-            "worker",
-            "start",
-            "--pool",
-            "gpu",
-            "--resources",
-            gpu_capacity,
-            extra=remote,
-        )
-        spawn(
-            "worker-flows", "worker", "start", "--pool", "flows", "--concurrency", "4", extra=remote
-        )
-        say(f"workers: io, cpu, gpu ({gpu_capacity}{'' if gpus else ', simulated'}), flows")
-        sys.path.insert(0, str(example))
-        from generate import generate  # type: ignore[import-not-found]
+        for pool, option, value in (
+            ("io", "--resources", "cpu=2"),
+            ("cpu", "--resources", "cpu=2"),
+            ("gpu", "--resources", gpu_capacity),
+            ("flows", "--concurrency", "4"),
+        ):
+            self.spawn(f"worker-{pool}", "worker", "start", "--pool", pool, option, value)
+        simulated = "" if gpus else ", simulated"
+        self.say(f"workers: io, cpu, gpu ({gpu_capacity}{simulated}), flows")
 
-        incoming = home / "incoming"
+    def run_pipeline(self, recordings: int) -> int:
+        """Generate recordings and run the pipeline over them; its exit code."""
+        generate = self._generator()
+        incoming = self.home / "incoming"
         generate(incoming, recordings, noisy=(7,))
-        say(f"{recordings} recordings generated in {incoming}")
+        self.say(f"{recordings} recordings generated in {incoming}")
+        flow = f"{self.example / 'pipeline.py'}:lab_pipeline"
         run = subprocess.run(
-            [
-                *legato,
-                "run",
-                f"{example / 'pipeline.py'}:lab_pipeline",
-                "-p",
-                f"incoming={incoming}",
-            ],
-            env={**env, **remote},
+            [*self.legato, "run", flow, "-p", f"incoming={incoming}"], env=self.remote
         )
-        # From now on recordings start the pipeline by themselves: a file trigger on a folder.
-        live = home / "incoming-live"
+        return run.returncode
+
+    def watch_folder(self) -> Path:
+        """From now on recordings start the pipeline by themselves: a file trigger on a
+        folder, with two recordings dropped in it at once."""
+        live = self.home / "incoming-live"
         live.mkdir()
         subprocess.run(
             [
-                *legato,
-                "deploy",
-                f"{example / 'pipeline.py'}:process_recording",
-                "--name",
-                "lab-recording",
-                "--pool",
-                "flows",
-                "--on-new-files",
-                f"{live}/*.npz",
-                "--settle",
-                "1",
+                *self.legato,
+                *("deploy", f"{self.example / 'pipeline.py'}:process_recording"),
+                *("--name", "lab-recording", "--pool", "flows"),
+                *("--on-new-files", f"{live}/*.npz", "--settle", "1"),
             ],
-            env={**env, **remote},
+            env=self.remote,
             check=True,
             capture_output=True,
         )
-        generate(live, 2, noisy=(), seed=100, prefix="live")
+        self._generator()(live, 2, noisy=(), seed=100, prefix="live")
+        return live
+
+    def say_what_next(self, code: int, live: Path) -> None:
         # The command as this shell can type it (in a fresh clone it lives in .venv/bin).
         here = Path(sys.executable).parent / "legato"
         cli = "legato" if shutil.which("legato") == str(here) or not here.exists() else str(here)
-        prefix = f"LEGATO_API_URL={url} {cli}"
+        prefix = f"LEGATO_API_URL={self.url} {cli}"
+        say = self.say
         say("")
         say(f"Recordings dropped in {live} now start the pipeline by themselves (a file")
         say("trigger; two were just dropped there). Add more with:")
-        say(f"  python {example / 'generate.py'} {live} 3")
-        say(f"Dashboard:   {url}")
-        if run.returncode == 3:
+        say(f"  python {self.example / 'generate.py'} {live} 3")
+        say(f"Dashboard:   {self.url}")
+        if code == 3:
             say("One recording's QC is doubtful and waits for a person. Answer it in the dashboard")
             say(f"(Questions page), or here:  {prefix} asks ls")
             say(f"                            {prefix} answer RUN_ID yes")
             say("The answered run goes back to the `flows` pool and finishes on its worker.")
         say(f"Look around:  {prefix} runs ls   |   {prefix} runs show RUN_ID")
-        if not keep_serving:
-            return run.returncode
-        say("Serving until Ctrl-C.")
+
+    def serve(self) -> int:
+        """Until Ctrl-C (0), or until a demo process stops by itself (1)."""
+        self.say("Serving until Ctrl-C.")
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-        while all(p.poll() is None for p in procs):
+        while all(p.poll() is None for p in self.procs):
             time.sleep(1.0)
-        say("a demo process stopped unexpectedly; see the logs in " + str(home / "logs"))
+        self.say("a demo process stopped unexpectedly; see the logs in " + str(self.home / "logs"))
         return 1
-    except KeyboardInterrupt:
-        say("\nstopping the demo")
-        return 0
-    finally:
-        for proc in reversed(procs):
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.terminate()
-        for proc in procs:
+        for proc in self.procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+    def _generator(self) -> Any:
+        if str(self.example) not in sys.path:
+            sys.path.insert(0, str(self.example))
+        from generate import generate  # type: ignore[import-not-found]
+
+        return generate

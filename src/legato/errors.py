@@ -45,6 +45,11 @@ class StoreError(LegatoError):
     """The state store could not be read or written."""
 
 
+class IllegalTransition(StoreError):
+    """A state change the transition table does not allow (e.g. COMPLETED -> RUNNING): refused
+    where states are written, so nothing records it."""
+
+
 class StoreUnavailable(StoreError):
     """The state database cannot take writes: its disk is full, it is read-only, or its disk
     fails. Writing again cannot help until that is fixed; then `legato runs resume RUN_ID`
@@ -153,6 +158,7 @@ __all__ = [
     "FlowFailed",
     "FlowNotFound",
     "FlowTimeout",
+    "IllegalTransition",
     "InvalidAnswer",
     "LegatoError",
     "NoWorkerForPool",
@@ -174,3 +180,9 @@ __all__ = [
     "Unauthorized",
     "UsageError",
 ]
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` (or the type alone), as errors are shown in run records."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -33,13 +33,25 @@ class State(enum.StrEnum):
 FINAL_STATES = frozenset({State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED})
 SUCCESS_STATES = frozenset({State.COMPLETED, State.CACHED})
 
-# Which state may follow which. CRASHED is not final: a crashed run is retried or resumed.
-# FAILED and CANCELLED may go back to PENDING/SCHEDULED through an explicit retry.
+# Which state may follow which; the store refuses any other change (IllegalTransition).
+# CRASHED is not final: a crashed run is retried or resumed. FAILED and CANCELLED may go back
+# to PENDING/SCHEDULED through an explicit retry. PENDING -> PENDING is a call being queued
+# for its pool; CANCELLED -> CANCELLED is a run's own process acknowledging a cancellation
+# that `legato runs cancel` already recorded. COMPLETED and CACHED are for good.
 _S = State
 TRANSITIONS: dict[State, frozenset[State]] = {
     _S.SCHEDULED: frozenset({_S.PENDING, _S.RUNNING, _S.CANCELLED, _S.FAILED, _S.CACHED}),
     _S.PENDING: frozenset(
-        {_S.RUNNING, _S.CANCELLED, _S.FAILED, _S.CACHED, _S.COMPLETED, _S.CRASHED, _S.PAUSED}
+        {
+            _S.PENDING,
+            _S.RUNNING,
+            _S.CANCELLED,
+            _S.FAILED,
+            _S.CACHED,
+            _S.COMPLETED,
+            _S.CRASHED,
+            _S.PAUSED,
+        }
     ),
     _S.RUNNING: frozenset(
         {
@@ -57,17 +69,34 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     _S.AWAITING_RETRY: frozenset({_S.RUNNING, _S.PENDING, _S.CANCELLED, _S.FAILED, _S.CRASHED}),
     _S.CRASHED: frozenset({_S.PENDING, _S.RUNNING, _S.FAILED, _S.CANCELLED, _S.AWAITING_RETRY}),
     _S.FAILED: frozenset({_S.PENDING, _S.RUNNING, _S.SCHEDULED}),
-    _S.CANCELLED: frozenset({_S.PENDING, _S.RUNNING, _S.SCHEDULED}),
+    _S.CANCELLED: frozenset({_S.PENDING, _S.RUNNING, _S.SCHEDULED, _S.CANCELLED}),
     _S.COMPLETED: frozenset(),
     _S.CACHED: frozenset(),
+}
+
+
+CREATED_AS = frozenset({_S.SCHEDULED, _S.PENDING, _S.RUNNING, _S.CACHED, _S.COMPLETED, _S.FAILED})
+# For each state, the states a run may come to it from (what a guarded UPDATE checks).
+SOURCES: dict[State, frozenset[State]] = {
+    new: frozenset(old for old, targets in TRANSITIONS.items() if new in targets) for new in State
 }
 
 
 def can_transition(old: State | None, new: State) -> bool:
     """True when ``old -> new`` is legal (``None`` is a run being created)."""
     if old is None:
-        return new in (_S.SCHEDULED, _S.PENDING, _S.RUNNING, _S.CACHED, _S.COMPLETED, _S.FAILED)
+        return new in CREATED_AS
     return new in TRANSITIONS[old]
+
+
+def check_transition(what: str, old: State | None, new: State) -> None:
+    """Raise IllegalTransition, naming ``what`` (e.g. "task run ID") and both states, unless
+    ``old -> new`` is legal."""
+    if not can_transition(old, new):
+        from legato.errors import IllegalTransition
+
+        was = "a new run" if old is None else old.value
+        raise IllegalTransition(f"{what}: {was} -> {new.value} is not a legal state change")
 
 
 def now() -> float:
@@ -269,6 +298,12 @@ class Question:
         }
 
 
+class WorkerState(enum.StrEnum):
+    ONLINE = "online"  # claiming work
+    DRAINING = "draining"  # stopping: no new claims, running work finishes or is handed back
+    OFFLINE = "offline"  # stopped, or gone without a word (its leases expire)
+
+
 @dataclass
 class Worker:
     """A process serving one pool: its capacity, what it uses, when it was last heard of."""
@@ -278,12 +313,15 @@ class Worker:
     pool: str
     capacity: dict[str, float]
     used: dict[str, float] = field(default_factory=dict)
-    state: str = "online"  # online | draining | offline
+    state: WorkerState = WorkerState.ONLINE
     host: str | None = None
     pid: int | None = None
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     version: str | None = None
+
+    def __post_init__(self) -> None:
+        self.state = WorkerState(self.state)  # as read back from a row or the wire
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -492,7 +530,14 @@ class Notification:
         }
 
 
-POOL_TYPES = ("process", "slurm", "dask", "kubernetes")
+class PoolType(enum.StrEnum):
+    PROCESS = "process"  # Legato's own workers
+    SLURM = "slurm"
+    DASK = "dask"
+    KUBERNETES = "kubernetes"
+
+
+POOL_TYPES = tuple(t.value for t in PoolType)
 
 
 @dataclass
@@ -501,9 +546,13 @@ class Pool:
     already runs there (``slurm``, ``dask``, ``kubernetes``) through a bridge process."""
 
     name: str
-    type: str = "process"
+    type: PoolType = PoolType.PROCESS
     options: dict[str, str] = field(default_factory=dict)
     created_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.type in POOL_TYPES:  # an unknown type is refused, naming it, by check_pool
+            self.type = PoolType(self.type)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""Pure functions for the engine's policies: retry delays, jitter, retry filters, cache keys."""
+"""Pure functions for the engine's policies: retry delays, jitter, cache keys (which
+attempt comes next is decided in ``legato.attempts``)."""
 
 from __future__ import annotations
 
@@ -28,18 +29,6 @@ def retry_delay(delays: RetryDelay, attempt: int, jitter: float = 0.0, rng: Any 
     if jitter and base:
         base *= 1 + jitter * (2 * rng.random() - 1)
     return max(base, 0.0)
-
-
-def should_retry(
-    exc: BaseException,
-    retry_on: tuple[type[BaseException], ...] | None,
-    attempts: int,
-    retries: int,
-) -> bool:
-    """True when another attempt is allowed after ``attempts`` attempts failed with ``exc``."""
-    if attempts > retries or not isinstance(exc, Exception):
-        return False
-    return retry_on is None or isinstance(exc, retry_on)
 
 
 def code_fingerprint(fn: Callable[..., Any]) -> str:

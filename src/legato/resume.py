@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from legato.engine import owner_alive, run_flow
+from legato.engine import run_flow
 from legato.errors import Cancelled, Paused, UsageError
 from legato.models import FlowRun, State
+from legato.owners import owner_alive
 from legato.runtime import get_runtime
 
 RESUMABLE = {State.PAUSED, State.CRASHED, State.RUNNING, State.PENDING, State.AWAITING_RETRY}

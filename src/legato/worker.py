@@ -23,11 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from legato import policies
+from legato.attempts import Outcome, RetryRule, decide
 from legato.engines import Backend, EngineCancelled, EngineLost
 from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
 from legato.executors import ChildResult, LocalResources, run_in_child
-from legato.models import FlowRun, State, TaskRun, Worker, new_id
+from legato.models import FlowRun, State, TaskRun, Worker, WorkerState, new_id
 from legato.results import ResultStorage
 from legato.store import InsertArtifact, InsertLogs, Store
 
@@ -107,14 +107,14 @@ class WorkerProcess:
             self._loop()
         finally:
             self._stopped.set()
-            self.store.set_worker_state(self.id, "offline")
+            self.store.set_worker_state(self.id, WorkerState.OFFLINE)
             log.info("worker %s stopped", self.name)
 
     def drain(self) -> None:
         if not self._draining.is_set():
             log.info("draining: no new claims; %d running", len(self._running))
             self._draining.set()
-            self.store.set_worker_state(self.id, "draining")
+            self.store.set_worker_state(self.id, WorkerState.DRAINING)
             self._wake.set()
 
     def stop(self) -> None:
@@ -311,18 +311,13 @@ class WorkerProcess:
             )
             return
         described = f"{type(error).__name__}: {error}"
-        # Attempts made since this call was (re)queued: max_attempts was set to the attempts
-        # made before then, plus the task's retries, plus one.
-        tries = tr.attempts - (tr.max_attempts - task.retries - 1)
-        if tr.attempts < tr.max_attempts and policies.should_retry(
-            error, task.retry_on, tries, task.retries
-        ):
-            delay = policies.retry_delay(task.retry_delay, tries, task.retry_jitter)
+        step = decide(RetryRule.of(task), tr.attempts, tr.max_attempts, Outcome.FAILED, error)
+        if step.retry:
             self._finish(
                 tr,
                 State.AWAITING_RETRY,
-                {"error": described, "queued_at": time.time() + delay},
-                f"retry in {delay:.3g} s after attempt {tr.attempts}: {described[:300]}",
+                {"error": described, "queued_at": time.time() + step.delay},
+                f"retry in {step.delay:.3g} s after attempt {tr.attempts}: {described[:300]}",
             )
             return
         self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()})
@@ -366,14 +361,13 @@ class WorkerProcess:
     def _crashed(self, tr: TaskRun, task: Any, exc: BaseException) -> None:
         """The engine lost the attempt (not the task's fault): CRASHED, and queued again
         under the task's retry delays while attempts remain."""
-        if tr.attempts < tr.max_attempts:
-            tries = tr.attempts - (tr.max_attempts - task.retries - 1)
-            delay = policies.retry_delay(task.retry_delay, max(tries, 1), task.retry_jitter)
+        step = decide(RetryRule.of(task), tr.attempts, tr.max_attempts, Outcome.LOST, exc)
+        if step.retry:
             self._finish(
                 tr,
                 State.AWAITING_RETRY,
-                {"error": f"CRASHED: {exc}", "queued_at": time.time() + delay},
-                f"CRASHED ({exc}); retry in {delay:.3g} s after attempt {tr.attempts}",
+                {"error": f"CRASHED: {exc}", "queued_at": time.time() + step.delay},
+                f"CRASHED ({exc}); retry in {step.delay:.3g} s after attempt {tr.attempts}",
             )
             return
         self._finish(tr, State.CRASHED, {"error": f"CRASHED: {exc}", "ended_at": time.time()})

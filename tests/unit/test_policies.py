@@ -66,25 +66,6 @@ def test_jitter_actually_varies_the_delay() -> None:
     assert len(delays) > 1
 
 
-def test_should_retry_counts_attempts() -> None:
-    err = ValueError("x")
-    assert policies.should_retry(err, None, attempts=1, retries=2)
-    assert policies.should_retry(err, None, attempts=2, retries=2)
-    assert not policies.should_retry(err, None, attempts=3, retries=2)
-    assert not policies.should_retry(err, None, attempts=1, retries=0)
-
-
-def test_should_retry_filters_by_exception_type() -> None:
-    only_io = (OSError, TimeoutError)
-    assert policies.should_retry(ConnectionResetError(), only_io, 1, 3)  # a subclass
-    assert not policies.should_retry(KeyError("k"), only_io, 1, 3)
-
-
-def test_should_retry_never_retries_base_exceptions() -> None:
-    assert not policies.should_retry(KeyboardInterrupt(), None, 1, 3)
-    assert not policies.should_retry(SystemExit(1), (BaseException,), 1, 3)
-
-
 def test_cache_key_depends_on_task_code_and_inputs() -> None:
     key = policies.cache_key("t", "code1", (1, "a"), {"x": [1, 2]})
     assert key == policies.cache_key("t", "code1", (1, "a"), {"x": [1, 2]})

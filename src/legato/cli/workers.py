@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from legato.cli import output
+from legato.models import PoolType
 
 worker_app = typer.Typer(help="Run a worker that serves one pool.", no_args_is_help=True)
 workers_app = typer.Typer(help="Workers known to the server.", no_args_is_help=True)
@@ -45,7 +46,7 @@ def worker_start(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per API request
     defined = rt.store.get_pool(pool)
-    if defined is not None and defined.type != "process":
+    if defined is not None and defined.type is not PoolType.PROCESS:
         from legato.engines.run import run_bridge
 
         run_bridge(rt, defined, name=name, concurrency=concurrency, grace=grace)
@@ -96,8 +97,8 @@ def workers_ls(
 def pools_create(
     name: Annotated[str, typer.Argument(help="The pool's name, as tasks give it in pool=.")],
     pool_type: Annotated[
-        str, typer.Option("--type", help="process | slurm | dask | kubernetes.")
-    ] = "process",
+        PoolType, typer.Option("--type", help="Who serves it: Legato's workers, or an engine.")
+    ] = PoolType.PROCESS,
     option: Annotated[
         list[str] | None,
         typer.Option("--option", "-o", help="KEY=VALUE for the engine, e.g. partition=gpu."),
@@ -143,7 +144,7 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
         rows.append(
             {
                 "pool": name,
-                "type": defined[name].type if name in defined else "process",
+                "type": defined[name].type if name in defined else PoolType.PROCESS,
                 "options": defined[name].options if name in defined else {},
                 "workers": len(mine),
                 "capacity": _sum([w.capacity for w in mine]),

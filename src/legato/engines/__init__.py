@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from legato.errors import UsageError
-from legato.models import POOL_TYPES, Pool
+from legato.models import POOL_TYPES, Pool, PoolType
 
 Status = Literal["done", "failed", "timeout", "cancelled", "crashed"]
 
@@ -166,15 +166,15 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
 def make_backend(pool: Pool, *, home: str, results_url: str) -> Backend:
     """The backend serving ``pool`` (its engine library is imported here, lazily)."""
     check_pool(pool)
-    if pool.type == "slurm":
+    if pool.type is PoolType.SLURM:
         from legato.engines.slurm import SlurmBackend
 
         return SlurmBackend(pool, home=home)
-    if pool.type == "dask":
+    if pool.type is PoolType.DASK:
         from legato.engines.dask import DaskBackend
 
         return DaskBackend(pool)
-    if pool.type == "kubernetes":
+    if pool.type is PoolType.KUBERNETES:
         from legato.engines.kubernetes import KubernetesBackend
 
         return KubernetesBackend(pool, results_url=results_url)

@@ -28,7 +28,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from legato.errors import InvalidAnswer, RunNotFound, UsageError
-from legato.models import FINAL_STATES, FlowRun, Question, QuestionState, State
+from legato.models import (
+    FINAL_STATES,
+    FlowRun,
+    PoolType,
+    Question,
+    QuestionState,
+    State,
+    WorkerState,
+)
 from legato.server import forms, graphs
 from legato.server.auth import Authenticator
 from legato.server.session import COOKIE, LOGIN_COOKIE, Session, SessionSigner, csrf_ok
@@ -452,7 +460,7 @@ class Dashboard:
             held.setdefault(h.worker, []).append(h)
         pools = []
         for name in names:
-            ws = [w for w in workers if w.pool == name and w.state != "offline"]
+            ws = [w for w in workers if w.pool == name and w.state is not WorkerState.OFFLINE]
             capacity: dict[str, float] = {}
             used: dict[str, float] = {}
             for w in ws:
@@ -463,7 +471,7 @@ class Dashboard:
             pools.append(
                 dict(
                     name=name,
-                    type=defined[name].type if name in defined else "process",
+                    type=defined[name].type if name in defined else PoolType.PROCESS,
                     workers=len(ws),
                     capacity=capacity,
                     used=used,

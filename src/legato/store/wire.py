@@ -31,6 +31,7 @@ from legato.models import (
     StateChange,
     TaskRun,
     Worker,
+    WorkerState,
 )
 from legato.store.base import (
     InsertArtifact,
@@ -387,7 +388,7 @@ class WorkerIn(Body):
 
 
 class WorkerStateIn(Body):
-    state: Literal["online", "draining", "offline"]
+    state: WorkerState
 
 
 class TokenCreateIn(Body):

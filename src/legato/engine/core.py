@@ -1,10 +1,6 @@
-"""The engine: runs one flow run durably.
+"""FlowRunEngine: the task calls, child flows and questions of one flow run, as it runs.
 
-Every task call in a flow run gets a call key. A call whose key is already recorded as
-COMPLETED or CACHED returns the stored result without running (that is how a resumed flow
-skips finished work); a new key becomes a task run that is recorded, waits for the futures it
-was given, runs (inline, in a thread, or in a child process), retries under its policy, and
-commits its outcome before the result is handed to anyone.
+See the package docstring for the rules it keeps.
 """
 
 from __future__ import annotations
@@ -12,28 +8,26 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import socket
 import threading
 import traceback
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future as _CF
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from legato import policies
+from legato.attempts import Outcome, RetryRule, budget, decide
 from legato.context import RunContext, current_run
+from legato.engine.calls import TaskCall
 from legato.errors import (
     Cancelled,
     FlowFailed,
     LegatoError,
-    NoWorkerForPool,
     Paused,
     ReplayMismatch,
     ResultMissing,
-    SerializationError,
     TaskFailed,
     UsageError,
+    describe,
 )
 from legato.executors import run_in_child
 from legato.fingerprints import (
@@ -43,17 +37,16 @@ from legato.fingerprints import (
     question_fingerprint,
     value_hash,
 )
+from legato.futures import Future, find_futures, future_fingerprint, resolve, resolved
 from legato.models import Artifact, FlowRun, LogRecord, Question, State, TaskRun, new_id, now
 from legato.replay import Call, Match, Replay, next_free
 from legato.store import (
     PAGE_MAX,
     InsertArtifact,
-    InsertFlowRun,
     InsertLogs,
     InsertTaskRun,
     PutCache,
     SupersedeTaskRun,
-    UpdateFlowRun,
     UpdateTaskRun,
 )
 
@@ -61,7 +54,6 @@ if TYPE_CHECKING:
     from legato.api import Flow, Task
     from legato.runtime import Runtime
 
-R = TypeVar("R")
 ENGINE_LOGGER = "legato.engine"
 log = logging.getLogger(ENGINE_LOGGER)
 
@@ -72,107 +64,6 @@ def _body_log(level: int, logger: str, message: str) -> tuple[str, str]:
 
 def _body_artifact(kind: str, title: str | None, data: Any) -> tuple[str, str]:
     return ("artifact", json.dumps([kind, title, data], sort_keys=True, default=str))
-
-
-class Future(Generic[R]):
-    """The promise of a task run's result. Pass it to other tasks to make them depend on it."""
-
-    __slots__ = ("_cf", "_observed", "fingerprint", "key", "name", "state", "task_run_id")
-
-    def __init__(
-        self,
-        task_run_id: str,
-        key: str,
-        name: str,
-        state: State = State.PENDING,
-        fingerprint: str | None = None,
-    ):
-        self.task_run_id = task_run_id
-        self.key = key
-        self.name = name
-        self.state = state
-        # The input fingerprint of the call: a task given this future counts it by this.
-        self.fingerprint = fingerprint
-        self._cf: _CF[R] = _CF()
-        self._observed = False
-
-    def result(self, timeout: float | None = None) -> R:
-        """The task's return value; re-raises its exception if it failed."""
-        self._observed = True
-        return self._cf.result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._observed = True
-        return self._cf.exception(timeout)
-
-    def done(self) -> bool:
-        return self._cf.done()
-
-    def add_done_callback(self, fn: Callable[[Future[R]], None]) -> None:
-        self._cf.add_done_callback(lambda _: fn(self))
-
-    def _finish(self, state: State, value: Any = None, error: BaseException | None = None) -> None:
-        if self._cf.done():
-            return  # already settled (e.g. cancelled while its body was still running)
-        self.state = state
-        if error is None:
-            self._cf.set_result(value)
-        else:
-            self._cf.set_exception(error)
-
-    def __repr__(self) -> str:
-        return f"<Future {self.key} {self.state.value}>"
-
-
-def resolved(
-    value: R,
-    state: State = State.COMPLETED,
-    run: TaskRun | None = None,
-) -> Future[R]:
-    """A future that is already done (a task called outside a flow, or a replayed call)."""
-    if run is None:
-        fut: Future[R] = Future("", "", "", state)
-    else:
-        fut = Future(run.id, run.key, run.task, state, run.fingerprint)
-    fut._cf.set_result(value)
-    return fut
-
-
-def _future_fingerprint(value: Any) -> str | None:
-    """What a future argument counts as in a fingerprint: its call's fingerprint."""
-    if not isinstance(value, Future):
-        return None
-    return value.fingerprint or f"key:{value.key}"
-
-
-def _find_futures(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Future[Any]]:
-    """Futures among the arguments, also inside lists, tuples, sets and dict values."""
-    found: list[Future[Any]] = []
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, Future):
-            found.append(value)
-        elif isinstance(value, list | tuple | set | frozenset):
-            found.extend(v for v in value if isinstance(v, Future))
-        elif isinstance(value, dict):
-            found.extend(v for v in value.values() if isinstance(v, Future))
-    return found
-
-
-def _resolve(value: Any) -> Any:
-    if isinstance(value, Future):
-        return value.result()
-    if isinstance(value, list | tuple | set | frozenset) and any(
-        isinstance(v, Future) for v in value
-    ):
-        return type(value)(_resolve(v) for v in value)
-    if isinstance(value, dict) and any(isinstance(v, Future) for v in value.values()):
-        return {k: _resolve(v) for k, v in value.items()}
-    return value
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class FlowRunEngine:
@@ -306,7 +197,7 @@ class FlowRunEngine:
         named = zip(argument_names(params, args), args, strict=True)
         for arg_name, value in itertools.chain(named, kwargs.items()):
             try:
-                hashes[arg_name] = value_hash(value, _future_fingerprint)
+                hashes[arg_name] = value_hash(value, future_fingerprint)
             except Unfingerprintable as exc:
                 unreadable.append(f"{arg_name!r} ({exc})")
         fingerprint = None if unreadable else call_fingerprint(identity, hashes)
@@ -435,7 +326,7 @@ class FlowRunEngine:
         index), not the call, so replay matches it by its inputs like an unnamed call."""
         self.check_cancelled()
         explicit = key is not None and not positional
-        call, match = self._match(
+        inputs, match = self._match(
             task.name,
             task.identity,
             task.params,
@@ -450,7 +341,7 @@ class FlowRunEngine:
             if replayed is not None:
                 return replayed
             rec = None  # its result is lost: the call runs again under the same key
-        deps = _find_futures(args, kwargs)
+        deps = find_futures(args, kwargs)
         if wait_for:
             deps.extend(wait_for)
         ready = all(d.done() for d in deps)
@@ -458,41 +349,48 @@ class FlowRunEngine:
         # with no attempt counted (its body never runs).
         remote = task.pool is not None and self.rt.remote_pools
         inline = not submit and ready and not task.needs_process and not task.cache and not remote
-        t = now()
         if rec is None:
-            run = TaskRun(
-                id=new_id(),
-                flow_run_id=self.run.id,
-                task=task.name,
-                key=key,
-                state=State.RUNNING if inline else State.PENDING,
-                attempts=1 if inline else 0,
-                pool=task.pool,
-                resources=dict(task.resources),
-                tags=list(task.tags),
-                depends_on=[d.task_run_id for d in deps if d.task_run_id],
-                created_at=t,
-                started_at=t if inline else None,
-                fingerprint=call.fingerprint,
-                input_hashes=call.hashes,
-            )
-            self.rt.recorder.record(InsertTaskRun(run))
+            run = self._new_task_run(task, key, deps, inputs, running=inline)
         else:
             run = rec  # recorded but never finished: it runs again under the same id
             if run.state in (State.FAILED, State.CANCELLED, State.CRASHED):
                 run.payload = None  # over: queue a new attempt; otherwise await the queued one
             run.state = State.PENDING
-        fut: Future[Any] = Future(run.id, key, task.name, run.state, call.fingerprint)
+        fut: Future[Any] = Future(run.id, key, task.name, run.state, inputs.fingerprint)
         self._track(fut)
+        call = TaskCall(task, run, fut, args, kwargs, deps, started=inline and rec is None)
         if inline:
-            self._execute(task, run, fut, args, kwargs, deps, started=rec is None)
+            self._execute(call)
         elif not submit:
             for d in deps:
                 d._cf.exception()  # wait; failures are handled in _execute
-            self._execute(task, run, fut, args, kwargs, deps, started=False)
+            self._execute(call)
         else:
-            self._when_ready(deps, lambda: self._schedule(task, run, fut, args, kwargs, deps))
+            self._when_ready(deps, lambda: self._schedule(call))
         return fut
+
+    def _new_task_run(
+        self, task: Task[..., Any], key: str, deps: list[Future[Any]], inputs: Call, running: bool
+    ) -> TaskRun:
+        t = now()
+        run = TaskRun(
+            id=new_id(),
+            flow_run_id=self.run.id,
+            task=task.name,
+            key=key,
+            state=State.RUNNING if running else State.PENDING,
+            attempts=1 if running else 0,
+            pool=task.pool,
+            resources=dict(task.resources),
+            tags=list(task.tags),
+            depends_on=[d.task_run_id for d in deps if d.task_run_id],
+            created_at=t,
+            started_at=t if running else None,
+            fingerprint=inputs.fingerprint,
+            input_hashes=inputs.hashes,
+        )
+        self.rt.recorder.record(InsertTaskRun(run))
+        return run
 
     def _when_ready(self, deps: list[Future[Any]], then: Callable[[], None]) -> None:
         pending = [d for d in deps if not d.done()]
@@ -512,19 +410,11 @@ class FlowRunEngine:
         for d in pending:
             d._cf.add_done_callback(one_done)
 
-    def _schedule(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        fut: Future[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        deps: list[Future[Any]],
-    ) -> None:
+    def _schedule(self, call: TaskCall) -> None:
         try:
-            self.rt.task_pool.submit(self._execute, task, run, fut, args, kwargs, deps, False)
+            self.rt.task_pool.submit(self._execute, call)
         except RuntimeError as exc:  # the pool is shut down (interpreter exiting)
-            fut._finish(State.CRASHED, error=exc)
+            call.future._finish(State.CRASHED, error=exc)
             self._done_one()
 
     def _done_one(self) -> None:
@@ -533,124 +423,105 @@ class FlowRunEngine:
             if self._inflight == 0:
                 self._idle.notify_all()
 
-    def _execute(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        fut: Future[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        deps: list[Future[Any]],
-        started: bool,
-    ) -> None:
-        rec = self.rt.recorder
+    def _execute(self, call: TaskCall) -> None:
         handed_off = False
         try:
             if self._cancel_error is not None:
-                self._end(run, fut, State.CANCELLED, self._cancel_error)
+                self._end(call.run, call.future, State.CANCELLED, self._cancel_error)
                 return
-            # Every dependency is done by now (data futures and wait_for alike); if one did
-            # not succeed, this call does not run.
-            up = next((d for d in deps if d._cf.exception() is not None), None)
-            if up is None:
-                args = tuple(_resolve(a) for a in args)
-                kwargs = {k: _resolve(v) for k, v in kwargs.items()}
-            else:
-                for d in deps:
-                    d._observed = True  # the failure is handed on to this call's future
-                cause = up._cf.exception()
-                assert cause is not None
-                if isinstance(cause, Paused):
-                    # Waits with its upstream: still PENDING, it runs when the run resumes.
-                    fut._finish(State.PENDING, error=cause)
-                    return
-                if isinstance(cause, Cancelled):
-                    self._end(run, fut, State.CANCELLED, cause)
-                    return
-                err = TaskFailed(
-                    f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
-                )
-                rec.commit(
-                    UpdateTaskRun(
-                        run.id,
-                        State.FAILED,
-                        now(),
-                        {"error": str(err), "ended_at": now()},
-                        message="upstream failed",
-                    )
-                )
-                fut._finish(State.FAILED, error=err)
+            if not self._upstream_ok(call):
                 return
-            if task.cache and self._try_cache(task, run, fut, args, kwargs):
+            if call.task.cache and self._try_cache(call):
                 return
-            if task.pool is not None and self.rt.remote_pools:
-                self._remote(task, run, fut, args, kwargs)
+            if call.task.pool is not None and self.rt.remote_pools:
+                self._remote(call)
                 handed_off = True
                 return
-            self._attempts(task, run, fut, args, kwargs, started)
+            self._attempts(call)
         except BaseException as exc:  # a store failure: the future must not hang
-            fut._finish(State.CRASHED, error=exc)
+            call.future._finish(State.CRASHED, error=exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
             if not handed_off:  # a remote call is still in flight: the waiter finishes it
                 self._done_one()
 
-    def _cache_key(
-        self, task: Task[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> str | None:
-        if callable(task.cache):
-            custom = task.cache(*args, **kwargs)
-            return None if custom is None else f"{task.name}:{custom}"
-        return policies.cache_key(task.name, task.code_fingerprint, args, kwargs)
+    def _upstream_ok(self, call: TaskCall) -> bool:
+        """Every dependency is done by now (data futures and wait_for alike). If all
+        succeeded, resolve the arguments and say so; else settle the call without running it."""
+        up = next((d for d in call.deps if d._cf.exception() is not None), None)
+        if up is None:
+            call.args = tuple(resolve(a) for a in call.args)
+            call.kwargs = {k: resolve(v) for k, v in call.kwargs.items()}
+            return True
+        for d in call.deps:
+            d._observed = True  # the failure is handed on to this call's future
+        cause = up._cf.exception()
+        assert cause is not None
+        if isinstance(cause, Paused):
+            # Waits with its upstream: still PENDING, it runs when the run resumes.
+            call.future._finish(State.PENDING, error=cause)
+        elif isinstance(cause, Cancelled):
+            self._end(call.run, call.future, State.CANCELLED, cause)
+        else:
+            err = TaskFailed(
+                f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
+            )
+            t = now()
+            self.rt.recorder.commit(
+                UpdateTaskRun(
+                    call.run.id,
+                    State.FAILED,
+                    t,
+                    {"error": str(err), "ended_at": t},
+                    message="upstream failed",
+                )
+            )
+            call.future._finish(State.FAILED, error=err)
+        return False
 
-    def _try_cache(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        fut: Future[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> bool:
-        key = self._cache_key(task, args, kwargs)
-        run.cache_key = key
+    def _cache_key(self, call: TaskCall) -> str | None:
+        task = call.task
+        if callable(task.cache):
+            custom = task.cache(*call.args, **call.kwargs)
+            return None if custom is None else f"{task.name}:{custom}"
+        return policies.cache_key(task.name, task.code_fingerprint, call.args, call.kwargs)
+
+    def _try_cache(self, call: TaskCall) -> bool:
+        key = self._cache_key(call)
+        call.run.cache_key = key
         if key is None:
             return False
         stored = self.rt.store.get_cached(key, now())
         if stored is None:
             return False
         try:
-            value = self.rt.results.decode(stored, what=f"cached result of task {task.name!r}")
+            value = self.rt.results.decode(stored, what=f"cached result of task {call.name!r}")
         except ResultMissing as exc:
             log.warning("%s: a cache miss", exc)  # the call runs, and its result replaces it
             return False
         t = now()
         self.rt.recorder.commit(
             UpdateTaskRun(
-                run.id,
+                call.run.id,
                 State.CACHED,
                 t,
                 {"result": stored, "cache_key": key, "ended_at": t},
                 message="cache hit",
             )
         )
-        fut._finish(State.CACHED, value)
+        call.future._finish(State.CACHED, value)
         return True
 
-    def _attempts(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        fut: Future[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        started: bool,
-    ) -> None:
-        rec = self.rt.recorder
+    def _attempts(self, call: TaskCall) -> None:
+        """Attempts under the task's attempt policy until one succeeds or the policy stops."""
+        task, run, fut, rec = call.task, call.run, call.future, self.rt.recorder
+        rule = RetryRule.of(task)
         attempts = run.attempts  # every attempt ever made (the column)
-        tries = 0  # attempts in this run of the flow: the retry budget is per run or resume
+        # The retry budget is per run, resume or retry of the flow.
+        max_attempts = budget(attempts - 1 if call.started else attempts, rule)
+        started = call.started
         while True:
-            tries += 1
             if not started:
                 attempts += 1
                 t = now()
@@ -660,59 +531,50 @@ class FlowRunEngine:
                 fut.state = State.RUNNING
             started = False
             try:
-                value = self._run_body(task, run, args, kwargs)
+                value = self._run_body(call)
                 stored = self.rt.results.encode(value, what=f"result of task {task.name!r}")
             except BaseException as exc:
                 stopped = self.cancelled.is_set() or exc is self._cancel_error
                 if isinstance(exc, Cancelled) or stopped:
-                    self._end(run, fut, State.CANCELLED, self._cancel_error or exc)
+                    self._end(call.run, call.future, State.CANCELLED, self._cancel_error or exc)
                     return
-                permanent = (SerializationError, NoWorkerForPool)  # another try cannot help
-                retry = not isinstance(exc, permanent) and policies.should_retry(
-                    exc, task.retry_on, tries, task.retries
-                )
-                self._log_failure(task, run, exc, attempts, retry)
-                if retry:
-                    delay = policies.retry_delay(task.retry_delay, attempts, task.retry_jitter)
+                step = decide(rule, attempts, max_attempts, Outcome.FAILED, exc)
+                self._log_failure(run, exc, attempts, step.retry)
+                if step.retry:
                     rec.record(
                         UpdateTaskRun(
                             run.id,
                             State.AWAITING_RETRY,
                             now(),
                             {"error": describe(exc)},
-                            message=f"retry in {delay:.3g} s after attempt {attempts}",
+                            message=f"retry in {step.delay:.3g} s after attempt {attempts}",
                         )
                     )
                     fut.state = State.AWAITING_RETRY
-                    if self.cancelled.wait(delay):
-                        continue  # the next loop turn records the cancellation
+                    self.cancelled.wait(step.delay)  # the next turn records a cancellation
                     continue
-                self._end(run, fut, State.FAILED, exc)
+                self._end(call.run, call.future, State.FAILED, exc)
                 if not isinstance(exc, Exception):
                     raise
                 return
-            t = now()
-            values: dict[str, Any] = {"result": stored, "ended_at": t, "error": None}
-            ops: list[Any] = [UpdateTaskRun(run.id, State.COMPLETED, t, values)]
-            if run.cache_key is not None:
-                values["cache_key"] = run.cache_key
-                exp = None if task.cache_expiration is None else t + task.cache_expiration
-                ops.append(PutCache(run.cache_key, task.name, run.id, stored, t, exp))
-            rec.commit(*ops)
-            fut._finish(State.COMPLETED, value)
+            self._completed(call, value, stored)
             return
 
-    def _remote(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        fut: Future[Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> None:
+    def _completed(self, call: TaskCall, value: Any, stored: Any) -> None:
+        task, run, t = call.task, call.run, now()
+        values: dict[str, Any] = {"result": stored, "ended_at": t, "error": None}
+        ops: list[Any] = [UpdateTaskRun(run.id, State.COMPLETED, t, values)]
+        if run.cache_key is not None:
+            values["cache_key"] = run.cache_key
+            exp = None if task.cache_expiration is None else t + task.cache_expiration
+            ops.append(PutCache(run.cache_key, task.name, run.id, stored, t, exp))
+        self.rt.recorder.commit(*ops)
+        call.future._finish(State.COMPLETED, value)
+
+    def _remote(self, call: TaskCall) -> None:
         """Queue the call for its pool's workers and wait for the outcome they record.
         Retries happen on the workers' side (the attempt count is the fencing token)."""
-        rec = self.rt.recorder
+        task, run, fut, rec = call.task, call.run, call.future, self.rt.recorder
         if run.payload is None:  # not queued before this process (a resumed call is awaited)
             ref = task.ref
             if ref is None:
@@ -721,11 +583,10 @@ class FlowRunEngine:
                     "it: define it at module level to run it on pool " + repr(task.pool)
                 )
             t = now()
+            arguments = {"args": list(call.args), "kwargs": call.kwargs}
             payload: dict[str, Any] = {
                 "task": ref,
-                "args": self.rt.results.encode(
-                    {"args": list(args), "kwargs": kwargs}, what=f"arguments of {task.name!r}"
-                ),
+                "args": self.rt.results.encode(arguments, what=f"arguments of {task.name!r}"),
             }
             rec.record(
                 UpdateTaskRun(
@@ -736,7 +597,7 @@ class FlowRunEngine:
                         "queued_at": t,
                         "payload": payload,
                         # a full retry budget from here (a retried run has attempts already)
-                        "max_attempts": run.attempts + task.retries + 1,
+                        "max_attempts": budget(run.attempts, RetryRule.of(task)),
                     },
                     message=f"queued for pool {task.pool}",
                 ),
@@ -765,9 +626,7 @@ class FlowRunEngine:
             self._remote_ids.add(run.id)
         self.rt.remote.watch(run.id, settle)
 
-    def _log_failure(
-        self, task: Task[..., Any], run: TaskRun, exc: BaseException, attempt: int, retry: bool
-    ) -> None:
+    def _log_failure(self, run: TaskRun, exc: BaseException, attempt: int, retry: bool) -> None:
         what = "will retry" if retry else "giving up"
         text = "".join(traceback.format_exception(exc)).rstrip()
         self.emit_log(
@@ -781,44 +640,34 @@ class FlowRunEngine:
             )
         )
 
-    def _run_body(
-        self, task: Task[..., Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
+    def _run_body(self, call: TaskCall) -> Any:
         if self._cancel_error is not None:
             raise self._cancel_error
+        task = call.task
         if not task.needs_process and not task.resources:
-            return self._run_inline(task, run, args, kwargs)
+            return self._run_inline(call)
         res = self.rt.resources
         res.check(task.name, task.pool, task.resources)
         gpus = res.acquire(task.resources, self.cancelled)
         try:
             if not task.needs_process:
-                return self._run_inline(task, run, args, kwargs)
-            return self._run_child(task, run, args, kwargs, gpus)
+                return self._run_inline(call)
+            return self._run_child(call, gpus)
         finally:
             res.release(task.resources, gpus)
 
-    def _run_inline(
-        self, task: Task[..., Any], run: TaskRun, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        token = current_run.set(self.context(run.id, task.name))
+    def _run_inline(self, call: TaskCall) -> Any:
+        token = current_run.set(self.context(call.run.id, call.name))
         try:
-            return task.fn(*args, **kwargs)
+            return call.task.fn(*call.args, **call.kwargs)
         finally:
             current_run.reset(token)
 
-    def _run_child(
-        self,
-        task: Task[..., Any],
-        run: TaskRun,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        gpus: list[int],
-    ) -> Any:
-        settings = self.rt.settings
+    def _run_child(self, call: TaskCall, gpus: list[int]) -> Any:
+        settings, task = self.rt.settings, call.task
         context = {
             "flow_run_id": self.run.id,
-            "task_run_id": run.id,
+            "task_run_id": call.run.id,
             "flow_name": self.flow.name,
             "task_name": task.name,
             "log_level": settings.log_level,
@@ -826,8 +675,8 @@ class FlowRunEngine:
         }
         out = run_in_child(
             task.fn,
-            args,
-            kwargs,
+            call.args,
+            call.kwargs,
             context=context,
             timeout=task.timeout,
             gpus=gpus if task.resources.get("gpu") else None,
@@ -855,7 +704,7 @@ class FlowRunEngine:
         positional: bool = False,
     ) -> Future[Any]:
         self.check_cancelled()
-        deps = _find_futures(args, kwargs) + list(wait_for or [])
+        deps = find_futures(args, kwargs) + list(wait_for or [])
         # Without futures among them, parameters are checked before anything is recorded;
         # with futures, once their values are known.
         params = None if deps else flow.validate(args, kwargs)
@@ -948,7 +797,7 @@ class FlowRunEngine:
                     f"not run: upstream task run {up.key!r} did not complete ({describe(cause)})"
                 )
             return flow.validate(
-                tuple(_resolve(a) for a in args), {k: _resolve(v) for k, v in kwargs.items()}
+                tuple(resolve(a) for a in args), {k: resolve(v) for k, v in kwargs.items()}
             )
         except LegatoError as exc:
             self._end(run, fut, State.FAILED, exc)
@@ -959,6 +808,8 @@ class FlowRunEngine:
     ) -> None:
         rec = self.rt.recorder
         child_id = run.child_flow_run_id or new_id()
+        from legato.engine.flow_runs import run_flow  # a child flow is a flow run too
+
         try:
             value, stored = run_flow(
                 flow, params, run_id=child_id, parent=self, parent_task_run_id=run.id
@@ -1059,207 +910,3 @@ class FlowRunEngine:
             raise FlowFailed(
                 f"{len(unseen)} task run(s) failed and the flow did not handle them: {names}"
             )
-
-
-# -- flow runs ------------------------------------------------------------------------
-
-
-def run_flow(
-    flow: Flow[..., Any],
-    params: dict[str, Any],
-    *,
-    run_id: str | None = None,
-    resume: bool = False,
-    parent: FlowRunEngine | None = None,
-    parent_task_run_id: str | None = None,
-) -> tuple[Any, Any]:
-    """Run (or resume) a flow run to its end; returns (value, stored form of the value).
-
-    ``params`` must already be validated. Raises what the flow raised, ``Paused`` when it
-    waits for an answer, ``Cancelled`` when cancelled.
-    """
-    from legato.runtime import get_runtime
-
-    rt = parent.rt if parent is not None else get_runtime()
-    store, recorder = rt.store, rt.recorder
-    records: list[TaskRun] = []
-    replaying = False
-    run: FlowRun | None = None
-    if run_id is not None:
-        try:
-            run = store.get_flow_run(run_id)
-        except LegatoError:
-            run = None
-    t = now()
-    me = owner_id()
-    if run is None:
-        run = FlowRun(
-            id=run_id or new_id(),
-            flow=flow.name,
-            state=State.RUNNING,
-            parameters=flow.dump_params(params, rt.results),
-            parent_task_run_id=parent_task_run_id,
-            pool=flow.pool,
-            tags=list(flow.tags),
-            created_at=t,
-            started_at=t,
-            source=flow.source,
-            owner=me,
-        )
-        recorder.commit(InsertFlowRun(run))
-    else:
-        if run.state.is_success:
-            value = rt.results.decode(run.result)
-            return value, run.result
-        recorder.flush()
-        # Compare-and-set: of two processes resuming the same run, one wins.
-        if not store.transition_flow_run(
-            run.id,
-            State.RUNNING,
-            allowed_from=[run.state],
-            values={"ended_at": None, "error": None, "owner": me},
-            message="resumed" if resume else "retried",
-        ):
-            from legato.errors import UsageError
-
-            raise UsageError(f"flow run {run.id} changed state meanwhile; try again")
-        records = store.get_task_runs(run.id)
-        replaying = True
-    attempt = 0
-    while True:
-        attempt += 1
-        engine = FlowRunEngine(rt, flow, run, records, replaying=replaying)
-        if parent is None:
-            rt.watch(engine)
-        else:
-            parent.adopt(engine)
-        timer = None
-        if flow.timeout is not None:
-            from legato.errors import FlowTimeout
-
-            timer = threading.Timer(
-                flow.timeout,
-                engine.cancel,
-                [FlowTimeout(f"flow {flow.name!r} ran past its timeout of {flow.timeout:g} s")],
-            )
-            timer.daemon = True
-            timer.start()
-        token = current_run.set(engine.context())
-        try:
-            value = flow.fn(**params)
-            engine.settle()
-            stored = rt.results.encode(value, what=f"result of flow {flow.name!r}")
-        except Paused as exc:
-            engine.settle_quietly()  # what already started finishes and is recorded
-            recorder.commit(UpdateFlowRun(run.id, State.PAUSED, now(), message=str(exc)))
-            raise
-        except Cancelled:
-            engine.cancel()
-            engine.settle_quietly()
-            recorder.commit(UpdateFlowRun(run.id, State.CANCELLED, now(), {"ended_at": now()}))
-            raise
-        except KeyboardInterrupt:
-            # The person stopped the process: the run can be resumed where it stopped.
-            engine.cancel()
-            engine.settle_quietly()
-            recorder.commit(
-                UpdateFlowRun(run.id, State.CRASHED, now(), message="interrupted (Ctrl-C)")
-            )
-            raise
-        except BaseException as exc:
-            if (
-                isinstance(exc, Exception)
-                and attempt <= flow.retries
-                and not engine.cancelled.is_set()
-            ):
-                engine.settle_quietly()
-                recorder.commit(
-                    UpdateFlowRun(
-                        run.id,
-                        State.RUNNING,
-                        now(),
-                        {"error": describe(exc)},
-                        message=f"flow retry {attempt} after {describe(exc)}",
-                    )
-                )
-                records = store.get_task_runs(run.id)  # the commit above flushed the rest
-                replaying = True
-                continue
-            if engine.cancelled.is_set():
-                engine.settle_quietly()  # cancelled or timed out: processes were killed
-            else:
-                # The flow raised: what it already started finishes and is recorded, so a
-                # retry replays it instead of redoing it. Nothing new starts.
-                engine.stop_new_calls(exc)
-                engine.settle_quietly()
-            t = now()
-            text = "".join(traceback.format_exception(exc)).rstrip()
-            recorder.record(
-                InsertLogs(
-                    [
-                        LogRecord(
-                            run.id,
-                            None,
-                            t,
-                            logging.ERROR,
-                            ENGINE_LOGGER,
-                            f"flow run failed:\n{text}",
-                        )
-                    ]
-                )
-            )
-            recorder.commit(
-                UpdateFlowRun(run.id, State.FAILED, t, {"error": describe(exc), "ended_at": t})
-            )
-            raise
-        finally:
-            current_run.reset(token)
-            if timer is not None:
-                timer.cancel()
-            if parent is None:
-                rt.unwatch(engine)
-            else:
-                parent.disown(engine)
-        t = now()
-        recorder.commit(
-            *engine.superseded(t),
-            UpdateFlowRun(run.id, State.COMPLETED, t, {"result": stored, "ended_at": t}),
-        )
-        return value, stored
-
-
-def owner_id() -> str:
-    """Who runs a flow run: ``host:pid``, to tell a live run from a crashed one."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str | None, run_id: str | None = None) -> bool:
-    """True if ``owner`` is a live process on this host (other hosts: assumed alive)."""
-    if not owner:
-        return False
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname():
-        return True
-    try:
-        number = int(pid)
-    except ValueError:
-        return False
-    if number == os.getpid():
-        from legato.runtime import get_runtime
-
-        return run_id is not None and get_runtime().is_running(run_id)
-    try:
-        os.kill(number, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not _is_zombie(number)
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
