@@ -15,7 +15,7 @@ from typing import Any, TypeVar, overload
 from legato.context import current_engine, get_run_context
 from legato.errors import AskTimeout, InvalidAnswer, Paused, UsageError
 from legato.models import Question, QuestionState, new_id, now
-from legato.store import InsertQuestion, Store
+from legato.store import InsertQuestion, RunStore
 
 T = TypeVar("T")
 _MISSING: Any = object()
@@ -95,7 +95,7 @@ def ask(
     return _outcome(store, question, adapter)
 
 
-def _outcome(store: Store, question: Question, adapter: Any) -> Any:
+def _outcome(store: RunStore, question: Question, adapter: Any) -> Any:
     from pydantic import ValidationError
 
     timed_out = question.timeout_at is not None and now() >= question.timeout_at
@@ -177,7 +177,7 @@ def default_answerer() -> str:
     return get_settings().user or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
-def answer_question(store: Store, question: Question, value: Any, by: str | None = None) -> None:
+def answer_question(store: RunStore, question: Question, value: Any, by: str | None = None) -> None:
     """Validate and record an answer; InvalidAnswer (nothing recorded) if it does not fit."""
     if question.state is not QuestionState.PENDING:
         raise UsageError(

@@ -29,13 +29,15 @@ import time
 from collections.abc import Callable, Sequence
 
 from legato.errors import StoreBusy, StoreError, StoreUnavailable
-from legato.store import Op, Store
+from legato.store import Op, RunStore
 
 MAX_BACKOFF = 5.0
 
 
 class Recorder:
-    def __init__(self, store: Store, *, delay: float = 0.05, give_up_after: float = 60.0) -> None:
+    def __init__(
+        self, store: RunStore, *, delay: float = 0.05, give_up_after: float = 60.0
+    ) -> None:
         self.store = store
         self.delay = delay
         self.give_up_after = give_up_after

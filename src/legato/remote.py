@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from legato.models import TaskRun
+from legato.store import RunStore
 
 log = logging.getLogger("legato.remote")
 
@@ -20,7 +20,7 @@ Settle = Callable[[TaskRun], None]
 
 
 class RemoteWaiter:
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: RunStore) -> None:
         self.store = store
         self._lock = threading.Lock()
         self._waiting: dict[str, Settle] = {}

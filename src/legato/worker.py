@@ -29,7 +29,8 @@ from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
 from legato.executors import ChildResult, LocalResources, run_in_child
 from legato.models import FlowRun, State, TaskRun, Worker, WorkerState, new_id
 from legato.results import ResultStorage
-from legato.store import InsertArtifact, InsertLogs, Store
+from legato.store import InsertArtifact, InsertLogs
+from legato.store import QueueStore as Store  # the worker's role of the store
 
 log = logging.getLogger("legato.worker")
 

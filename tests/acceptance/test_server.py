@@ -71,6 +71,21 @@ def test_the_server_refuses_an_out_of_date_schema(legato: Legato, home: Path) ->
     assert "legato db upgrade" in lines[0] and "0001" in lines[0]
 
 
+def test_the_server_creates_the_schema_of_an_empty_database(home: Path) -> None:
+    from sqlalchemy import text
+
+    from legato.store.schema import HEAD_REVISION
+
+    assert not (home / "legato.db").exists()
+    with server(home) as (url, _proc):
+        assert httpx.get(f"{url}/health", timeout=5).json() == {"status": "ok"}
+    engine = create_engine(f"sqlite:///{home / 'legato.db'}")
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    engine.dispose()
+    assert found == HEAD_REVISION
+
+
 def test_a_created_token_works_against_a_started_server(legato: Legato, home: Path) -> None:
     made = legato("tokens", "create", "--name", "ops", "--role", "operator")
     assert made.returncode == 0, made.stderr

@@ -18,7 +18,7 @@ from legato.store.http import HttpStore
 from legato.store.sql import SqlStore
 from legato.store.wire import encode
 from tests.live_server import LiveServer
-from tests.store.test_contract import flow_run, task_run
+from tests.store.records import flow_run, task_run
 
 
 def ops(*items: dict[str, Any]) -> dict[str, Any]:

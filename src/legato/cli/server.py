@@ -29,8 +29,8 @@ def server_start(
 ) -> None:
     """Serve the HTTP API (/api/v1, /docs, /health, /metrics) until stopped.
 
-    The database must be at this Legato's schema: the server never migrates it (run
-    `legato db upgrade`). Tokens come from `legato tokens create`.
+    An empty database gets this Legato's schema; an older schema is never migrated here
+    (run `legato db upgrade`). Tokens come from `legato tokens create`.
     """
     from legato.server.auth import is_loopback
     from legato.settings import get_settings
@@ -52,7 +52,8 @@ def server_start(
     from legato.server import create_app
     from legato.store.sql import SqlStore
 
-    store = SqlStore(settings.db_url, auto_upgrade=False)  # SchemaOutOfDate: db upgrade first
+    # An empty database is set up; an older one raises SchemaOutOfDate: db upgrade first.
+    store = SqlStore(settings.db_url, auto_upgrade=False, create_empty=True)
     store.sole_writer = True  # clients write through us; workers reach the data only via the API
     try:
         app = create_app(store, auth=not no_auth, max_body_bytes=settings.max_body_bytes)

@@ -18,14 +18,14 @@ from legato.engines import Backend, EngineCancelled, EngineJob, EngineLost, Engi
 from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
 from legato.executors import ChildResult
 from legato.models import FlowRun, LogRecord, TaskRun
-from legato.store import InsertLogs, Store
+from legato.store import InsertLogs, QueueStore
 
 log = logging.getLogger("legato.engines")
 
 
 def run_on_engine(
     backend: Backend,
-    store: Store,
+    store: QueueStore,
     run: TaskRun | FlowRun,
     fn: Any,
     args: tuple[Any, ...],
@@ -72,7 +72,7 @@ def run_on_engine(
 
 
 def _ship_output(
-    store: Store, flow_run_id: str, task_run_id: str | None, job: str, streams: dict[str, str]
+    store: QueueStore, flow_run_id: str, task_run_id: str | None, job: str, streams: dict[str, str]
 ) -> None:
     """The job's stdout and stderr, into the run's log (one record per stream)."""
     now = time.time()

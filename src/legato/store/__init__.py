@@ -1,8 +1,9 @@
-"""The state store: one interface (``Store``), one SQL implementation, one HTTP client."""
+"""The state store: one interface per role (``RunStore``, ``QueueStore``, ``AdminStore``; ``Store``
+is all three), one SQL implementation, one HTTP client."""
 
 from __future__ import annotations
 
-from legato.store.base import (
+from legato.store.ops import (
     PAGE_MAX,
     InsertArtifact,
     InsertFlowRun,
@@ -12,11 +13,11 @@ from legato.store.base import (
     LogEntry,
     Op,
     PutCache,
-    Store,
     SupersedeTaskRun,
     UpdateFlowRun,
     UpdateTaskRun,
 )
+from legato.store.roles import AdminStore, QueueStore, RunStore, Store
 
 
 def open_store(url: str, *, auto_upgrade: bool = True, token: str | None = None) -> Store:
@@ -34,6 +35,7 @@ def open_store(url: str, *, auto_upgrade: bool = True, token: str | None = None)
 
 __all__ = [
     "PAGE_MAX",
+    "AdminStore",
     "InsertArtifact",
     "InsertFlowRun",
     "InsertLogs",
@@ -42,6 +44,8 @@ __all__ = [
     "LogEntry",
     "Op",
     "PutCache",
+    "QueueStore",
+    "RunStore",
     "Store",
     "SupersedeTaskRun",
     "UpdateFlowRun",

@@ -19,29 +19,26 @@ import httpx
 
 from legato.errors import RunNotFound, StoreError, Unauthorized, UsageError
 from legato.models import (
-    ApiToken,
     Artifact,
-    Deployment,
     FlowRun,
     Pool,
     Question,
     QuestionState,
-    Role,
     State,
     StateChange,
     TaskRun,
     Worker,
     new_id,
 )
-from legato.store.base import LogEntry, Op
-from legato.store.http_triggers import HttpTriggers
+from legato.store.http_admin import HttpAdmin
+from legato.store.operations import API, OPERATIONS, Operation
+from legato.store.ops import LogEntry, Op
 from legato.store.wire import decode, encode, encode_op
 
-API = "/api/v1"
 SERVER_WAIT = 30.0  # the longest a server holds one long-poll
 
 
-class HttpStore(HttpTriggers):
+class HttpStore(HttpAdmin):
     """The Store over HTTP; ``url`` is the server's base URL, ``token`` its bearer token."""
 
     def __init__(
@@ -115,6 +112,19 @@ class HttpStore(HttpTriggers):
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 2, 2.0)
 
+    def _send(
+        self,
+        op: Operation,
+        *,
+        json: Any = None,
+        params: Any = None,
+        timeout: float | None = None,
+        **segments: str,
+    ) -> Any:
+        """Send the request of a declared operation (its method and path, with ``segments``
+        filled in); the decoded JSON answer."""
+        return self._call(op.method, op.url(**segments), json=json, params=params, timeout=timeout)
+
     def _answer(self, response: httpx.Response, method: str, path: str) -> Any:
         status = response.status_code
         if status < 300:
@@ -135,7 +145,7 @@ class HttpStore(HttpTriggers):
             # One id for every retry of this batch: if the server committed it and then died
             # before answering, the retry is recognised and not applied twice.
             body = {"ops": [encode_op(op) for op in ops], "request_id": request_id or new_id()}
-            self._call("POST", "/ops", json=body)
+            self._send(OPERATIONS["apply_ops"], json=body)
 
     def transition_flow_run(
         self,
@@ -153,7 +163,7 @@ class HttpStore(HttpTriggers):
             "message": message,
         }
         try:
-            data = self._call("POST", f"/flow-runs/{_q(run_id)}/transition", json=body)
+            data = self._send(OPERATIONS["transition_flow_run"], run_id=run_id, json=body)
         except RunNotFound:
             return False
         return bool(data["changed"])
@@ -161,7 +171,7 @@ class HttpStore(HttpTriggers):
     # -- reads ---------------------------------------------------------------------------------
 
     def get_flow_run(self, run_id: str) -> FlowRun:
-        return decode(FlowRun, self._call("GET", f"/flow-runs/{_q(run_id)}"))
+        return decode(FlowRun, self._send(OPERATIONS["get_flow_run"], run_id=run_id))
 
     def list_flow_runs(
         self,
@@ -180,16 +190,16 @@ class HttpStore(HttpTriggers):
             params["state"] = [s.value for s in states]
         if parent_task_run_id is not None:
             params["parent_task_run_id"] = parent_task_run_id
-        return decode(list[FlowRun], self._call("GET", "/flow-runs", params=params))
+        return decode(list[FlowRun], self._send(OPERATIONS["list_flow_runs"], params=params))
 
     def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
-        return decode(list[TaskRun], self._call("GET", f"/flow-runs/{_q(flow_run_id)}/task-runs"))
+        return decode(list[TaskRun], self._send(OPERATIONS["get_task_runs"], run_id=flow_run_id))
 
     def get_task_run(self, task_run_id: str) -> TaskRun:
-        return decode(TaskRun, self._call("GET", f"/task-runs/{_q(task_run_id)}"))
+        return decode(TaskRun, self._send(OPERATIONS["get_task_run"], task_run_id=task_run_id))
 
     def get_history(self, run_id: str) -> list[StateChange]:
-        return decode(list[StateChange], self._call("GET", f"/runs/{_q(run_id)}/history"))
+        return decode(list[StateChange], self._send(OPERATIONS["get_history"], run_id=run_id))
 
     def get_logs(
         self,
@@ -203,22 +213,22 @@ class HttpStore(HttpTriggers):
         params: dict[str, Any] = {"after_id": after_id, "min_level": min_level, "limit": limit}
         if task_run_id is not None:
             params["task_run_id"] = task_run_id
-        data = self._call("GET", f"/flow-runs/{_q(flow_run_id)}/logs", params=params)
+        data = self._send(OPERATIONS["get_logs"], run_id=flow_run_id, params=params)
         return decode(list[LogEntry], data)
 
     def get_artifacts(self, flow_run_id: str) -> list[Artifact]:
-        return decode(list[Artifact], self._call("GET", f"/flow-runs/{_q(flow_run_id)}/artifacts"))
+        return decode(list[Artifact], self._send(OPERATIONS["get_artifacts"], run_id=flow_run_id))
 
     def get_cached(self, key: str, now: float) -> Any | None:
-        return self._call("GET", "/cache", params={"key": key, "now": now})["result"]
+        return self._send(OPERATIONS["get_cached"], params={"key": key, "now": now})["result"]
 
     # -- questions -----------------------------------------------------------------------------
 
     def get_question(self, question_id: str) -> Question:
-        return decode(Question, self._call("GET", f"/questions/{_q(question_id)}"))
+        return decode(Question, self._send(OPERATIONS["get_question"], question_id=question_id))
 
     def find_question(self, flow_run_id: str, key: str) -> Question | None:
-        data = self._call("GET", f"/flow-runs/{_q(flow_run_id)}/question", params={"key": key})
+        data = self._send(OPERATIONS["find_question"], run_id=flow_run_id, params={"key": key})
         return None if data["question"] is None else decode(Question, data["question"])
 
     def list_questions(
@@ -233,7 +243,7 @@ class HttpStore(HttpTriggers):
             params["state"] = [s.value for s in states]
         if flow_run_id is not None:
             params["flow_run_id"] = flow_run_id
-        return decode(list[Question], self._call("GET", "/questions", params=params))
+        return decode(list[Question], self._send(OPERATIONS["list_questions"], params=params))
 
     def update_question(
         self,
@@ -248,13 +258,13 @@ class HttpStore(HttpTriggers):
             "state": state.value,
             "values": values,
         }
-        data = self._call("POST", f"/questions/{_q(question_id)}/update", json=body)
+        data = self._send(OPERATIONS["update_question"], question_id=question_id, json=body)
         return bool(data["changed"])
 
     def answer_question(self, question_id: str, value: Any, by: str | None = None) -> Question:
         """Answer on the server, which validates the value (InvalidAnswer-like UsageError)."""
-        data = self._call(
-            "POST", f"/questions/{_q(question_id)}/answer", json={"value": value, "by": by}
+        data = self._send(
+            OPERATIONS["answer"], question_id=question_id, json={"value": value, "by": by}
         )
         return decode(Question, data)
 
@@ -276,75 +286,44 @@ class HttpStore(HttpTriggers):
             "limit": limit,
             "lease_seconds": lease_seconds,
         }
-        return decode(list[TaskRun], self._call("POST", "/claims", json=body))
+        return decode(list[TaskRun], self._send(OPERATIONS["claim_task_runs"], json=body))
 
     def claim_flow_runs(
         self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0
     ) -> list[FlowRun]:
         body = {"pool": pool, "worker": worker, "limit": limit, "lease_seconds": lease_seconds}
-        return decode(list[FlowRun], self._call("POST", "/flow-claims", json=body))
+        return decode(list[FlowRun], self._send(OPERATIONS["claim_flow_runs"], json=body))
 
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         body = {"pool": pool, "allowed_from": [s.value for s in allowed_from]}
         try:
-            data = self._call("POST", f"/flow-runs/{_q(run_id)}/queue", json=body)
+            data = self._send(OPERATIONS["queue_flow_run"], run_id=run_id, json=body)
         except RunNotFound:
             return False
         return bool(data["changed"])
 
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
-        data = self._call("POST", "/flow-runs/requeue-expired", json={"now": now})
+        data = self._send(OPERATIONS["requeue_expired_flow_runs"], json={"now": now})
         return [str(i) for i in data["ids"]]
 
-    def set_limit(self, name: str, limit: int) -> None:
-        self._call("PUT", f"/limits/{_q(name)}", json={"limit": limit})
-
-    def list_limits(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._call("GET", "/limits").items()}
-
-    def delete_limit(self, name: str) -> bool:
-        return bool(self._call("DELETE", f"/limits/{_q(name)}")["changed"])
-
-    def put_deployment(self, dep: Deployment) -> None:
-        self._call("PUT", f"/deployments/{_q(dep.name)}", json={"deployment": encode(dep)})
-
-    def get_deployment(self, name: str) -> Deployment | None:
-        data = self._call("GET", f"/deployments/{_q(name)}")
-        return None if data["deployment"] is None else decode(Deployment, data["deployment"])
-
-    def list_deployments(self) -> list[Deployment]:
-        return decode(list[Deployment], self._call("GET", "/deployments"))
-
-    def delete_deployment(self, name: str) -> bool:
-        return bool(self._call("DELETE", f"/deployments/{_q(name)}")["changed"])
-
-    def put_pool(self, pool: Pool) -> None:
-        self._call("PUT", f"/pools/{_q(pool.name)}", json={"pool": encode(pool)})
-
     def get_pool(self, name: str) -> Pool | None:
-        data = self._call("GET", f"/pools/{_q(name)}")
+        data = self._send(OPERATIONS["get_pool"], name=name)
         return None if data["pool"] is None else decode(Pool, data["pool"])
-
-    def list_pools(self) -> list[Pool]:
-        return decode(list[Pool], self._call("GET", "/pools"))
-
-    def delete_pool(self, name: str) -> bool:
-        return bool(self._call("DELETE", f"/pools/{_q(name)}")["changed"])
 
     def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
         body = {"attempt": attempt, "job_id": job_id}
-        data = self._call("POST", f"/task-runs/{_q(task_run_id)}/engine-job", json=body)
+        data = self._send(OPERATIONS["set_engine_job"], task_run_id=task_run_id, json=body)
         return bool(data["changed"])
 
     def next_queued_at(self, pool: str) -> float | None:
-        data = self._call("GET", f"/queues/{_q(pool)}/next")
+        data = self._send(OPERATIONS["next_queued_at"], pool=pool)
         return None if data["at"] is None else float(data["at"])
 
     def heartbeat(
         self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
     ) -> list[str]:
         body = {"held": held, "lease_seconds": lease_seconds, "used": used}
-        data = self._call("POST", f"/workers/{_q(worker_id)}/heartbeat", json=body)
+        data = self._send(OPERATIONS["heartbeat"], worker_id=worker_id, json=body)
         return [str(i) for i in data["lost"]]
 
     def finish_task_run(
@@ -356,24 +335,23 @@ class HttpStore(HttpTriggers):
         message: str | None = None,
     ) -> bool:
         body = {"attempt": attempt, "state": state.value, "values": values, "message": message}
-        data = self._call("POST", f"/task-runs/{_q(task_run_id)}/finish", json=body)
+        data = self._send(OPERATIONS["finish_task_run"], task_run_id=task_run_id, json=body)
         return bool(data["changed"])
 
     def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
-        data = self._call("POST", "/task-runs/requeue-expired", json={"now": now})
+        data = self._send(OPERATIONS["requeue_expired"], json={"now": now})
         return decode(list[TaskRun], data)
 
     def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
-        data = self._call("GET", "/queues/versions", params={"pool": list(pools)})
+        data = self._send(OPERATIONS["queue_versions"], params={"pool": list(pools)})
         return {str(k): int(v) for k, v in data.items()}
 
     def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while True:
             wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
-            data = self._call(
-                "POST",
-                "/queues/wait",
+            data = self._send(
+                OPERATIONS["wait_for_queue"],
                 json={"seen": seen, "timeout": wait},
                 timeout=wait + self._timeout,
             )
@@ -386,9 +364,8 @@ class HttpStore(HttpTriggers):
         deadline = time.monotonic() + timeout
         while True:
             wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
-            data = self._call(
-                "POST",
-                "/task-runs/wait",
+            data = self._send(
+                OPERATIONS["wait_for_task_runs"],
                 json={"ids": list(ids), "timeout": wait},
                 timeout=wait + self._timeout,
             )
@@ -396,10 +373,10 @@ class HttpStore(HttpTriggers):
                 return decode(list[TaskRun], data)
 
     def register_worker(self, worker: Worker) -> None:
-        self._call("POST", "/workers", json={"worker": encode(worker)})
+        self._send(OPERATIONS["register_worker"], json={"worker": encode(worker)})
 
     def set_worker_state(self, worker_id: str, state: str) -> None:
-        self._call("PUT", f"/workers/{_q(worker_id)}/state", json={"state": state})
+        self._send(OPERATIONS["set_worker_state"], worker_id=worker_id, json={"state": state})
 
     def list_workers(
         self, pool: str | None = None, *, include_offline: bool = False
@@ -407,48 +384,13 @@ class HttpStore(HttpTriggers):
         params: dict[str, Any] = {"include_offline": include_offline}
         if pool is not None:
             params["pool"] = pool
-        return decode(list[Worker], self._call("GET", "/workers", params=params))
+        return decode(list[Worker], self._send(OPERATIONS["list_workers"], params=params))
 
     def queue_depths(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self._call("GET", "/queues/depths").items()}
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    def count_runs(self) -> dict[str, dict[str, int]]:
-        return decode(dict[str, dict[str, int]], self._call("GET", "/stats/runs"))
-
-    def recent_task_durations(self, limit: int = 2000) -> list[tuple[str, str, float]]:
-        data = self._call("GET", "/stats/task-durations", params={"limit": limit})
-        return decode(list[tuple[str, str, float]], data)
-
-    # -- API tokens ----------------------------------------------------------------------------
-
-    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
-        data = self._call("POST", "/tokens", json={"name": name, "role": Role(role).value})
-        return decode(ApiToken, data["token"]), str(data["secret"])
-
-    def verify_token(self, secret: str) -> ApiToken | None:
-        data = self._call("POST", "/tokens/verify", json={"secret": secret})
-        return None if data["token"] is None else decode(ApiToken, data["token"])
-
-    def touch_token(self, token_id: str) -> None:
-        self._call("POST", f"/tokens/{_q(token_id)}/touch")
-
-    def list_tokens(self) -> list[ApiToken]:
-        return decode(list[ApiToken], self._call("GET", "/tokens"))
-
-    def revoke_token(self, id_or_name: str) -> bool:
-        return bool(self._call("DELETE", f"/tokens/{_q(id_or_name)}")["changed"])
+        return {str(k): int(v) for k, v in self._send(OPERATIONS["queue_depths"]).items()}
 
     def close(self) -> None:
         self._client.close()
-
-
-def _q(segment: str) -> str:
-    """One path segment, escaped (ids and names may hold any character)."""
-    from urllib.parse import quote
-
-    return quote(segment, safe="")
 
 
 def _detail(response: httpx.Response) -> str:

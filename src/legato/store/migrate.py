@@ -36,12 +36,14 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def check_schema(engine: Engine, *, auto_upgrade: bool) -> None:
+def check_schema(engine: Engine, *, auto_upgrade: bool, create_empty: bool = False) -> None:
     """Make sure the database has the schema this code expects.
 
     An empty or older database is upgraded when ``auto_upgrade`` (embedded mode, zero set-up);
-    otherwise it is an error that says to run ``legato db upgrade``. A database written by a
-    newer Legato is never touched.
+    ``create_empty`` creates the schema in an empty database only (the server: nothing there
+    to lose, while an older schema's upgrade is left to a person). Otherwise it is an error
+    that says to run ``legato db upgrade``. A database written by a newer Legato is never
+    touched.
     """
     with engine.connect() as conn:
         found = current_revision(conn)
@@ -53,7 +55,7 @@ def check_schema(engine: Engine, *, auto_upgrade: bool) -> None:
             f"(it knows up to {HEAD_REVISION}): it was written by a newer Legato. "
             "Upgrade Legato; nothing was changed in the database."
         )
-    if not auto_upgrade:
+    if not auto_upgrade and not (create_empty and found is None):
         raise SchemaOutOfDate(
             f"the database schema is at {found or 'nothing (empty database)'}, this Legato "
             f"needs {HEAD_REVISION}: run `legato db upgrade` first."

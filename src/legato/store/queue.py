@@ -17,7 +17,8 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
-from legato.models import Deployment, FlowRun, State, TaskRun, Worker
+from legato.models import FlowRun, Pool, State, TaskRun, Worker
+from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
 
@@ -44,36 +45,6 @@ _CLAIM = (
 )
 
 
-def _deployment(row: Any) -> Deployment:
-    return Deployment(
-        name=row.name,
-        flow=row.flow,
-        source=row.source,
-        pool=row.pool,
-        parameters=json.loads(row.parameters),
-        tags=json.loads(row.tags),
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _worker(row: Any) -> Worker:
-    return Worker(
-        id=row.id,
-        name=row.name,
-        pool=row.pool,
-        capacity=json.loads(row.capacity),
-        used=json.loads(row.used),
-        state=row.state,
-        host=row.host,
-        pid=row.pid,
-        started_at=row.started_at,
-        last_heartbeat=row.last_heartbeat,
-        version=row.version,
-    )
-
-
 class QueueSql:
     """Mixed into SqlStore: it provides ``_write``, ``_read``, ``dialect``, ``notifier``."""
 
@@ -84,6 +55,7 @@ class QueueSql:
     sole_writer: bool = False
     _write: Any
     _read: Any
+    _listen: Any
 
     # -- wake-ups -------------------------------------------------------------------------
 
@@ -108,6 +80,7 @@ class QueueSql:
 
     def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
         """Remember before looking for work; pass to ``wait_for_queue``."""
+        self._listen()
         return self.notifier.versions([f"queue:{p}" for p in pools])
 
     def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
@@ -132,8 +105,6 @@ class QueueSql:
         lease_seconds: float = 30.0,
     ) -> list[TaskRun]:
         """Claim up to ``limit`` queued task runs of ``pool`` that fit in ``free``."""
-        from legato.store.sql import _history, _task_run
-
         now = time.time()
         c = s.task_runs.c
         q = (
@@ -175,10 +146,13 @@ class QueueSql:
             )
             conn.execute(
                 insert(s.state_history),
-                [_history(i, "task", State.RUNNING, now, f"claimed by {worker}") for i in chosen],
+                [
+                    rowmap.history(i, "task", State.RUNNING, now, f"claimed by {worker}")
+                    for i in chosen
+                ],
             )
             rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
-        by_id = {r.id: _task_run(r) for r in rows}
+        by_id = {r.id: rowmap.task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
 
     # -- concurrency limits ---------------------------------------------------------------------
@@ -233,34 +207,10 @@ class QueueSql:
                 return None
         return [key for key, _ in checks]
 
-    def set_limit(self, name: str, limit: int) -> None:
-        """At most ``limit`` task runs RUNNING at once for ``tag:X``, ``pool:X`` or ``flow:X``."""
-        from sqlalchemy import delete
-
-        with self._write() as conn:
-            conn.execute(delete(s.concurrency_limits).where(s.concurrency_limits.c.name == name))
-            conn.execute(
-                insert(s.concurrency_limits),
-                [{"name": name, "limit": limit, "updated_at": time.time()}],
-            )
-
-    def list_limits(self) -> dict[str, int]:
-        with self._read() as conn:
-            return {r.name: r.limit for r in conn.execute(select(s.concurrency_limits))}
-
-    def delete_limit(self, name: str) -> bool:
-        from sqlalchemy import delete
-
-        with self._write() as conn:
-            c = s.concurrency_limits.c
-            return bool(conn.execute(delete(s.concurrency_limits).where(c.name == name)).rowcount)
-
     def claim_flow_runs(
         self, pool: str, worker: str, *, limit: int = 1, lease_seconds: float = 30.0
     ) -> list[FlowRun]:
         """Claim up to ``limit`` flow runs queued for ``pool`` (deployments, answered runs)."""
-        from legato.store.sql import _flow_run, _history
-
         now = time.time()
         c = s.flow_runs.c
         q = (
@@ -294,15 +244,16 @@ class QueueSql:
             )
             conn.execute(
                 insert(s.state_history),
-                [_history(i, "flow", State.RUNNING, now, f"claimed by {worker}") for i in chosen],
+                [
+                    rowmap.history(i, "flow", State.RUNNING, now, f"claimed by {worker}")
+                    for i in chosen
+                ],
             )
             rows = conn.execute(select(s.flow_runs).where(c.id.in_(chosen))).all()
-        return [_flow_run(r) for r in rows]
+        return [rowmap.flow_run(r) for r in rows]
 
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         """Put an existing flow run (paused and answered, crashed...) back in ``pool``'s queue."""
-        from legato.store.sql import _history
-
         now = time.time()
         c = s.flow_runs.c
         with self._write() as conn:
@@ -321,7 +272,7 @@ class QueueSql:
             if done:
                 conn.execute(
                     insert(s.state_history),
-                    [_history(run_id, "flow", State.PENDING, now, f"queued for pool {pool}")],
+                    [rowmap.history(run_id, "flow", State.PENDING, now, f"queued for pool {pool}")],
                 )
                 self._signal(conn, QUEUE_CHANNEL, {pool})
         return bool(done)
@@ -383,11 +334,9 @@ class QueueSql:
     ) -> bool:
         """Record the outcome of a claimed attempt; False (nothing written) if that attempt no
         longer holds the run: a late result from a dead attempt is refused."""
-        from legato.store.sql import _encode, _history
-
         now = time.time()
         c = s.task_runs.c
-        row = _encode(values)
+        row = rowmap.encode(values)
         row.update(state=state.value, lease_expires_at=None)
         requeue = state in (State.PENDING, State.AWAITING_RETRY)
         if requeue:  # handed back (drain) or to be retried: queued again
@@ -402,7 +351,7 @@ class QueueSql:
             if not done:
                 return False
             conn.execute(
-                insert(s.state_history), [_history(task_run_id, "task", state, now, message)]
+                insert(s.state_history), [rowmap.history(task_run_id, "task", state, now, message)]
             )
             if requeue:
                 pool = conn.execute(select(c.pool).where(c.id == task_run_id)).scalar_one()
@@ -414,8 +363,6 @@ class QueueSql:
     def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
         """Task runs whose lease ran out: CRASHED, then queued again while attempts remain.
         Returns them as they are now."""
-        from legato.store.sql import _history, _task_run
-
         now = time.time() if now is None else now
         c = s.task_runs.c
         q = select(c.id, c.attempts, c.max_attempts, c.pool).where(
@@ -431,10 +378,10 @@ class QueueSql:
             pools = set()
             done = []
             for r in rows:
-                history.append(_history(r.id, "task", State.CRASHED, now, "lease expired"))
+                history.append(rowmap.history(r.id, "task", State.CRASHED, now, "lease expired"))
                 if r.attempts < r.max_attempts:
                     values = {"state": State.PENDING.value, "queued_at": now}
-                    history.append(_history(r.id, "task", State.PENDING, now, "re-queued"))
+                    history.append(rowmap.history(r.id, "task", State.PENDING, now, "re-queued"))
                     pools.add(r.pool)
                 else:
                     values = {"state": State.CRASHED.value, "ended_at": now}
@@ -446,13 +393,11 @@ class QueueSql:
             self._signal(conn, QUEUE_CHANNEL, pools)
             self._signal(conn, DONE_CHANNEL, set(done))
             result = conn.execute(select(s.task_runs).where(c.id.in_([r.id for r in rows]))).all()
-        return [_task_run(r) for r in result]
+        return [rowmap.task_run(r) for r in result]
 
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
         """Flow runs whose worker was lost: CRASHED, then queued again (they resume by replay,
         so finished work is not redone). Returns their ids."""
-        from legato.store.sql import _history
-
         now = time.time() if now is None else now
         c = s.flow_runs.c
         q = select(c.id, c.pool).where(c.state == State.RUNNING.value, c.lease_expires_at < now)
@@ -475,67 +420,11 @@ class QueueSql:
             )
             history = []
             for r in rows:
-                history.append(_history(r.id, "flow", State.CRASHED, now, "lease expired"))
-                history.append(_history(r.id, "flow", State.PENDING, now, "re-queued"))
+                history.append(rowmap.history(r.id, "flow", State.CRASHED, now, "lease expired"))
+                history.append(rowmap.history(r.id, "flow", State.PENDING, now, "re-queued"))
             conn.execute(insert(s.state_history), history)
             self._signal(conn, QUEUE_CHANNEL, {r.pool for r in rows if r.pool})
         return [r.id for r in rows]
-
-    # -- deployments ----------------------------------------------------------------------------
-
-    def put_deployment(self, dep: Deployment) -> None:
-        """Create or replace a deployment (by name)."""
-        row = dep.to_json()
-        row["parameters"] = json.dumps(dep.parameters)
-        row["tags"] = json.dumps(dep.tags)
-        d = s.deployments.c
-        with self._write() as conn:
-            existing = conn.execute(select(d.created_at).where(d.name == dep.name)).first()
-            if existing is None:
-                conn.execute(insert(s.deployments), [row])
-            else:
-                row["created_at"] = existing.created_at
-                conn.execute(update(s.deployments).where(d.name == dep.name).values(row))
-
-    def get_deployment(self, name: str) -> Deployment | None:
-        d = s.deployments.c
-        with self._read() as conn:
-            row = conn.execute(select(s.deployments).where(d.name == name)).first()
-        return None if row is None else _deployment(row)
-
-    def list_deployments(self) -> list[Deployment]:
-        with self._read() as conn:
-            rows = conn.execute(select(s.deployments).order_by(s.deployments.c.name)).all()
-        return [_deployment(r) for r in rows]
-
-    def delete_deployment(self, name: str) -> bool:
-        from sqlalchemy import delete
-
-        with self._write() as conn:
-            return bool(
-                conn.execute(delete(s.deployments).where(s.deployments.c.name == name)).rowcount
-            )
-
-    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
-        """Wait until each of ``ids`` is final (or PAUSED), or ``timeout``; returns those that
-        are. Used by a flow waiting on remote task runs."""
-        from legato.store.sql import _task_run
-
-        deadline = time.monotonic() + timeout
-        keys = [f"done:{i}" for i in ids]
-        c = s.task_runs.c
-        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
-        while True:
-            seen = self.notifier.versions(keys)
-            with self._read() as conn:
-                rows = conn.execute(
-                    select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
-                ).all()
-            left = deadline - time.monotonic()
-            if rows or left <= 0:
-                return [_task_run(r) for r in rows]
-            poll = self.dialect == "sqlite" and not self.sole_writer
-            self.notifier.wait(seen, min(left, 0.25) if poll else left)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -564,7 +453,7 @@ class QueueSql:
         if not include_offline:
             q = q.where(w.state != "offline")
         with self._read() as conn:
-            return [_worker(r) for r in conn.execute(q)]
+            return [rowmap.worker(r) for r in conn.execute(q)]
 
     def queue_depths(self) -> dict[str, int]:
         """Queued task runs per pool (Prometheus, `legato pools ls`)."""
@@ -587,3 +476,32 @@ class QueueSql:
             for pool, n in [*conn.execute(q), *conn.execute(fq)]:
                 depths[str(pool)] = depths.get(str(pool), 0) + int(n)
         return depths
+
+    # -- pools: the definition a worker serves, engine job ids ----------------------------
+
+    def get_pool(self, name: str) -> Pool | None:
+        with self._read() as conn:
+            row = conn.execute(select(s.pools).where(s.pools.c.name == name)).first()
+        return None if row is None else rowmap.pool(row)
+
+    def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
+        """Record the engine's id for the attempt running a task run (fenced like a result:
+        False if that attempt no longer holds it). Written to the history too."""
+        c = s.task_runs.c
+        now = time.time()
+        with self._write() as conn:
+            done = conn.execute(
+                update(s.task_runs)
+                .where(c.id == task_run_id, c.attempts == attempt, c.state == State.RUNNING.value)
+                .values(engine_job_id=job_id)
+            ).rowcount
+            if done:
+                conn.execute(
+                    insert(s.state_history),
+                    [
+                        rowmap.history(
+                            task_run_id, "task", State.RUNNING, now, f"engine job {job_id}"
+                        )
+                    ],
+                )
+        return bool(done)

@@ -1,17 +1,20 @@
 """SqlStore: the Store over SQLite or PostgreSQL through SQLAlchemy Core.
 
-Every SQL statement Legato runs lives in this module. The two dialects differ only in how
-the engine is created and how a write transaction begins (see ``_connect_sqlite``).
+This module holds the connections and transactions, and the SQL of the run role (what the
+engine records and reads). The queue role's SQL is in ``queue.py``; the admin and view roles'
+in ``admin_sql.py`` and the modules it gathers, loaded only when first used. Rows become
+records in ``rows.py``. The two dialects differ only in how the engine is created and how a
+write transaction begins (see ``_connect_sqlite``).
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -32,15 +35,17 @@ from legato.errors import RunNotFound, StoreBusy, StoreError, StoreUnavailable
 from legato.models import (
     Artifact,
     FlowRun,
-    LogRecord,
     Question,
     QuestionState,
     State,
     StateChange,
     TaskRun,
 )
+from legato.store import rows as rowmap
 from legato.store import schema as s
-from legato.store.base import (
+from legato.store.migrate import check_schema
+from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
+from legato.store.ops import (
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
@@ -53,177 +58,7 @@ from legato.store.base import (
     UpdateFlowRun,
     UpdateTaskRun,
 )
-from legato.store.migrate import check_schema
-from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
-from legato.store.pools import PoolSql
 from legato.store.queue import QueueSql
-from legato.store.stats import StatsSql
-from legato.store.tokens import TokenSql
-from legato.store.triggers import TriggerSql
-from legato.store.views import ViewsSql
-
-_dumps = json.dumps
-_JSON_COLUMNS = frozenset(
-    {
-        "parameters",
-        "tags",
-        "resources",
-        "depends_on",
-        "result",
-        "answer",
-        "default",
-        "schema",
-        "payload",
-        "input_hashes",
-        "capacity",
-        "used",
-    }
-)
-
-
-def _encode(values: dict[str, Any]) -> dict[str, Any]:
-    return {
-        k: (_dumps(v) if k in _JSON_COLUMNS and v is not None else v) for k, v in values.items()
-    }
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _flow_run(row: Any) -> FlowRun:
-    return FlowRun(
-        id=row.id,
-        flow=row.flow,
-        state=State(row.state),
-        parameters=json.loads(row.parameters),
-        parent_task_run_id=row.parent_task_run_id,
-        pool=row.pool,
-        tags=json.loads(row.tags),
-        result=_loads(row.result),
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        source=row.source,
-        owner=row.owner,
-        deployment=row.deployment,
-        version=row.version,
-        worker=row.worker,
-        attempts=row.attempts,
-        queued_at=row.queued_at,
-        lease_expires_at=row.lease_expires_at,
-    )
-
-
-def _task_run(row: Any) -> TaskRun:
-    """A task run from a row; a row that leaves out the heavy columns (resources, tags,
-    cache_key, result, payload: the dashboard's light selects) gets their empty values."""
-    m = row._mapping
-    return TaskRun(
-        id=row.id,
-        flow_run_id=row.flow_run_id,
-        task=row.task,
-        key=row.key,
-        state=State(row.state),
-        attempts=row.attempts,
-        pool=row.pool,
-        worker=row.worker,
-        resources=json.loads(m["resources"]) if "resources" in m else {},
-        tags=json.loads(m["tags"]) if "tags" in m else [],
-        depends_on=json.loads(row.depends_on),
-        cache_key=m.get("cache_key"),
-        result=_loads(m.get("result")),
-        error=row.error,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        ended_at=row.ended_at,
-        child_flow_run_id=row.child_flow_run_id,
-        queued_at=row.queued_at,
-        lease_expires_at=row.lease_expires_at,
-        max_attempts=row.max_attempts,
-        payload=_loads(m.get("payload")),
-        engine_job_id=row.engine_job_id,
-        fingerprint=m.get("fingerprint"),
-        input_hashes=_loads(m.get("input_hashes")),
-        superseded_at=m.get("superseded_at"),
-    )
-
-
-def _question(row: Any) -> Question:
-    return Question(
-        id=row.id,
-        flow_run_id=row.flow_run_id,
-        key=row.key,
-        prompt=row.prompt,
-        schema=json.loads(row.schema),
-        state=QuestionState(row.state),
-        default=_loads(row.default),
-        answer=_loads(row.answer),
-        answered_by=row.answered_by,
-        answered_at=row.answered_at,
-        error=row.error,
-        created_at=row.created_at,
-        timeout_at=row.timeout_at,
-    )
-
-
-def _flow_run_row(run: FlowRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "flow": run.flow,
-        "state": run.state.value,
-        "parameters": _dumps(run.parameters),
-        "parent_task_run_id": run.parent_task_run_id,
-        "pool": run.pool,
-        "tags": _dumps(run.tags),
-        "result": None if run.result is None else _dumps(run.result),
-        "error": run.error,
-        "source": run.source,
-        "owner": run.owner,
-        "deployment": run.deployment,
-        "version": run.version,
-        "worker": run.worker,
-        "attempts": run.attempts,
-        "queued_at": run.queued_at,
-        "lease_expires_at": run.lease_expires_at,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "updated_at": run.created_at,
-    }
-
-
-def _task_run_row(run: TaskRun) -> dict[str, Any]:
-    return {
-        "id": run.id,
-        "flow_run_id": run.flow_run_id,
-        "task": run.task,
-        "key": run.key,
-        "state": run.state.value,
-        "attempts": run.attempts,
-        "pool": run.pool,
-        "worker": run.worker,
-        "resources": _dumps(run.resources),
-        "tags": _dumps(run.tags),
-        "depends_on": _dumps(run.depends_on),
-        "cache_key": run.cache_key,
-        "result": None if run.result is None else _dumps(run.result),
-        "error": run.error,
-        "child_flow_run_id": run.child_flow_run_id,
-        "created_at": run.created_at,
-        "started_at": run.started_at,
-        "ended_at": run.ended_at,
-        "queued_at": run.queued_at,
-        "lease_expires_at": run.lease_expires_at,
-        "max_attempts": run.max_attempts,
-        "payload": None if run.payload is None else _dumps(run.payload),
-        "engine_job_id": run.engine_job_id,
-        "fingerprint": run.fingerprint,
-        "input_hashes": None if run.input_hashes is None else _dumps(run.input_hashes),
-        "superseded_at": run.superseded_at,
-    }
-
 
 _INSERT_TASK_RUN = insert(s.task_runs)
 _INSERT_HISTORY = insert(s.state_history)
@@ -244,10 +79,6 @@ _SQLITE_BULK = {
     "state_history": _sqlite_insert(s.state_history),
     "logs": _sqlite_insert(s.logs),
 }
-
-
-def _history(run_id: str, kind: str, state: State, at: float, msg: str | None) -> dict[str, Any]:
-    return {"run_id": run_id, "kind": kind, "state": state.value, "at": at, "message": msg}
 
 
 # SQLite primary result codes, and PostgreSQL SQLSTATEs, of a refused write: writing again
@@ -308,11 +139,161 @@ def _connect_sqlite(url: str) -> Engine:
     return engine
 
 
-class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
-    """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
-    (embedded mode); otherwise an old schema is an error that says to run `legato db upgrade`."""
+class _Batch:
+    """One batch of operations being written in one transaction. Task run inserts, history
+    rows and log lines are gathered and written together at the end (the hot path); other
+    operations are executed as they come, in order."""
 
-    def __init__(self, url: str, *, auto_upgrade: bool = True, check: bool = True) -> None:
+    def __init__(self, store: SqlStore, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.history: list[dict[str, Any]] = []
+        self.new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
+        self.task_updates: list[dict[str, Any]] = []
+        self.log_rows: list[dict[str, Any]] = []
+        self.flow_pools: set[str] = set()
+
+    def insert_task_run(self, op: InsertTaskRun) -> None:
+        run = op.run
+        self.new_tasks[run.id] = rowmap.task_run_row(run)
+        self.history.append(rowmap.history(run.id, "task", run.state, run.created_at, op.message))
+
+    def update_task_run(self, op: UpdateTaskRun) -> None:
+        values = rowmap.encode(op.values)
+        values["state"] = op.state.value
+        row = self.new_tasks.get(op.id)
+        if row is not None:
+            row.update(values)  # inserted in this batch: insert the final row at once
+        else:
+            values["_id"] = op.id
+            self.task_updates.append(values)
+        self.history.append(rowmap.history(op.id, "task", op.state, op.at, op.message))
+
+    def supersede_task_run(self, op: SupersedeTaskRun) -> None:
+        # At once, not with the batch's updates: a new call inserted later in the batch may
+        # take the key this record gives up.
+        values: dict[str, Any] = {"superseded_at": op.at, "_id": op.id}
+        if op.key is not None:
+            values["key"] = op.key
+        stmt = self.store._update_stmt(s.task_runs, frozenset(values) - {"_id"})
+        self.conn.execute(stmt, [values])
+
+    def insert_flow_run(self, op: InsertFlowRun) -> None:
+        run = op.run
+        self.conn.execute(insert(s.flow_runs), [rowmap.flow_run_row(run)])
+        if run.queued_at is not None and run.pool:
+            self.flow_pools.add(run.pool)
+        self.history.append(rowmap.history(run.id, "flow", run.state, run.created_at, op.message))
+
+    def update_flow_run(self, op: UpdateFlowRun) -> None:
+        values = rowmap.encode(op.values)
+        values["state"] = op.state.value
+        values["updated_at"] = op.at
+        values["_id"] = op.id
+        stmt = self.store._update_stmt(s.flow_runs, frozenset(values) - {"_id"})
+        self.conn.execute(stmt, [values])
+        self.history.append(rowmap.history(op.id, "flow", op.state, op.at, op.message))
+
+    def insert_logs(self, op: InsertLogs) -> None:
+        self.log_rows.extend(rowmap.log_row(r) for r in op.records)
+
+    def insert_artifact(self, op: InsertArtifact) -> None:
+        self.conn.execute(insert(s.artifacts), [rowmap.artifact_row(op.artifact)])
+
+    def insert_question(self, op: InsertQuestion) -> None:
+        self.conn.execute(insert(s.questions), [rowmap.question_row(op.question)])
+
+    def put_cache(self, op: PutCache) -> None:
+        self.conn.execute(delete(s.cache_entries).where(s.cache_entries.c.key == op.key))
+        row = {
+            "key": op.key,
+            "task": op.task,
+            "task_run_id": op.task_run_id,
+            "result": rowmap.dumps(op.result),
+            "created_at": op.created_at,
+            "expires_at": op.expires_at,
+        }
+        self.conn.execute(insert(s.cache_entries), [row])
+
+    def flush(self) -> None:
+        """Write what was gathered: new task runs, wake-ups, updates, history, logs."""
+        conn, store = self.conn, self.store
+        if self.new_tasks:
+            store._bulk(conn, "task_runs", _INSERT_TASK_RUN, list(self.new_tasks.values()))
+        queued = {r["pool"] for r in self.new_tasks.values() if r.get("queued_at") is not None}
+        requeued = [u["_id"] for u in self.task_updates if u.get("queued_at") is not None]
+        if requeued:
+            c = s.task_runs.c
+            queued.update(
+                p for (p,) in conn.execute(select(c.pool).where(c.id.in_(requeued))).all()
+            )
+        store._signal(conn, QUEUE_CHANNEL, {p for p in queued | self.flow_pools if p})
+        # Updates of task runs inserted by an earlier batch, in order; consecutive updates
+        # that set the same columns go in one executemany.
+        updates = self.task_updates
+        i = 0
+        while i < len(updates):
+            cols = frozenset(updates[i]) - {"_id"}
+            j = i + 1
+            while j < len(updates) and frozenset(updates[j]) - {"_id"} == cols:
+                j += 1
+            conn.execute(store._update_stmt(s.task_runs, cols), updates[i:j])
+            i = j
+        if self.history:
+            store._bulk(conn, "state_history", _INSERT_HISTORY, self.history)
+        if self.log_rows:
+            store._bulk(conn, "logs", _INSERT_LOG, self.log_rows)
+
+
+_HANDLERS: dict[type[Any], Callable[[_Batch, Any], None]] = {
+    InsertTaskRun: _Batch.insert_task_run,
+    UpdateTaskRun: _Batch.update_task_run,
+    SupersedeTaskRun: _Batch.supersede_task_run,
+    InsertFlowRun: _Batch.insert_flow_run,
+    UpdateFlowRun: _Batch.update_flow_run,
+    InsertLogs: _Batch.insert_logs,
+    InsertArtifact: _Batch.insert_artifact,
+    InsertQuestion: _Batch.insert_question,
+    PutCache: _Batch.put_cache,
+}
+
+
+class _AdminOnFirstUse:
+    """Stands in for ``AdminSql`` (limits, deployments, pools, tokens, triggers, dashboard
+    queries, statistics) until one of its methods is first asked for, then binds it from
+    there: an embedded flow run never imports that SQL. Type checkers see ``AdminSql``."""
+
+    def __getattr__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            from legato.store.admin_sql import AdminSql
+
+            for klass in AdminSql.__mro__[:-1]:  # not object's
+                if name in vars(klass):
+                    found = vars(klass)[name]
+                    get = getattr(found, "__get__", None)
+                    return found if get is None else get(self, type(self))
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from legato.store.admin_sql import AdminSql as _AdminPart
+else:
+    _AdminPart = _AdminOnFirstUse
+
+
+class SqlStore(QueueSql, _AdminPart):
+    """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
+    (embedded mode); ``create_empty`` only creates it in an empty database (the server);
+    otherwise an old schema is an error that says to run `legato db upgrade`."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto_upgrade: bool = True,
+        check: bool = True,
+        create_empty: bool = False,
+    ) -> None:
         self.url = url
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
@@ -336,7 +317,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
                 )
             if check:
                 try:
-                    check_schema(self.engine, auto_upgrade=auto_upgrade)
+                    check_schema(self.engine, auto_upgrade=auto_upgrade, create_empty=create_empty)
                 except BaseException:
                     self.engine.dispose()  # a refused database keeps no connection open
                     raise
@@ -405,139 +386,13 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
         return stmt
 
     def _apply(self, conn: Connection, ops: Sequence[Op]) -> None:
-        history: list[dict[str, Any]] = []
-        new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
-        task_updates: list[dict[str, Any]] = []
-        log_rows: list[dict[str, Any]] = []
-        flow_pools: set[str] = set()
-
+        batch = _Batch(self, conn)
         for op in ops:
-            if isinstance(op, InsertTaskRun):
-                run = op.run
-                new_tasks[run.id] = _task_run_row(run)
-                history.append(_history(run.id, "task", run.state, run.created_at, op.message))
-            elif isinstance(op, UpdateTaskRun):
-                values = _encode(op.values)
-                values["state"] = op.state.value
-                row = new_tasks.get(op.id)
-                if row is not None:
-                    row.update(values)  # inserted in this batch: insert the final row at once
-                else:
-                    values["_id"] = op.id
-                    task_updates.append(values)
-                history.append(_history(op.id, "task", op.state, op.at, op.message))
-            elif isinstance(op, SupersedeTaskRun):
-                # At once, not with the batch's updates: a new call inserted below may take
-                # the key this record gives up.
-                values = {"superseded_at": op.at, "_id": op.id}
-                if op.key is not None:
-                    values["key"] = op.key
-                conn.execute(self._update_stmt(s.task_runs, frozenset(values) - {"_id"}), [values])
-            elif isinstance(op, InsertFlowRun):
-                conn.execute(insert(s.flow_runs), [_flow_run_row(op.run)])
-                if op.run.queued_at is not None and op.run.pool:
-                    flow_pools.add(op.run.pool)
-                history.append(
-                    _history(op.run.id, "flow", op.run.state, op.run.created_at, op.message)
-                )
-            elif isinstance(op, UpdateFlowRun):
-                values = _encode(op.values)
-                values["state"] = op.state.value
-                values["updated_at"] = op.at
-                values["_id"] = op.id
-                conn.execute(self._update_stmt(s.flow_runs, frozenset(values) - {"_id"}), [values])
-                history.append(_history(op.id, "flow", op.state, op.at, op.message))
-            elif isinstance(op, InsertLogs):
-                log_rows.extend(
-                    {
-                        "flow_run_id": r.flow_run_id,
-                        "task_run_id": r.task_run_id,
-                        "at": r.at,
-                        "level": r.level,
-                        "logger": r.logger,
-                        "message": r.message,
-                    }
-                    for r in op.records
-                )
-            elif isinstance(op, InsertArtifact):
-                a = op.artifact
-                conn.execute(
-                    insert(s.artifacts),
-                    [
-                        {
-                            "id": a.id,
-                            "flow_run_id": a.flow_run_id,
-                            "task_run_id": a.task_run_id,
-                            "kind": a.kind,
-                            "title": a.title,
-                            "data": _dumps(a.data),
-                            "created_at": a.created_at,
-                        }
-                    ],
-                )
-            elif isinstance(op, InsertQuestion):
-                q = op.question
-                conn.execute(
-                    insert(s.questions),
-                    [
-                        {
-                            "id": q.id,
-                            "flow_run_id": q.flow_run_id,
-                            "key": q.key,
-                            "prompt": q.prompt,
-                            "schema": _dumps(q.schema),
-                            "state": q.state.value,
-                            "default": None if q.default is None else _dumps(q.default),
-                            "answer": None if q.answer is None else _dumps(q.answer),
-                            "answered_by": q.answered_by,
-                            "answered_at": q.answered_at,
-                            "error": q.error,
-                            "created_at": q.created_at,
-                            "timeout_at": q.timeout_at,
-                        }
-                    ],
-                )
-            elif isinstance(op, PutCache):
-                conn.execute(delete(s.cache_entries).where(s.cache_entries.c.key == op.key))
-                conn.execute(
-                    insert(s.cache_entries),
-                    [
-                        {
-                            "key": op.key,
-                            "task": op.task,
-                            "task_run_id": op.task_run_id,
-                            "result": _dumps(op.result),
-                            "created_at": op.created_at,
-                            "expires_at": op.expires_at,
-                        }
-                    ],
-                )
-            else:  # pragma: no cover - a new Op type without a branch here
+            handler = _HANDLERS.get(type(op))
+            if handler is None:  # pragma: no cover - a new Op type without a handler
                 raise TypeError(f"unknown store operation {op!r}")
-        if new_tasks:
-            self._bulk(conn, "task_runs", _INSERT_TASK_RUN, list(new_tasks.values()))
-        queued = {r["pool"] for r in new_tasks.values() if r.get("queued_at") is not None}
-        requeued = [u["_id"] for u in task_updates if u.get("queued_at") is not None]
-        if requeued:
-            c = s.task_runs.c
-            queued.update(
-                p for (p,) in conn.execute(select(c.pool).where(c.id.in_(requeued))).all()
-            )
-        self._signal(conn, QUEUE_CHANNEL, {p for p in queued | flow_pools if p})
-        # Updates of task runs inserted by an earlier batch, in order; consecutive updates
-        # that set the same columns go in one executemany.
-        i = 0
-        while i < len(task_updates):
-            cols = frozenset(task_updates[i]) - {"_id"}
-            j = i + 1
-            while j < len(task_updates) and frozenset(task_updates[j]) - {"_id"} == cols:
-                j += 1
-            conn.execute(self._update_stmt(s.task_runs, cols), task_updates[i:j])
-            i = j
-        if history:
-            self._bulk(conn, "state_history", _INSERT_HISTORY, history)
-        if log_rows:
-            self._bulk(conn, "logs", _INSERT_LOG, log_rows)
+            handler(batch, op)
+        batch.flush()
 
     def _first_time(self, conn: Connection, request_id: str) -> bool:
         """Record a batch's id in its own transaction; False if it was recorded before."""
@@ -586,7 +441,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
         from legato.models import now
 
         at = now()
-        row = _encode(values or {})
+        row = rowmap.encode(values or {})
         row.update(state=state.value, updated_at=at)
         with self._write() as conn:
             done = conn.execute(
@@ -601,7 +456,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             ).rowcount
             if done:
                 conn.execute(
-                    insert(s.state_history), [_history(run_id, "flow", state, at, message)]
+                    insert(s.state_history), [rowmap.history(run_id, "flow", state, at, message)]
                 )
         return bool(done)
 
@@ -628,7 +483,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
 
     def get_flow_run(self, run_id: str) -> FlowRun:
         with self._read() as conn:
-            return _flow_run(self._resolve_id(conn, s.flow_runs, run_id))
+            return rowmap.flow_run(self._resolve_id(conn, s.flow_runs, run_id))
 
     def list_flow_runs(
         self,
@@ -652,7 +507,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
         q = q.order_by(s.flow_runs.c.created_at.desc(), s.flow_runs.c.id.desc())
         q = q.limit(limit).offset(offset)
         with self._read() as conn:
-            return [_flow_run(r) for r in conn.execute(q)]
+            return [rowmap.flow_run(r) for r in conn.execute(q)]
 
     def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
         q = (
@@ -661,11 +516,11 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             .order_by(s.task_runs.c.created_at, s.task_runs.c.id)
         )
         with self._read() as conn:
-            return [_task_run(r) for r in conn.execute(q)]
+            return [rowmap.task_run(r) for r in conn.execute(q)]
 
     def get_task_run(self, task_run_id: str) -> TaskRun:
         with self._read() as conn:
-            return _task_run(self._resolve_id(conn, s.task_runs, task_run_id))
+            return rowmap.task_run(self._resolve_id(conn, s.task_runs, task_run_id))
 
     def get_history(self, run_id: str) -> list[StateChange]:
         q = (
@@ -674,10 +529,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             .order_by(s.state_history.c.id)
         )
         with self._read() as conn:
-            return [
-                StateChange(r.run_id, r.kind, State(r.state), r.at, r.message)
-                for r in conn.execute(q)
-            ]
+            return [rowmap.state_change(r) for r in conn.execute(q)]
 
     def get_logs(
         self,
@@ -696,30 +548,13 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             q = q.where(c.level >= min_level)
         q = q.order_by(c.id).limit(limit)
         with self._read() as conn:
-            return [
-                LogEntry(
-                    r.id,
-                    LogRecord(r.flow_run_id, r.task_run_id, r.at, r.level, r.logger, r.message),
-                )
-                for r in conn.execute(q)
-            ]
+            return [rowmap.log_entry(r) for r in conn.execute(q)]
 
     def get_artifacts(self, flow_run_id: str) -> list[Artifact]:
         c = s.artifacts.c
         q = select(s.artifacts).where(c.flow_run_id == flow_run_id).order_by(c.created_at, c.id)
         with self._read() as conn:
-            return [
-                Artifact(
-                    r.id,
-                    r.flow_run_id,
-                    r.task_run_id,
-                    r.kind,
-                    json.loads(r.data),
-                    r.title,
-                    r.created_at,
-                )
-                for r in conn.execute(q)
-            ]
+            return [rowmap.artifact(r) for r in conn.execute(q)]
 
     def get_cached(self, key: str, now: float) -> Any | None:
         c = s.cache_entries.c
@@ -728,20 +563,20 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             row = conn.execute(q).first()
         if row is None or (row.expires_at is not None and row.expires_at <= now):
             return None
-        return json.loads(row.result)
+        return rowmap.loads(row.result)
 
     # -- questions ----------------------------------------------------------------------
 
     def get_question(self, question_id: str) -> Question:
         with self._read() as conn:
-            return _question(self._resolve_id(conn, s.questions, question_id))
+            return rowmap.question(self._resolve_id(conn, s.questions, question_id))
 
     def find_question(self, flow_run_id: str, key: str) -> Question | None:
         c = s.questions.c
         q = select(s.questions).where(c.flow_run_id == flow_run_id, c.key == key)
         with self._read() as conn:
             row = conn.execute(q).first()
-        return None if row is None else _question(row)
+        return None if row is None else rowmap.question(row)
 
     def list_questions(
         self,
@@ -758,7 +593,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
             q = q.where(c.flow_run_id == flow_run_id)
         q = q.order_by(c.created_at, c.id).limit(limit)
         with self._read() as conn:
-            return [_question(r) for r in conn.execute(q)]
+            return [rowmap.question(r) for r in conn.execute(q)]
 
     def update_question(
         self,
@@ -769,7 +604,7 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
         values: dict[str, Any],
     ) -> bool:
         c = s.questions.c
-        row = _encode(values)
+        row = rowmap.encode(values)
         row["state"] = state.value
         stmt = (
             update(s.questions)
@@ -788,13 +623,25 @@ class SqlStore(QueueSql, TokenSql, StatsSql, PoolSql, TriggerSql, ViewsSql):
                     conninfo = url.render_as_string(hide_password=False)
                     self._listener = PostgresListener(conninfo, self.notifier)
 
-    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
-        self._listen()
-        return super().queue_versions(pools)
-
     def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """Wait until each of ``ids`` is final (or PAUSED), or ``timeout``; returns those that
+        are. Used by a flow waiting on remote task runs."""
         self._listen()
-        return super().wait_for_task_runs(ids, timeout)
+        deadline = time.monotonic() + timeout
+        keys = [f"done:{i}" for i in ids]
+        c = s.task_runs.c
+        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
+        while True:
+            seen = self.notifier.versions(keys)
+            with self._read() as conn:
+                rows = conn.execute(
+                    select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
+                ).all()
+            left = deadline - time.monotonic()
+            if rows or left <= 0:
+                return [rowmap.task_run(r) for r in rows]
+            poll = self.dialect == "sqlite" and not self.sole_writer
+            self.notifier.wait(seen, min(left, 0.25) if poll else left)
 
     def close(self) -> None:
         if self._listener is not None:

@@ -11,6 +11,7 @@ from sqlalchemy import insert, or_, select, update
 
 from legato.errors import UsageError
 from legato.models import ApiToken, Role, new_id
+from legato.store import rows as rowmap
 from legato.store import schema as s
 
 TOKEN_PREFIX = "lgt_"
@@ -18,17 +19,6 @@ TOKEN_PREFIX = "lgt_"
 
 def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _token(row: Any) -> ApiToken:
-    return ApiToken(
-        id=row.id,
-        name=row.name,
-        role=Role(row.role),
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
 
 
 class TokenSql:
@@ -64,7 +54,7 @@ class TokenSql:
         q = select(s.api_tokens).where(t.hash == hash_secret(secret), t.revoked_at.is_(None))
         with self._read() as conn:
             row = conn.execute(q).first()
-        return None if row is None else _token(row)
+        return None if row is None else rowmap.token(row)
 
     def touch_token(self, token_id: str) -> None:
         with self._write() as conn:
@@ -77,7 +67,9 @@ class TokenSql:
     def list_tokens(self) -> list[ApiToken]:
         t = s.api_tokens.c
         with self._read() as conn:
-            return [_token(r) for r in conn.execute(select(s.api_tokens).order_by(t.created_at))]
+            return [
+                rowmap.token(r) for r in conn.execute(select(s.api_tokens).order_by(t.created_at))
+            ]
 
     def revoke_token(self, id_or_name: str) -> bool:
         """Revoke a live token by id (or unique prefix) or name; False if none matched."""

@@ -28,73 +28,11 @@ from legato.models import (
     StateChange,
     Trigger,
 )
+from legato.store import rows as rowmap
 from legato.store import schema as s
-from legato.store.base import InsertFlowRun
+from legato.store.ops import InsertFlowRun
 
 FileKey = tuple[str, int, float]  # path, size, mtime
-
-
-def _schedule(row: Any) -> Schedule:
-    return Schedule(
-        id=row.id,
-        deployment=row.deployment,
-        cron=row.cron,
-        timezone=row.timezone,
-        every=row.every,
-        catchup=row.catchup,
-        paused=bool(row.paused),
-        parameters=json.loads(row.parameters),
-        next_at=row.next_at,
-        last_at=row.last_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _schedule_row(sch: Schedule) -> dict[str, Any]:
-    row = sch.to_json()
-    row["parameters"] = json.dumps(sch.parameters)
-    return row
-
-
-def _trigger(row: Any) -> Trigger:
-    return Trigger(
-        name=row.name,
-        kind=row.kind,
-        deployment=row.deployment,
-        config=json.loads(row.config),
-        paused=bool(row.paused),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
-
-
-def _rule(row: Any) -> NotifyRule:
-    return NotifyRule(
-        id=row.id,
-        events=json.loads(row.events),
-        channel=row.channel,
-        flow=row.flow,
-        created_at=row.created_at,
-    )
-
-
-def _notification(row: Any) -> Notification:
-    return Notification(
-        id=row.id,
-        channel=row.channel,
-        event=row.event,
-        dedup_key=row.dedup_key,
-        payload=json.loads(row.payload),
-        rule_id=row.rule_id,
-        flow_run_id=row.flow_run_id,
-        state=row.state,
-        attempts=row.attempts,
-        next_attempt_at=row.next_attempt_at,
-        last_error=row.last_error,
-        created_at=row.created_at,
-        sent_at=row.sent_at,
-    )
 
 
 class TriggerSql:
@@ -111,7 +49,7 @@ class TriggerSql:
         with self._write() as conn:
             conn.execute(delete(s.schedules).where(s.schedules.c.deployment == deployment))
             if schedules:
-                conn.execute(insert(s.schedules), [_schedule_row(x) for x in schedules])
+                conn.execute(insert(s.schedules), [rowmap.schedule_row(x) for x in schedules])
 
     def list_schedules(self, deployment: str | None = None) -> list[Schedule]:
         c = s.schedules.c
@@ -119,7 +57,7 @@ class TriggerSql:
         if deployment is not None:
             q = q.where(c.deployment == deployment)
         with self._read() as conn:
-            return [_schedule(r) for r in conn.execute(q)]
+            return [rowmap.schedule(r) for r in conn.execute(q)]
 
     def due_schedules(self, now: float) -> list[Schedule]:
         """Schedules not paused whose next time has come (or was never set)."""
@@ -130,7 +68,7 @@ class TriggerSql:
             .order_by(c.next_at)
         )
         with self._read() as conn:
-            return [_schedule(r) for r in conn.execute(q)]
+            return [rowmap.schedule(r) for r in conn.execute(q)]
 
     def set_schedules_paused(self, id_or_deployment: str, paused: bool) -> int:
         """Pause or resume a schedule (by id or id prefix) or every schedule of a deployment;
@@ -230,7 +168,7 @@ class TriggerSql:
     def get_trigger(self, name: str) -> Trigger | None:
         with self._read() as conn:
             row = conn.execute(select(s.triggers).where(s.triggers.c.name == name)).first()
-        return None if row is None else _trigger(row)
+        return None if row is None else rowmap.trigger(row)
 
     def list_triggers(self, kind: str | None = None) -> list[Trigger]:
         c = s.triggers.c
@@ -238,7 +176,7 @@ class TriggerSql:
         if kind is not None:
             q = q.where(c.kind == kind)
         with self._read() as conn:
-            return [_trigger(r) for r in conn.execute(q)]
+            return [rowmap.trigger(r) for r in conn.execute(q)]
 
     def delete_trigger(self, name: str) -> bool:
         """Remove a trigger (what it recorded about files stays, so re-adding it does not
@@ -334,7 +272,7 @@ class TriggerSql:
         c = s.notify_rules.c
         with self._read() as conn:
             rows = conn.execute(select(s.notify_rules).order_by(c.created_at, c.id))
-            return [_rule(r) for r in rows]
+            return [rowmap.rule(r) for r in rows]
 
     def delete_notify_rule(self, rule_id: str) -> bool:
         """Remove a rule by id or unique id prefix; False if none matched."""
@@ -373,7 +311,7 @@ class TriggerSql:
             .limit(limit)
         )
         with self._read() as conn:
-            return [_notification(r) for r in conn.execute(q)]
+            return [rowmap.notification(r) for r in conn.execute(q)]
 
     def claim_notification(self, notification_id: str, expected_at: float, until: float) -> bool:
         """Take a due message for sending (compare-and-set on its next attempt time), so two
@@ -410,7 +348,7 @@ class TriggerSql:
         if states:
             q = q.where(c.state.in_(list(states)))
         with self._read() as conn:
-            return [_notification(r) for r in conn.execute(q)]
+            return [rowmap.notification(r) for r in conn.execute(q)]
 
     # -- what the notifier reads: the history after a cursor, unannounced questions ----------
 
@@ -466,8 +404,6 @@ class TriggerSql:
 
     def unannounced_questions(self, limit: int = 100) -> list[Question]:
         """Pending questions with no ``question:ID`` message in the outbox yet."""
-        from legato.store.sql import _question
-
         q_ = s.questions.c
         n = s.notifications.c
         key = literal("question:", String) + q_.id
@@ -479,4 +415,4 @@ class TriggerSql:
             .limit(limit)
         )
         with self._read() as conn:
-            return [_question(r) for r in conn.execute(q)]
+            return [rowmap.question(r) for r in conn.execute(q)]

@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 
 from legato.models import FlowRun, LogRecord, Question, QuestionState, State, TaskRun
+from legato.store import rows as rowmap
 from legato.store import schema as s
-from legato.store.base import LogEntry
+from legato.store.ops import LogEntry
 
 # Columns of a task run that a page shows: not the result or the payload, which can be big.
 _TASK_COLUMNS = [
@@ -123,14 +124,12 @@ class ViewsSql:
         self, f: RunFilter, *, limit: int = 50, offset: int = 0
     ) -> tuple[list[FlowRun], int]:
         """A page of flow runs matching ``f``, newest first, and how many match in all."""
-        from legato.store.sql import _flow_run
-
         c = s.flow_runs.c
         page = self._filtered(select(s.flow_runs), f)
         page = page.order_by(c.created_at.desc(), c.id.desc()).limit(limit).offset(offset)
         count = self._filtered(select(func.count()).select_from(s.flow_runs), f)
         with self._read() as conn:
-            runs = [_flow_run(r) for r in conn.execute(page)]
+            runs = [rowmap.flow_run(r) for r in conn.execute(page)]
             total = int(conn.execute(count).scalar_one())
         return runs, total
 
@@ -142,20 +141,16 @@ class ViewsSql:
             return [str(name) for (name,) in conn.execute(q)]
 
     def flow_runs_by_ids(self, ids: Sequence[str]) -> dict[str, FlowRun]:
-        from legato.store.sql import _flow_run
-
         out: dict[str, FlowRun] = {}
         unique = list(dict.fromkeys(ids))
         with self._read() as conn:
             for i in range(0, len(unique), 500):
                 q = select(s.flow_runs).where(s.flow_runs.c.id.in_(unique[i : i + 500]))
-                out.update((r.id, _flow_run(r)) for r in conn.execute(q))
+                out.update((r.id, rowmap.flow_run(r)) for r in conn.execute(q))
         return out
 
     def task_runs_of(self, flow_run_id: str, *, limit: int = 5000) -> list[TaskRun]:
         """A flow run's task runs in creation order, without results or payloads."""
-        from legato.store.sql import _task_run
-
         c = s.task_runs.c
         q = (
             select(*_TASK_COLUMNS)
@@ -164,7 +159,7 @@ class ViewsSql:
             .limit(limit)
         )
         with self._read() as conn:
-            return [_task_run(r) for r in conn.execute(q)]
+            return [rowmap.task_run(r) for r in conn.execute(q)]
 
     def log_tail(
         self,
@@ -267,8 +262,6 @@ class ViewsSql:
 
     def recent_answers(self, limit: int = 20) -> list[Question]:
         """Questions answered or expired, newest answer first."""
-        from legato.store.sql import _question
-
         c = s.questions.c
         q = (
             select(s.questions)
@@ -277,4 +270,4 @@ class ViewsSql:
             .limit(limit)
         )
         with self._read() as conn:
-            return [_question(r) for r in conn.execute(q)]
+            return [rowmap.question(r) for r in conn.execute(q)]

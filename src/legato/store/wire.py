@@ -23,17 +23,20 @@ from legato.models import (
     Deployment,
     FlowRun,
     LogRecord,
+    NotifyRule,
     Pool,
     Question,
     QuestionState,
     Role,
+    Schedule,
     State,
     StateChange,
     TaskRun,
+    Trigger,
     Worker,
     WorkerState,
 )
-from legato.store.base import (
+from legato.store.ops import (
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
@@ -434,3 +437,32 @@ class FoundQuestion(BaseModel):
 
 class TokenOrNone(BaseModel):
     token: ApiToken | None
+
+
+class Count(BaseModel):
+    count: int
+
+
+# -- schedules, triggers, notifications ------------------------------------------------------
+
+
+class PlainBody(BaseModel):
+    """A request body of the trigger routes: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SchedulesIn(PlainBody):
+    schedules: list[Schedule] = Field(max_length=100)
+
+
+class TriggerIn(PlainBody):
+    trigger: Trigger
+
+
+class RuleIn(PlainBody):
+    rule: NotifyRule
+
+
+class FoundTrigger(BaseModel):
+    trigger: dict[str, Any] | None

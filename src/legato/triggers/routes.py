@@ -14,42 +14,14 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from legato.errors import UsageError
-from legato.models import Notification, NotifyRule, Role, Schedule, Trigger
+from legato.models import Notification, NotifyRule, Role, Schedule
 from legato.server.auth import require
 from legato.store import Store
+from legato.store.wire import Changed, Count, FoundTrigger, RuleIn, SchedulesIn, TriggerIn
 
 Name = Annotated[str, Path(min_length=1, max_length=200)]
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SchedulesIn(_Body):
-    schedules: list[Schedule] = Field(max_length=100)
-
-
-class TriggerIn(_Body):
-    trigger: Trigger
-
-
-class RuleIn(_Body):
-    rule: NotifyRule
-
-
-class Count(BaseModel):
-    count: int
-
-
-class Changed(BaseModel):
-    changed: bool
-
-
-class FoundTrigger(BaseModel):
-    trigger: dict[str, Any] | None
 
 
 def check_schedule(sch: Schedule) -> None:

@@ -1,5 +1,5 @@
-"""The Store contract for remote pools and API tokens: claims, leases, fencing, heartbeats,
-re-queues, wake-ups, workers. The same tests on every backend."""
+"""The queue store's contract (``QueueStore``: what workers do): claims, leases, fencing,
+heartbeats, re-queues, wake-ups, workers, engine job ids. The same tests on every backend."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ import threading
 import time
 from collections.abc import Callable
 
-import pytest
-
-from legato.models import Role, State, Worker, new_id
+from legato.models import State, TaskRun, Worker, new_id
 from legato.store import InsertFlowRun, InsertTaskRun, Store, UpdateTaskRun
-from tests.store.test_contract import flow_run, states, task_run
+from tests.store.records import flow_run, states, task_run
 
 
 def queued(store: Store, n: int, pool: str = "gpu", **values: object) -> list[str]:
@@ -204,34 +202,6 @@ def test_queue_depths_and_offline_workers(store: Store) -> None:
     assert [x.state for x in store.list_workers(include_offline=True)] == ["offline"]
 
 
-def test_tokens_store_only_a_hash_and_can_be_revoked(store: Store) -> None:
-    token, secret = store.create_token("ci-bot", Role.OPERATOR)
-    assert secret.startswith("lgt_") and len(secret) > 30
-    found = store.verify_token(secret)
-    assert found is not None and found.id == token.id and found.role is Role.OPERATOR
-    assert store.verify_token(secret + "x") is None
-    assert all(secret not in repr(t.to_json()) for t in store.list_tokens())
-    store.touch_token(token.id)
-    assert store.list_tokens()[0].last_used_at is not None
-    assert store.revoke_token("ci-bot")
-    assert store.verify_token(secret) is None
-    assert not store.revoke_token("ci-bot")  # already revoked
-    assert store.list_tokens()[0].revoked_at is not None
-
-
-def test_roles_are_ordered() -> None:
-    assert Role.ADMIN.allows(Role.OPERATOR) and Role.OPERATOR.allows(Role.VIEWER)
-    assert not Role.VIEWER.allows(Role.OPERATOR)
-
-
-@pytest.mark.parametrize("bad", ["", "   "])
-def test_a_token_needs_a_name(store: Store, bad: str) -> None:
-    from legato.errors import UsageError
-
-    with pytest.raises(UsageError):
-        store.create_token(bad, Role.VIEWER)
-
-
 def test_concurrency_limits_hold_across_claimers(store: Store) -> None:
     run = flow_run(flow="lab")
     now = time.time()
@@ -302,3 +272,21 @@ def test_a_batch_sent_again_with_its_request_id_is_applied_once(store: Store) ->
     store.apply(batch, request_id="req-1")  # the answer was lost; the client sends it again
     assert len(store.get_task_runs(run.id)) == 1
     assert states(store, run.id) == [State.RUNNING]
+
+
+def test_the_engine_job_id_is_fenced_by_the_attempt(store: Store) -> None:
+    from legato.models import FlowRun
+
+    flow_run = FlowRun(new_id(), "f", State.RUNNING, created_at=time.time())
+    tr = TaskRun(new_id(), flow_run.id, "t", "t:0", State.PENDING, pool="hpc", max_attempts=2)
+    tr.queued_at = time.time() - 1
+    store.apply([InsertFlowRun(flow_run), InsertTaskRun(tr)])
+    [claimed] = store.claim_task_runs("hpc", "bridge", {}, limit=1)
+    assert claimed.attempts == 1
+    assert not store.set_engine_job(tr.id, 2, "slurm:99")  # not the attempt holding it
+    assert store.set_engine_job(tr.id, 1, "slurm:12")
+    assert store.get_task_run(tr.id).engine_job_id == "slurm:12"
+    assert any(h.message == "engine job slurm:12" for h in store.get_history(tr.id))
+    assert store.finish_task_run(tr.id, 1, State.COMPLETED, {"result": {"v": 1}})
+    assert not store.set_engine_job(tr.id, 1, "slurm:13")  # ended: nothing changes
+    assert store.get_task_run(tr.id).engine_job_id == "slurm:12"

@@ -1,14 +1,20 @@
-"""The Store interface every backend implements (SQL over SQLite or PostgreSQL, HTTP).
+"""The store's interfaces, one per role. Every backend (SqlStore, HttpStore) offers them all.
 
-Writes are small operation records applied in batches: ``apply([...])`` commits a batch in one
-transaction (one HTTP request for HttpStore), which is how the engine groups commits.
-Reads are plain methods. Nothing above this package knows SQL or HTTP.
+- ``RunStore``: what the engine records and reads back while it runs a flow: runs, states,
+  results, logs, artifacts, questions, the cache.
+- ``QueueStore``: what a worker needs: claim a batch, heartbeat, finish, hand back, requeue
+  expired leases, wait for work, register itself, and the pool definition it serves.
+- ``AdminStore``: what people and the server manage and look at: concurrency limits,
+  deployments, pool definitions, tokens, schedules, triggers, notifications, statistics.
+
+``RunStore`` and ``QueueStore`` share ``Writes``: a worker also records its runs' logs and
+marks the flow runs it holds. ``Store`` is every role together (the CLI and the server).
+Each operation's HTTP route and wire model are declared once, in ``operations.py``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from legato.models import (
@@ -16,7 +22,6 @@ from legato.models import (
     Artifact,
     Deployment,
     FlowRun,
-    LogRecord,
     Notification,
     NotifyRule,
     Pool,
@@ -30,110 +35,39 @@ from legato.models import (
     Trigger,
     Worker,
 )
-
-# The longest page one list call returns; the server refuses a longer one.
-PAGE_MAX = 10_000
+from legato.store.ops import LogEntry, Op
 
 
-@dataclass(slots=True)
-class InsertFlowRun:
-    run: FlowRun
-    message: str | None = None
-
-
-@dataclass(slots=True)
-class InsertTaskRun:
-    run: TaskRun
-    message: str | None = None
-
-
-@dataclass(slots=True)
-class UpdateFlowRun:
-    """Move a flow run to ``state`` and set ``values`` (columns: result, error, started_at,
-    ended_at, parameters, source); the change is written to the history."""
-
-    id: str
-    state: State
-    at: float
-    values: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-
-
-@dataclass(slots=True)
-class UpdateTaskRun:
-    """Move a task run to ``state`` and set ``values`` (columns: attempts, result, error,
-    started_at, ended_at, worker, cache_key, child_flow_run_id); written to the history."""
-
-    id: str
-    state: State
-    at: float
-    values: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-
-
-@dataclass(slots=True)
-class SupersedeTaskRun:
-    """Mark a recorded call whose inputs changed on resume: its result is never served
-    again. It keeps its state (no history row: nothing ran); ``key`` renames it when the
-    new call takes over its explicit key."""
-
-    id: str
-    at: float
-    key: str | None = None
-
-
-@dataclass(slots=True)
-class InsertLogs:
-    records: list[LogRecord]
-
-
-@dataclass(slots=True)
-class InsertArtifact:
-    artifact: Artifact
-
-
-@dataclass(slots=True)
-class PutCache:
-    key: str
-    task: str
-    task_run_id: str
-    result: Any
-    created_at: float
-    expires_at: float | None
-
-
-@dataclass(slots=True)
-class InsertQuestion:
-    question: Question
-
-
-Op = (
-    InsertQuestion
-    | InsertFlowRun
-    | InsertTaskRun
-    | UpdateFlowRun
-    | UpdateTaskRun
-    | SupersedeTaskRun
-    | InsertLogs
-    | InsertArtifact
-    | PutCache
-)
-
-
-@dataclass(slots=True)
-class LogEntry:
-    id: int
-    record: LogRecord
-
-
-class Store(Protocol):
-    """What the engine, CLI, worker and server need from the state store."""
+class Connected(Protocol):
+    """An open store: where it is, and how to let it go."""
 
     url: str
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class Writes(Connected, Protocol):
+    """Batches of operations and compare-and-set of a flow run's state."""
 
     def apply(self, ops: Sequence[Op], *, request_id: str | None = None) -> None:
         """Commit every operation in one transaction, in order. A ``request_id`` makes the
         batch idempotent: sent again with the same id, it is not applied twice."""
+
+    def transition_flow_run(
+        self,
+        run_id: str,
+        state: State,
+        *,
+        allowed_from: Sequence[State],
+        values: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> bool:
+        """Compare-and-set: move the run to ``state`` only if it is in ``allowed_from``."""
+
+
+class RunStore(Writes, Protocol):
+    """What the engine records and reads while it runs a flow (embedded or remote)."""
 
     def get_flow_run(self, run_id: str) -> FlowRun:
         """The flow run with this id (or a unique id prefix); RunNotFound if none."""
@@ -149,17 +83,6 @@ class Store(Protocol):
         offset: int = 0,
     ) -> list[FlowRun]:
         """Flow runs, newest first; ``top_level`` leaves out child flow runs."""
-
-    def transition_flow_run(
-        self,
-        run_id: str,
-        state: State,
-        *,
-        allowed_from: Sequence[State],
-        values: dict[str, Any] | None = None,
-        message: str | None = None,
-    ) -> bool:
-        """Compare-and-set: move the run to ``state`` only if it is in ``allowed_from``."""
 
     def get_task_runs(self, flow_run_id: str) -> list[TaskRun]:
         """Every task run of a flow run, in creation order."""
@@ -213,7 +136,12 @@ class Store(Protocol):
         """Compare-and-set a question's state and fields (answer, answered_by, answered_at,
         error); False if it was not in ``allowed_from``."""
 
-    # -- remote pools: claims, leases, heartbeats (see queue.py) --------------------------
+    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """Block until task runs among ``ids`` end (or pause); return those that did."""
+
+
+class QueueStore(Writes, Protocol):
+    """What a worker needs: claims with leases and fencing, heartbeats, outcomes, wake-ups."""
 
     def claim_task_runs(
         self,
@@ -232,11 +160,65 @@ class Store(Protocol):
     ) -> list[FlowRun]:
         """Claim flow runs queued for ``pool`` (deployment runs, answered paused runs)."""
 
+    def heartbeat(
+        self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
+    ) -> list[str]:
+        """Renew the leases of ``held`` (task run id -> attempt); return the ids lost."""
+
+    def finish_task_run(
+        self,
+        task_run_id: str,
+        attempt: int,
+        state: State,
+        values: dict[str, Any],
+        message: str | None = None,
+    ) -> bool:
+        """Record a claimed attempt's outcome; False if that attempt no longer holds the run."""
+
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         """Queue an existing flow run for ``pool`` (compare-and-set on its state)."""
 
+    def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
+        """CRASHED for every expired lease, and queued again while attempts remain."""
+
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
         """Flow runs whose lease expired: CRASHED, then queued again; returns their ids."""
+
+    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
+        """Wake-up counters to pass to ``wait_for_queue`` (read before looking for work)."""
+
+    def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
+        """Block until work may have been queued in the pools of ``seen``, or timeout."""
+
+    def next_queued_at(self, pool: str) -> float | None:
+        """When the earliest queued task run of ``pool`` becomes claimable, if any."""
+
+    def register_worker(self, worker: Worker) -> None:
+        """Record a worker that just started."""
+
+    def set_worker_state(self, worker_id: str, state: str) -> None:
+        """online | draining | offline."""
+
+    def list_workers(
+        self, pool: str | None = None, *, include_offline: bool = False
+    ) -> list[Worker]:
+        """Workers by pool and name."""
+
+    def queue_depths(self) -> dict[str, int]:
+        """Queued task runs per pool."""
+
+    def get_pool(self, name: str) -> Pool | None:
+        """A pool's definition; None for a pool nobody defined (served by process workers)."""
+
+    def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
+        """Record the engine job id (Slurm job, Dask key, Job name) of a claimed attempt;
+        False if that attempt no longer holds the run."""
+
+
+class AdminStore(Connected, Protocol):
+    """What people and the server's own services manage and look at."""
+
+    # -- concurrency limits, deployments, pool definitions -----------------------------------
 
     def set_limit(self, name: str, limit: int) -> None:
         """At most ``limit`` task runs RUNNING at once for ``tag:X``, ``pool:X`` or ``flow:X``."""
@@ -259,13 +241,8 @@ class Store(Protocol):
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
 
-    # -- pool definitions and engine jobs (see pools.py) ------------------------------------
-
     def put_pool(self, pool: Pool) -> None:
         """Create or replace a pool definition (process, slurm, dask, kubernetes)."""
-
-    def get_pool(self, name: str) -> Pool | None:
-        """A pool's definition; None for a pool nobody defined (served by process workers)."""
 
     def list_pools(self) -> list[Pool]:
         """Every defined pool, by name."""
@@ -273,55 +250,7 @@ class Store(Protocol):
     def delete_pool(self, name: str) -> bool:
         """Remove a pool definition; False if there was none."""
 
-    def set_engine_job(self, task_run_id: str, attempt: int, job_id: str) -> bool:
-        """Record the engine job id (Slurm job, Dask key, Job name) of a claimed attempt;
-        False if that attempt no longer holds the run."""
-
-    def next_queued_at(self, pool: str) -> float | None:
-        """When the earliest queued task run of ``pool`` becomes claimable, if any."""
-
-    def heartbeat(
-        self, worker_id: str, held: dict[str, int], lease_seconds: float, used: dict[str, float]
-    ) -> list[str]:
-        """Renew the leases of ``held`` (task run id -> attempt); return the ids lost."""
-
-    def finish_task_run(
-        self,
-        task_run_id: str,
-        attempt: int,
-        state: State,
-        values: dict[str, Any],
-        message: str | None = None,
-    ) -> bool:
-        """Record a claimed attempt's outcome; False if that attempt no longer holds the run."""
-
-    def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
-        """CRASHED for every expired lease, and queued again while attempts remain."""
-
-    def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
-        """Wake-up counters to pass to ``wait_for_queue`` (read before looking for work)."""
-
-    def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
-        """Block until work may have been queued in the pools of ``seen``, or timeout."""
-
-    def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
-        """Block until task runs among ``ids`` end (or pause); return those that did."""
-
-    def register_worker(self, worker: Worker) -> None:
-        """Record a worker that just started."""
-
-    def set_worker_state(self, worker_id: str, state: str) -> None:
-        """online | draining | offline."""
-
-    def list_workers(
-        self, pool: str | None = None, *, include_offline: bool = False
-    ) -> list[Worker]:
-        """Workers by pool and name."""
-
-    def queue_depths(self) -> dict[str, int]:
-        """Queued task runs per pool."""
-
-    # -- what /metrics shows (see stats.py) ------------------------------------------------
+    # -- what /metrics shows (stats.py) ------------------------------------------------------
 
     def count_runs(self) -> dict[str, dict[str, int]]:
         """Flow runs and task runs per state: ``{"flow": {...}, "task": {...}}``."""
@@ -329,7 +258,7 @@ class Store(Protocol):
     def recent_task_durations(self, limit: int = 2000) -> list[tuple[str, str, float]]:
         """(task, state, seconds) of the task runs that ended among the newest ``limit``."""
 
-    # -- API tokens (see tokens.py) ---------------------------------------------------------
+    # -- API tokens (tokens.py) --------------------------------------------------------------
 
     def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
         """A new token and its secret (the secret is not stored)."""
@@ -346,7 +275,7 @@ class Store(Protocol):
     def revoke_token(self, id_or_name: str) -> bool:
         """Revoke by id, id prefix or name; False if none matched."""
 
-    # -- schedules, triggers, notifications (see triggers.py) ---------------------------------
+    # -- schedules, triggers, notifications (triggers.py) ------------------------------------
 
     def replace_schedules(self, deployment: str, schedules: Sequence[Schedule]) -> None:
         """Make ``schedules`` the deployment's only schedules."""
@@ -456,5 +385,6 @@ class Store(Protocol):
     def unannounced_questions(self, limit: int = 100) -> list[Question]:
         """Pending questions with no ``question:ID`` message in the outbox."""
 
-    def close(self) -> None:
-        """Release connections."""
+
+class Store(RunStore, QueueStore, AdminStore, Protocol):
+    """Every role together: what the CLI and the server use."""
