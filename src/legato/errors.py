@@ -49,6 +49,8 @@ class IllegalTransition(StoreError):
     """A state change the transition table does not allow (e.g. COMPLETED -> RUNNING): refused
     where states are written, so nothing records it."""
 
+    index: int | None = None  # which operation of a batch was refused, when known
+
 
 class StoreUnavailable(StoreError):
     """The state database cannot take writes: its disk is full, it is read-only, or its disk

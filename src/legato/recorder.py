@@ -16,6 +16,8 @@ is lost while the process lives), and:
 - a transient one (``StoreBusy``: a locked database, a dropped connection) is tried again
   with backoff, for at most ``give_up_after`` seconds, with one warning on standard error;
   then it counts as permanent;
+- a change the transition table forbids (``IllegalTransition``) is dropped, the rest of its
+  batch committed, and the error raised to the committing caller;
 - any other refusal is raised to the committing caller as a ``StoreError``; the background
   thread tries it again, with backoff, for at most ``give_up_after`` seconds, then remembers
   it as permanent.
@@ -28,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from legato.errors import StoreBusy, StoreError, StoreUnavailable
+from legato.errors import IllegalTransition, StoreBusy, StoreError, StoreUnavailable
 from legato.store import Op, RunStore
 
 MAX_BACKOFF = 5.0
@@ -115,6 +117,7 @@ class Recorder:
                 self._raise_failure()
             busy_since: float | None = None
             backoff = self.delay
+            refused: list[IllegalTransition] = []
             while True:
                 with self._lock:
                     batch, self._pending = self._pending, []
@@ -126,6 +129,14 @@ class Recorder:
                         self._pending[:0] = batch
                     if not isinstance(exc, Exception):
                         raise
+                    if isinstance(exc, IllegalTransition) and exc.index is not None:
+                        # A change that can never be legal: drop it, so it does not hold up
+                        # the changes queued with it, and tell the committer once they are in.
+                        with self._lock:
+                            del self._pending[exc.index]
+                        print(f"legato: state change refused: {exc}", file=sys.stderr)
+                        refused.append(exc)
+                        continue
                     if isinstance(exc, StoreBusy):
                         at = time.monotonic()
                         if busy_since is None:
@@ -146,6 +157,8 @@ class Recorder:
                     raise StoreError(f"could not commit {len(batch)} state changes: {exc}") from exc
                 self._committed = upto
                 self._failure = None
+                if refused:
+                    raise refused[0]
                 return
 
     def _fail(self, message: str, cause: BaseException) -> None:

@@ -13,7 +13,7 @@ import pytest
 from legato.errors import StoreError
 from legato.models import Question, State, new_id
 from legato.server.app import API
-from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun
+from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun, UpdateFlowRun
 from legato.store.http import HttpStore
 from legato.store.sql import SqlStore
 from legato.store.wire import encode
@@ -153,9 +153,10 @@ def test_a_conflicting_batch_is_a_409_and_changes_nothing(client: httpx.Client) 
 
 
 def test_answers_are_validated_and_recorded(client: httpx.Client, server_store: SqlStore) -> None:
-    run = flow_run(state=State.PAUSED)
+    run = flow_run()
     q = Question(new_id(), run.id, "ask:0", "QC passed?", {"type": "boolean"}, created_at=1.0)
-    server_store.apply([InsertFlowRun(run), InsertQuestion(q)])
+    paused = UpdateFlowRun(run.id, State.PAUSED, 1.0)
+    server_store.apply([InsertFlowRun(run), paused, InsertQuestion(q)])
     wrong = client.post(f"{API}/questions/{q.id}/answer", json={"value": "maybe"})
     assert_names(wrong, 422, "answer refused")
     assert wrong.json()["errors"][0]["field"] == "body.value"

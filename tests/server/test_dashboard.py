@@ -11,7 +11,7 @@ import pytest
 
 from legato.models import FlowRun, Question, Role, State, TaskRun, new_id, now
 from legato.server import forms, graphs
-from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun
+from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun, UpdateFlowRun
 from legato.store.sql import SqlStore
 from legato.store.views import RunFilter
 from tests.live_server import LiveServer
@@ -123,14 +123,15 @@ def test_actions_need_the_csrf_token(
 def test_answering_through_the_form_records_who_and_queues_the_run(
     operator: httpx.Client, server_store: SqlStore
 ) -> None:
-    run = FlowRun(id=new_id(), flow="qc", state=State.PAUSED, created_at=now())
+    run = FlowRun(id=new_id(), flow="qc", state=State.RUNNING, created_at=now())
     schema = {
         "type": "object",
         "properties": {"ok": {"type": "boolean"}, "score": {"type": "integer"}},
         "required": ["ok", "score"],
     }
     q = Question(new_id(), run.id, "ask:0", "QC?", schema, created_at=now())
-    server_store.apply([InsertFlowRun(run), InsertQuestion(q)])
+    paused = UpdateFlowRun(run.id, State.PAUSED, now())
+    server_store.apply([InsertFlowRun(run), paused, InsertQuestion(q)])
     page = operator.get("/questions").text
     assert 'name="v.ok"' in page and 'name="v.score"' in page
     bad = operator.post(

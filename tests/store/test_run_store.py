@@ -76,14 +76,14 @@ def test_updating_a_flow_run_sets_columns_and_adds_history(store: Store) -> None
     store.apply(
         [
             UpdateFlowRun(
-                run.id, State.COMPLETED, T0 + 5, {"result": {"v": [1, 2]}, "ended_at": T0 + 5}
+                run.id, State.CRASHED, T0 + 5, {"result": {"v": [1, 2]}, "ended_at": T0 + 5}
             )
         ]
     )
     got = store.get_flow_run(run.id)
-    assert (got.state, got.result, got.ended_at) == (State.COMPLETED, {"v": [1, 2]}, T0 + 5)
+    assert (got.state, got.result, got.ended_at) == (State.CRASHED, {"v": [1, 2]}, T0 + 5)
     assert got.parameters == run.parameters
-    assert states(store, run.id) == [State.RUNNING, State.COMPLETED]
+    assert states(store, run.id) == [State.RUNNING, State.CRASHED]
     store.apply([UpdateFlowRun(run.id, State.FAILED, T0 + 6, {"error": "Boom: x"}, "why")])
     got = store.get_flow_run(run.id)
     assert (got.state, got.error, got.result) == (State.FAILED, "Boom: x", {"v": [1, 2]})
@@ -125,13 +125,13 @@ def test_list_flow_runs_by_parent_and_top_level(store: Store) -> None:
 
 
 def test_transition_flow_run_is_compare_and_set(store: Store) -> None:
-    run = flow_run(state=State.PAUSED)
-    store.apply([InsertFlowRun(run)])
+    run = flow_run()
+    store.apply([InsertFlowRun(run), UpdateFlowRun(run.id, State.PAUSED, T0 + 1)])
     assert not store.transition_flow_run(
         run.id, State.RUNNING, allowed_from=[State.FAILED, State.CRASHED], message="no"
     )
     assert store.get_flow_run(run.id).state is State.PAUSED
-    assert states(store, run.id) == [State.PAUSED]
+    assert states(store, run.id) == [State.RUNNING, State.PAUSED]
     assert store.transition_flow_run(
         run.id,
         State.RUNNING,
@@ -141,7 +141,7 @@ def test_transition_flow_run_is_compare_and_set(store: Store) -> None:
     )
     assert store.get_flow_run(run.id).state is State.RUNNING
     history = store.get_history(run.id)
-    assert [h.state for h in history] == [State.PAUSED, State.RUNNING]
+    assert [h.state for h in history] == [State.RUNNING, State.PAUSED, State.RUNNING]
     assert history[-1].message == "resumed"
     # The second of two identical transitions loses.
     assert not store.transition_flow_run(run.id, State.RUNNING, allowed_from=[State.PAUSED])
@@ -150,8 +150,8 @@ def test_transition_flow_run_is_compare_and_set(store: Store) -> None:
 
 def test_only_one_of_many_concurrent_transitions_wins(store_factory: Callable[..., Store]) -> None:
     first = store_factory()
-    run = flow_run(state=State.CRASHED)
-    first.apply([InsertFlowRun(run)])
+    run = flow_run()
+    first.apply([InsertFlowRun(run), UpdateFlowRun(run.id, State.CRASHED, T0 + 1)])
     stores = [first] + [store_factory() for _ in range(3)]
     wins: list[bool] = []
     barrier = threading.Barrier(len(stores) * 2)
@@ -166,7 +166,7 @@ def test_only_one_of_many_concurrent_transitions_wins(store_factory: Callable[..
     for t in threads:
         t.join()
     assert sorted(wins) == [False] * 7 + [True]
-    assert states(first, run.id) == [State.CRASHED, State.RUNNING]
+    assert states(first, run.id) == [State.RUNNING, State.CRASHED, State.RUNNING]
 
 
 # -- task runs -------------------------------------------------------------------------------
@@ -473,9 +473,9 @@ def question(flow_run_id: str, key: str = "ask:0", **values: Any) -> Question:
 
 
 def test_questions_round_trip_and_are_found_by_key(store: Store) -> None:
-    run = flow_run(state=State.PAUSED)
+    run = flow_run()
     q = question(run.id)
-    store.apply([InsertFlowRun(run), InsertQuestion(q)])
+    store.apply([InsertFlowRun(run), UpdateFlowRun(run.id, State.PAUSED, T0), InsertQuestion(q)])
     assert store.get_question(q.id).to_json() == q.to_json()
     assert store.find_question(run.id, "ask:0") == store.get_question(q.id)
     assert store.find_question(run.id, "ask:1") is None
@@ -501,9 +501,9 @@ def test_list_questions_oldest_first_with_filters(store: Store) -> None:
 
 
 def test_answering_a_question_is_compare_and_set(store: Store) -> None:
-    run = flow_run(state=State.PAUSED)
+    run = flow_run()
     q = question(run.id)
-    store.apply([InsertFlowRun(run), InsertQuestion(q)])
+    store.apply([InsertFlowRun(run), UpdateFlowRun(run.id, State.PAUSED, T0), InsertQuestion(q)])
     answer = {"answer": {"v": True}, "answered_by": "ana", "answered_at": T0 + 10}
     assert store.update_question(
         q.id, allowed_from=[QuestionState.PENDING], state=QuestionState.ANSWERED, values=answer

@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -158,3 +159,31 @@ def test_another_refusal_is_raised_to_the_committing_caller_and_the_batch_is_kep
     store.error = None
     recorder.commit(log(1))
     assert numbers(store.committed) == [0, 1]
+
+
+def test_an_illegal_state_change_is_dropped_and_the_rest_of_its_batch_committed(
+    tmp_path: Any,
+) -> None:
+    from contextlib import closing
+
+    from legato.errors import IllegalTransition
+    from legato.models import FlowRun, State
+    from legato.store import InsertFlowRun, UpdateFlowRun, open_store
+
+    with closing(open_store(f"sqlite:///{tmp_path / 'state.db'}")) as store:
+        done = FlowRun("done", "etl", State.RUNNING, created_at=1.0)
+        store.apply([InsertFlowRun(done), UpdateFlowRun("done", State.COMPLETED, 2.0)])
+        other = FlowRun("other", "etl", State.RUNNING, created_at=1.0)
+        recorder = Recorder(store)
+        try:
+            line = InsertLogs([LogRecord("other", None, 3.0, 20, "test", "queued with it")])
+            recorder.record(InsertFlowRun(other))
+            with pytest.raises(IllegalTransition, match="COMPLETED -> RUNNING"):
+                recorder.commit(UpdateFlowRun("done", State.RUNNING, 3.0), line)
+            assert store.get_flow_run("done").state is State.COMPLETED
+            assert store.get_flow_run("other").state is State.RUNNING
+            assert [e.record.message for e in store.get_logs("other")] == ["queued with it"]
+            recorder.commit(UpdateFlowRun("other", State.COMPLETED, 4.0))  # not held up
+            assert store.get_flow_run("other").state is State.COMPLETED
+        finally:
+            recorder.close()

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from legato.errors import InvalidAnswer, RunNotFound, StoreError, UsageError
+from legato.errors import IllegalTransition, InvalidAnswer, RunNotFound, StoreError, UsageError
 from legato.models import (
     ApiToken,
     Artifact,
@@ -540,6 +540,11 @@ def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UsageError)
     async def usage(_: Request, exc: UsageError) -> JSONResponse:
         return _error(400, str(exc))
+
+    @app.exception_handler(IllegalTransition)
+    async def illegal(_: Request, exc: IllegalTransition) -> JSONResponse:
+        body = {"detail": str(exc), "error": "IllegalTransition", "index": exc.index}
+        return JSONResponse(body, status_code=409)
 
     @app.exception_handler(StoreError)
     async def store_failed(_: Request, exc: StoreError) -> JSONResponse:

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from legato.errors import RunNotFound, StoreError, Unauthorized, UsageError
+from legato.errors import IllegalTransition, RunNotFound, StoreError, Unauthorized, UsageError
 from legato.models import (
     Artifact,
     FlowRun,
@@ -134,6 +134,10 @@ class HttpStore(HttpAdmin):
             raise Unauthorized(f"{self.url} refused {method} {path}: {detail}")
         if status == 404:
             raise RunNotFound(detail)
+        if status == 409 and _body(response).get("error") == "IllegalTransition":
+            refused = IllegalTransition(detail)
+            refused.index = _body(response).get("index")
+            raise refused
         if status < 500:
             raise UsageError(detail)
         raise StoreError(f"{self.url} failed on {method} {path} (HTTP {status}): {detail}")
@@ -401,3 +405,12 @@ def _detail(response: httpx.Response) -> str:
     if isinstance(data, dict) and isinstance(data.get("detail"), str):
         return str(data["detail"])
     return str(data)[:300]
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    """The error answer's JSON object ({} when it is not one)."""
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
-from legato.models import FlowRun, Pool, State, TaskRun, Worker
+from legato.models import FlowRun, Pool, State, TaskRun, Worker, check_transition
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
@@ -254,6 +254,8 @@ class QueueSql:
 
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         """Put an existing flow run (paused and answered, crashed...) back in ``pool``'s queue."""
+        for old in allowed_from:
+            check_transition(f"flow run {run_id}", old, State.PENDING)
         now = time.time()
         c = s.flow_runs.c
         with self._write() as conn:
@@ -334,6 +336,7 @@ class QueueSql:
     ) -> bool:
         """Record the outcome of a claimed attempt; False (nothing written) if that attempt no
         longer holds the run: a late result from a dead attempt is refused."""
+        check_transition(f"task run {task_run_id}", State.RUNNING, state)  # it is claimed
         now = time.time()
         c = s.task_runs.c
         row = rowmap.encode(values)

@@ -25,14 +25,22 @@ from sqlalchemy import (
     delete,
     event,
     insert,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from legato.errors import RunNotFound, StoreBusy, StoreError, StoreUnavailable
+from legato.errors import (
+    IllegalTransition,
+    RunNotFound,
+    StoreBusy,
+    StoreError,
+    StoreUnavailable,
+)
 from legato.models import (
+    SOURCES,
     Artifact,
     FlowRun,
     Question,
@@ -40,6 +48,7 @@ from legato.models import (
     State,
     StateChange,
     TaskRun,
+    check_transition,
 )
 from legato.store import rows as rowmap
 from legato.store import schema as s
@@ -150,11 +159,21 @@ class _Batch:
         self.history: list[dict[str, Any]] = []
         self.new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
         self.task_updates: list[dict[str, Any]] = []
+        self.update_index: list[int] = []  # the op each of task_updates came from
         self.log_rows: list[dict[str, Any]] = []
         self.flow_pools: set[str] = set()
+        self.index = 0  # the op being applied (an IllegalTransition names it)
+
+    def check(self, what: str, old: State | None, new: State) -> None:
+        try:
+            check_transition(what, old, new)
+        except IllegalTransition as exc:
+            exc.index = self.index
+            raise
 
     def insert_task_run(self, op: InsertTaskRun) -> None:
         run = op.run
+        self.check(f"task run {run.id}", None, run.state)
         self.new_tasks[run.id] = rowmap.task_run_row(run)
         self.history.append(rowmap.history(run.id, "task", run.state, run.created_at, op.message))
 
@@ -163,10 +182,12 @@ class _Batch:
         values["state"] = op.state.value
         row = self.new_tasks.get(op.id)
         if row is not None:
+            self.check(f"task run {op.id}", State(row["state"]), op.state)
             row.update(values)  # inserted in this batch: insert the final row at once
         else:
             values["_id"] = op.id
-            self.task_updates.append(values)
+            self.task_updates.append(values)  # guarded by its state when written (flush)
+            self.update_index.append(self.index)
         self.history.append(rowmap.history(op.id, "task", op.state, op.at, op.message))
 
     def supersede_task_run(self, op: SupersedeTaskRun) -> None:
@@ -180,6 +201,7 @@ class _Batch:
 
     def insert_flow_run(self, op: InsertFlowRun) -> None:
         run = op.run
+        self.check(f"flow run {run.id}", None, run.state)
         self.conn.execute(insert(s.flow_runs), [rowmap.flow_run_row(run)])
         if run.queued_at is not None and run.pool:
             self.flow_pools.add(run.pool)
@@ -190,9 +212,33 @@ class _Batch:
         values["state"] = op.state.value
         values["updated_at"] = op.at
         values["_id"] = op.id
-        stmt = self.store._update_stmt(s.flow_runs, frozenset(values) - {"_id"})
-        self.conn.execute(stmt, [values])
+        stmt = self.store._update_stmt(s.flow_runs, frozenset(values) - {"_id"}, op.state)
+        done = self.conn.execute(stmt, [values]).rowcount
+        if done == 0:
+            self.refused(s.flow_runs, "flow run", [op.id], op.state, [self.index], done)
+            return  # no such run: nothing to update, as before
         self.history.append(rowmap.history(op.id, "flow", op.state, op.at, op.message))
+
+    def refused(
+        self, table: Any, kind: str, ids: list[str], new: State, indices: list[int], done: int
+    ) -> None:
+        """An update guarded by the transition table changed ``done`` of these rows, fewer
+        than it was given: raise IllegalTransition for one it refused. Ids not stored are no
+        error (an update of a missing run changes nothing, as it always did)."""
+        c = table.c
+        found: dict[str, str] = dict(
+            self.conn.execute(select(c.id, c.state).where(c.id.in_(ids))).all()
+        )
+        missing = sum(1 for i in ids if i not in found)
+        if done + missing >= len(ids):
+            return
+        # A refused row kept its state. When every row is at the new state, the refused one
+        # was already there, and that state cannot follow itself.
+        blamed = [i for i in ids if i in found and found[i] != new.value]
+        if not blamed:
+            blamed = [i for i in ids if i in found]
+        self.index = indices[ids.index(blamed[0])]
+        self.check(f"{kind} {blamed[0]}", State(found[blamed[0]]), new)
 
     def insert_logs(self, op: InsertLogs) -> None:
         self.log_rows.extend(rowmap.log_row(r) for r in op.records)
@@ -230,14 +276,25 @@ class _Batch:
         store._signal(conn, QUEUE_CHANNEL, {p for p in queued | self.flow_pools if p})
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates
         # that set the same columns go in one executemany.
+        # Each is guarded by the transition table (WHERE state IN the legal sources).
         updates = self.task_updates
         i = 0
         while i < len(updates):
             cols = frozenset(updates[i]) - {"_id"}
+            new = updates[i]["state"]
             j = i + 1
-            while j < len(updates) and frozenset(updates[j]) - {"_id"} == cols:
+            while (
+                j < len(updates)
+                and updates[j]["state"] == new
+                and frozenset(updates[j]) - {"_id"} == cols
+            ):
                 j += 1
-            conn.execute(store._update_stmt(s.task_runs, cols), updates[i:j])
+            group = updates[i:j]
+            done = conn.execute(store._update_stmt(s.task_runs, cols, State(new)), group)
+            if done.rowcount < len(group):
+                ids = [u["_id"] for u in group]
+                indices = self.update_index[i:j]
+                self.refused(s.task_runs, "task run", ids, State(new), indices, done.rowcount)
             i = j
         if self.history:
             store._bulk(conn, "state_history", _INSERT_HISTORY, self.history)
@@ -297,7 +354,7 @@ class SqlStore(QueueSql, _AdminPart):
         self.url = url
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
-        self._update_stmts: dict[tuple[str, frozenset[str]], Any] = {}
+        self._update_stmts: dict[tuple[str, frozenset[str], State | None], Any] = {}
         self.notifier = Notifier()
         self._listener: PostgresListener | None = None
         parsed = make_url(url)
@@ -372,22 +429,25 @@ class SqlStore(QueueSql, _AdminPart):
         except DBAPIError as exc:  # nothing of the batch was committed
             raise _write_failure(self.safe_url, exc) from exc
 
-    def _update_stmt(self, table: Any, columns: frozenset[str]) -> Any:
-        """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once)."""
-        key = (table.name, columns)
+    def _update_stmt(self, table: Any, columns: frozenset[str], state: State | None = None) -> Any:
+        """A prebuilt UPDATE ... WHERE id = :_id for this set of columns (built once); with a
+        ``state``, only from the states the transition table allows to change to it."""
+        key = (table.name, columns, state)
         stmt = self._update_stmts.get(key)
         if stmt is None:
-            stmt = (
-                update(table)
-                .where(table.c.id == bindparam("_id"))
-                .values({c: bindparam(c) for c in sorted(columns)})
-            )
+            where = table.c.id == bindparam("_id")
+            if state is not None:
+                # Inlined constants (our enum's values): executemany takes no expanding IN.
+                legal: list[Any] = [literal_column(f"'{x.value}'") for x in sorted(SOURCES[state])]
+                where = and_(where, table.c.state.in_(legal))
+            stmt = update(table).where(where).values({c: bindparam(c) for c in sorted(columns)})
             self._update_stmts[key] = stmt
         return stmt
 
     def _apply(self, conn: Connection, ops: Sequence[Op]) -> None:
         batch = _Batch(self, conn)
-        for op in ops:
+        for index, op in enumerate(ops):
+            batch.index = index
             handler = _HANDLERS.get(type(op))
             if handler is None:  # pragma: no cover - a new Op type without a handler
                 raise TypeError(f"unknown store operation {op!r}")
@@ -440,6 +500,8 @@ class SqlStore(QueueSql, _AdminPart):
     ) -> bool:
         from legato.models import now
 
+        for old in allowed_from:  # a compare-and-set may only name legal changes
+            check_transition(f"flow run {run_id}", old, state)
         at = now()
         row = rowmap.encode(values or {})
         row.update(state=state.value, updated_at=at)
