@@ -54,6 +54,20 @@ def check_cron(expr: str, tz: str = "UTC") -> None:
         ) from None
 
 
+def check_schedule(sch: Schedule) -> None:
+    """UsageError naming what is wrong with a schedule sent over the API."""
+    if (sch.cron is None) == (sch.every is None):
+        raise UsageError("a schedule needs either cron or every")
+    if sch.cron is not None:
+        check_cron(sch.cron, sch.timezone)
+    else:
+        _zone(sch.timezone)
+        if sch.every is None or sch.every <= 0:
+            raise UsageError("every must be a positive number of seconds")
+    if sch.catchup not in CATCHUP_POLICIES:
+        raise UsageError(f"catchup must be one of {', '.join(CATCHUP_POLICIES)}")
+
+
 def next_time(schedule: Schedule, after: float) -> float:
     """The first scheduled time strictly after ``after`` (epoch seconds)."""
     if schedule.cron is not None:

@@ -1,0 +1,118 @@
+"""What every route module shares: a collector of module-level routes, each bound to its
+declared operation (``legato.store.operations``), and the dependencies that reach the store,
+the authenticator and the server's settings through the app.
+
+A module declares its routes at import time with ``routes.op(OPERATION)`` (a store operation:
+method, path, role, status code and tag come from the table) or ``routes.add(...)`` (the
+server's own routes); ``create_app`` registers them on the app with its body-size bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from legato.models import ApiToken, Role
+from legato.server.auth import Authenticator, require
+from legato.store import PAGE_MAX, Store
+from legato.store.operations import API, Operation
+
+ROLE_KEY = "x-legato-role"
+
+Id = Annotated[str, Path(min_length=1, max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
+
+
+async def _store(request: Request) -> Store:
+    # async: a plain attribute read, not worth a trip to the thread pool
+    store: Store = request.app.state.store
+    return store
+
+
+async def _auth(request: Request) -> Authenticator:
+    auth: Authenticator = request.app.state.auth
+    return auth
+
+
+async def _max_wait(request: Request) -> float:
+    return float(request.app.state.max_wait)
+
+
+StoreDep = Annotated[Store, Depends(_store)]
+AuthDep = Annotated[Authenticator, Depends(_auth)]
+MaxWait = Annotated[float, Depends(_max_wait)]
+Operator = Annotated[ApiToken, Depends(require(Role.OPERATOR))]
+
+
+def error(status: int, message: str, *, field: str | None = None) -> JSONResponse:
+    """A JSON error answer ``{"detail": ...}``, naming the field when there is one."""
+    body: dict[str, Any] = {"detail": message}
+    if field is not None:
+        body["errors"] = [{"field": field, "message": message}]
+    return JSONResponse(body, status_code=status)
+
+
+@dataclass
+class _Entry:
+    fn: Callable[..., Any]
+    method: str
+    path: str
+    role: Role | None
+    options: dict[str, Any]
+    bounded: bool  # bodies sent without a Content-Length are cut at the app's bound
+
+
+@dataclass
+class Routes:
+    """The routes of one module, registered on an app by ``include``. ``bounded``: bodies
+    sent without a Content-Length are cut at the app's bound (``max_body_size``); ``signed``:
+    its role-less routes authenticate by signature (so marked in the OpenAPI document)."""
+
+    bounded: bool = True
+    signed: bool = False
+    entries: list[_Entry] = field(default_factory=list)
+
+    def op(
+        self, operation: Operation, **options: Any
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """The route of a declared store operation."""
+        if operation.status != 200:
+            options.setdefault("status_code", operation.status)
+        options.setdefault("tags", [operation.tag])
+        return self.add(operation.method, API + operation.path, operation.role, **options)
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        role: Role | None,
+        *,
+        bounded: bool | None = None,
+        **options: Any,
+    ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """A route at ``path``; ``role`` None: the route authenticates by itself (a signed
+        request) or needs nothing (``/health``)."""
+
+        def register(fn: Callable[..., Any]) -> Callable[..., Any]:
+            bound = self.bounded if bounded is None else bounded
+            self.entries.append(_Entry(fn, method, path, role, options, bound))
+            return fn
+
+        return register
+
+    def include(self, app: FastAPI) -> None:
+        """Add every route to ``app``, in the order they were declared."""
+        for e in self.entries:
+            options = dict(e.options)
+            if e.role is not None:
+                options["dependencies"] = [Depends(require(e.role))]
+                options["openapi_extra"] = {ROLE_KEY: e.role.value}
+            elif self.signed:
+                options["openapi_extra"] = {"x-legato-auth": "signed"}
+            if e.bounded:
+                options["max_body_size"] = app.state.max_body_bytes
+            app.api_route(e.path, methods=[e.method], **options)(e.fn)

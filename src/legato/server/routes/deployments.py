@@ -1,0 +1,40 @@
+"""Deployments: registered flows that operators start."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+
+from legato.models import Deployment
+from legato.server.routes._common import Id, Routes, StoreDep
+from legato.store import wire as w
+from legato.store.operations import OPERATIONS
+
+routes = Routes()
+
+
+@routes.op(OPERATIONS["list_deployments"])
+def list_deployments(
+    store: StoreDep,
+) -> list[Deployment]:
+    """Every deployment, by name."""
+    return store.list_deployments()
+
+
+@routes.op(OPERATIONS["get_deployment"])
+def get_deployment(store: StoreDep, name: Id) -> w.FoundDeployment:
+    """A deployment by name (null if none)."""
+    return w.FoundDeployment(deployment=store.get_deployment(name))
+
+
+@routes.op(OPERATIONS["put_deployment"])
+def put_deployment(store: StoreDep, name: Id, body: w.DeploymentIn) -> None:
+    """Create or replace a deployment (its name must match the path)."""
+    if body.deployment.name != name:
+        raise HTTPException(422, detail="body.deployment.name: must match the path")
+    store.put_deployment(body.deployment)
+
+
+@routes.op(OPERATIONS["delete_deployment"])
+def delete_deployment(store: StoreDep, name: Id) -> w.Changed:
+    """Remove a deployment; ``changed`` is false if there was none."""
+    return w.Changed(changed=store.delete_deployment(name))

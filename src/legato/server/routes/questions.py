@@ -1,0 +1,72 @@
+"""Questions asked by ``ask()``: reads, compare-and-set, and answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Query
+
+from legato.errors import InvalidAnswer, UsageError
+from legato.models import Question, QuestionState
+from legato.server.routes._common import Id, Limit, Operator, Routes, StoreDep, error
+from legato.store import wire as w
+from legato.store.operations import OPERATIONS
+
+routes = Routes()
+
+
+@routes.op(OPERATIONS["list_questions"])
+def list_questions(
+    store: StoreDep,
+    state: Annotated[list[QuestionState] | None, Query()] = None,
+    flow_run_id: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 100,
+) -> list[Question]:
+    """Questions, oldest first."""
+    return store.list_questions(states=state, flow_run_id=flow_run_id, limit=limit)
+
+
+@routes.op(OPERATIONS["get_question"])
+def get_question(store: StoreDep, question_id: Id) -> Question:
+    """One question (404 if none)."""
+    return store.get_question(question_id)
+
+
+@routes.op(OPERATIONS["find_question"])
+def find_question(
+    store: StoreDep, run_id: Id, key: Annotated[str, Query(min_length=1, max_length=1000)]
+) -> w.FoundQuestion:
+    """The question a flow run asked at a call key, if any."""
+    return w.FoundQuestion(question=store.find_question(run_id, key))
+
+
+@routes.op(OPERATIONS["update_question"])
+def update_question(store: StoreDep, question_id: Id, body: w.QuestionUpdateIn) -> w.Changed:
+    """Compare-and-set a question's state and fields."""
+    changed = store.update_question(
+        question_id, allowed_from=body.allowed_from, state=body.state, values=body.values
+    )
+    return w.Changed(changed=changed)
+
+
+@routes.op(OPERATIONS["answer"], response_model=Question)
+def answer(store: StoreDep, question_id: Id, body: w.AnswerIn, token: Operator) -> Any:
+    """Answer a pending question: the value is checked against the question's schema
+    (422 naming what is wrong) and recorded, by ``by`` or the token's name. The paused
+    run then goes back to its pool's queue (``default`` for runs started outside a
+    deployment): a worker there carries it on by replay, past the question.
+    """
+    from legato.ask import answer_question
+    from legato.resume import queue_answered_run
+
+    question = store.get_question(question_id)
+    if question.state is not QuestionState.PENDING:
+        return error(409, f"question {question.id} is already {question.state.value}")
+    try:
+        answer_question(store, question, body.value, body.by or token.name)
+    except InvalidAnswer as exc:
+        return error(422, str(exc), field="body.value")
+    except UsageError as exc:  # answered by someone else meanwhile
+        return error(409, str(exc))
+    queue_answered_run(store, question.flow_run_id)
+    return store.get_question(question.id)

@@ -1,0 +1,117 @@
+"""Flow runs and task runs: the run store's batches, reads and waits."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query
+
+from legato.models import Artifact, FlowRun, State, StateChange, TaskRun
+from legato.server.routes._common import Id, Limit, MaxWait, Routes, StoreDep
+from legato.store import LogEntry
+from legato.store import wire as w
+from legato.store.operations import OPERATIONS
+
+routes = Routes()
+
+
+@routes.op(OPERATIONS["apply_ops"])
+def apply_ops(store: StoreDep, body: w.OpsIn) -> None:
+    """Commit a batch of operations in one transaction (all or nothing)."""
+    store.apply([op.to_op() for op in body.ops], request_id=body.request_id)
+
+
+@routes.op(OPERATIONS["list_flow_runs"])
+def list_flow_runs(
+    store: StoreDep,
+    flow: Annotated[str | None, Query(max_length=500)] = None,
+    state: Annotated[list[State] | None, Query()] = None,
+    parent_task_run_id: Annotated[str | None, Query(max_length=200)] = None,
+    top_level: bool = False,
+    limit: Limit = 50,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+) -> list[FlowRun]:
+    """Flow runs, newest first."""
+    return store.list_flow_runs(
+        flow=flow,
+        states=state,
+        parent_task_run_id=parent_task_run_id,
+        top_level=top_level,
+        limit=limit,
+        offset=offset,
+    )
+
+
+@routes.op(OPERATIONS["get_flow_run"])
+def get_flow_run(store: StoreDep, run_id: Id) -> FlowRun:
+    """One flow run by id or unique id prefix (404 if none)."""
+    return store.get_flow_run(run_id)
+
+
+@routes.op(OPERATIONS["transition_flow_run"])
+def transition_flow_run(store: StoreDep, run_id: Id, body: w.TransitionIn) -> w.Changed:
+    """Compare-and-set a flow run's state (cancel, resume, retry)."""
+    changed = store.transition_flow_run(
+        run_id,
+        body.state,
+        allowed_from=body.allowed_from,
+        values=body.values,
+        message=body.message,
+    )
+    return w.Changed(changed=changed)
+
+
+@routes.op(OPERATIONS["get_task_runs"])
+def get_task_runs(store: StoreDep, run_id: Id) -> list[TaskRun]:
+    """Every task run of a flow run, in creation order."""
+    return store.get_task_runs(run_id)
+
+
+@routes.op(OPERATIONS["get_logs"])
+def get_logs(
+    store: StoreDep,
+    run_id: Id,
+    task_run_id: Annotated[str | None, Query(max_length=200)] = None,
+    after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    min_level: Annotated[int, Query(ge=0, le=1000)] = 0,
+    limit: Limit = 1000,
+) -> list[LogEntry]:
+    """Log records of a flow run after ``after_id``, oldest first."""
+    return store.get_logs(
+        run_id, task_run_id=task_run_id, after_id=after_id, min_level=min_level, limit=limit
+    )
+
+
+@routes.op(OPERATIONS["get_artifacts"])
+def get_artifacts(store: StoreDep, run_id: Id) -> list[Artifact]:
+    """Artifacts of a flow run and its task runs, oldest first."""
+    return store.get_artifacts(run_id)
+
+
+@routes.op(OPERATIONS["get_history"])
+def get_history(store: StoreDep, run_id: Id) -> list[StateChange]:
+    """Every state change of a flow or task run, oldest first."""
+    return store.get_history(run_id)
+
+
+@routes.op(OPERATIONS["get_task_run"])
+def get_task_run(store: StoreDep, task_run_id: Id) -> TaskRun:
+    """One task run (404 if none)."""
+    return store.get_task_run(task_run_id)
+
+
+@routes.op(OPERATIONS["wait_for_task_runs"])
+def wait_for_task_runs(store: StoreDep, max_wait: MaxWait, body: w.WaitTaskRunsIn) -> list[TaskRun]:
+    """Long-poll: wait (at most 30 s) until some of ``ids`` end; return those that did."""
+    return store.wait_for_task_runs(body.ids, min(body.timeout, max_wait))
+
+
+@routes.op(OPERATIONS["get_cached"])
+def get_cached(
+    store: StoreDep,
+    key: Annotated[str, Query(min_length=1, max_length=1000)],
+    now: Annotated[float, Query(allow_inf_nan=False)],
+) -> w.Cached:
+    """The cached result for a key, unless it expired by ``now``."""
+    result = store.get_cached(key, now)
+    return w.Cached(found=result is not None, result=result)

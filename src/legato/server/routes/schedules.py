@@ -1,0 +1,53 @@
+"""Schedules of deployments (cron or intervals)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query
+
+from legato.errors import UsageError
+from legato.models import Schedule
+from legato.server.routes._common import Id, Routes, StoreDep
+from legato.store.operations import OPERATIONS
+from legato.store.wire import Count, SchedulesIn
+from legato.triggers.scheduler import check_schedule
+
+routes = Routes(bounded=False, signed=True)
+
+
+@routes.op(OPERATIONS["list_schedules"])
+def list_schedules(
+    store: StoreDep,
+    deployment: Annotated[str | None, Query(max_length=200)] = None,
+) -> list[Schedule]:
+    """Schedules, by deployment."""
+    return store.list_schedules(deployment)
+
+
+@routes.op(OPERATIONS["replace_schedules"])
+def replace_schedules(store: StoreDep, name: Id, body: SchedulesIn) -> None:
+    """Make these the deployment's only schedules (an empty list removes them)."""
+    for sch in body.schedules:
+        if sch.deployment != name:
+            raise UsageError("every schedule's deployment must match the path")
+        check_schedule(sch)
+    store.replace_schedules(name, body.schedules)
+
+
+@routes.op(OPERATIONS["pause_schedules"])
+def pause_schedules(store: StoreDep, ref: Id) -> Count:
+    """Pause a schedule (by id or id prefix) or every schedule of a deployment."""
+    return Count(count=store.set_schedules_paused(ref, True))
+
+
+@routes.op(OPERATIONS["resume_schedules"])
+def resume_schedules(store: StoreDep, ref: Id) -> Count:
+    """Resume: the next run is the next scheduled time from now (no catch-up)."""
+    return Count(count=store.set_schedules_paused(ref, False))
+
+
+@routes.op(OPERATIONS["scheduled_runs"])
+def scheduled_runs(store: StoreDep, name: Id) -> list[tuple[float, str]]:
+    """(scheduled time, flow run id) of every run the deployment's schedules started."""
+    return store.scheduled_runs(name)

@@ -1,0 +1,45 @@
+"""API tokens (admin only): only their hashes are stored."""
+
+from __future__ import annotations
+
+from legato.models import ApiToken
+from legato.server.routes._common import AuthDep, Id, Routes, StoreDep
+from legato.store import wire as w
+from legato.store.operations import OPERATIONS
+
+routes = Routes()
+
+
+@routes.op(OPERATIONS["list_tokens"])
+def list_tokens(
+    store: StoreDep,
+) -> list[ApiToken]:
+    """Every token, revoked ones too (never their secrets)."""
+    return store.list_tokens()
+
+
+@routes.op(OPERATIONS["create_token"])
+def create_token(store: StoreDep, body: w.TokenCreateIn) -> w.NewToken:
+    """A new token; the secret is in this answer only (the store keeps its hash)."""
+    token, secret = store.create_token(body.name, body.role)
+    return w.NewToken(token=token, secret=secret)
+
+
+@routes.op(OPERATIONS["revoke_token"])
+def revoke_token(store: StoreDep, auth: AuthDep, id_or_name: Id) -> w.Changed:
+    """Revoke a live token by id, id prefix or name; ``changed`` is false if none."""
+    changed = store.revoke_token(id_or_name)
+    auth.forget()
+    return w.Changed(changed=changed)
+
+
+@routes.op(OPERATIONS["verify_token"])
+def verify_token(store: StoreDep, body: w.TokenVerifyIn) -> w.TokenOrNone:
+    """The live token with this secret, if any."""
+    return w.TokenOrNone(token=store.verify_token(body.secret))
+
+
+@routes.op(OPERATIONS["touch_token"])
+def touch_token(store: StoreDep, token_id: Id) -> None:
+    """Record that a token was used now."""
+    store.touch_token(token_id)
