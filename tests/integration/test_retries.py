@@ -186,3 +186,35 @@ def test_flow_retries_rerun_the_flow_without_redoing_completed_tasks() -> None:
     assert (tr.state, tr.attempts) == (State.COMPLETED, 1)
     messages = [h.message or "" for h in store().get_history(run.id)]
     assert any("flow retry 1" in m for m in messages)
+
+
+ALWAYS_FAILING: list[int] = []
+
+
+@task(retries=1, retry_delay=[0.01, 60])
+def always_fails() -> None:
+    ALWAYS_FAILING.append(1)
+    raise ConnectionError(f"failure {len(ALWAYS_FAILING)}")
+
+
+@flow
+def fails_twice_per_try() -> None:
+    always_fails()
+
+
+def test_a_retried_run_gets_a_full_budget_whose_delays_start_over() -> None:
+    from legato.errors import TaskFailed
+    from legato.resume import continue_run
+
+    ALWAYS_FAILING.clear()
+    with pytest.raises(ConnectionError):
+        fails_twice_per_try()
+    run = last_flow_run(store())
+    ended, error = continue_run(run.id, retry=True)  # `legato runs retry`
+    assert ended.state is State.FAILED and isinstance(error, ConnectionError | TaskFailed)
+    assert len(ALWAYS_FAILING) == 4  # retries + 1 attempts in each try
+    [tr] = store().get_task_runs(run.id)
+    messages = [h.message for h in store().get_history(tr.id) if h.state is State.AWAITING_RETRY]
+    # The retried run waits the first delay again, not the list's last (60 s).
+    assert messages == ["retry in 0.01 s after attempt 1", "retry in 0.01 s after attempt 3"]
+    assert tr.attempts == 4
