@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
+from legato.attempts import Outcome, RetryRule, decide
 from legato.models import FlowRun, Pool, State, TaskRun, Worker, check_transition
 from legato.store import rows as rowmap
 from legato.store import schema as s
@@ -382,7 +383,9 @@ class QueueSql:
             done = []
             for r in rows:
                 history.append(rowmap.history(r.id, "task", State.CRASHED, now, "lease expired"))
-                if r.attempts < r.max_attempts:
+                # The attempt policy's budget; a lost lease is queued again at once (the store
+                # does not know the task's retry delays).
+                if decide(RetryRule(), r.attempts, r.max_attempts, Outcome.LOST).retry:
                     values = {"state": State.PENDING.value, "queued_at": now}
                     history.append(rowmap.history(r.id, "task", State.PENDING, now, "re-queued"))
                     pools.add(r.pool)
