@@ -57,6 +57,9 @@ def deploy(
         updated_at=now,
     )
     store.put_deployment(dep)
+    from legato import audit
+
+    audit.record_local(store, "deployment.put", dep.name, audit.deployment(dep))
     return dep
 
 

@@ -561,3 +561,30 @@ class Pool:
             "options": self.options,
             "created_at": self.created_at,
         }
+
+
+@dataclass
+class AuditEvent:
+    """One line of the audit log: ``actor`` (a token's name, ``local:USER`` for the CLI on
+    the database itself, ``slack:NAME``) with ``role`` did ``action`` (``run.cancel``,
+    ``token.create``...) to ``target`` (a run id, a token id, a name). ``detail`` is small
+    JSON and never holds a secret. ``id`` is given by the store."""
+
+    actor: str
+    role: str
+    action: str
+    target: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    at: float = 0.0
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at,
+            "actor": self.actor,
+            "role": self.role,
+            "action": self.action,
+            "target": self.target,
+            "detail": self.detail,
+        }

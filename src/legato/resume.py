@@ -6,6 +6,7 @@ stored results without running; failed, cancelled and never-started calls run.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from legato.engine import run_flow
@@ -26,8 +27,15 @@ def root_of(store: Any, run: FlowRun) -> FlowRun:
     return run
 
 
-def continue_run(run_id: str, *, retry: bool = False) -> tuple[FlowRun, BaseException | None]:
+def continue_run(
+    run_id: str,
+    *,
+    retry: bool = False,
+    on_start: Callable[[FlowRun], None] | None = None,
+) -> tuple[FlowRun, BaseException | None]:
     """Resume (or, with ``retry``, retry) a flow run in this process until it ends or pauses.
+    ``on_start`` is called once the run may be carried on, before it runs (the CLI records
+    the action in the audit log then, not hours later when the run ends).
 
     Returns the run as it ended and the exception that ended it, if any.
     """
@@ -57,6 +65,8 @@ def continue_run(run_id: str, *, retry: bool = False) -> tuple[FlowRun, BaseExce
     params = flow.load_params(run.parameters, rt.results)
     if retry:
         _reopen_expired_questions(run)
+    if on_start is not None:
+        on_start(run)
     outcome: BaseException | None = None
     try:
         run_flow(flow, params, run_id=run.id, resume=not retry)

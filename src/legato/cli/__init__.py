@@ -18,6 +18,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from legato.audit import record_local
+from legato.cli import audit as _audit
 from legato.cli import deploy as _deploy
 from legato.cli import notify as _notify
 from legato.cli import output
@@ -65,6 +67,7 @@ app.add_typer(_schedules.triggers_app, name="triggers")
 app.add_typer(_notify.notify_app, name="notify")
 app.add_typer(_notify.slack_app, name="slack")
 app.command("serve")(_serve.serve)
+app.add_typer(_audit.audit_app, name="audit")
 
 _debug = False
 
@@ -526,6 +529,7 @@ def runs_cancel(
     ):
         now_state = store.get_flow_run(run.id).state
         raise UsageError(f"flow run {run.id} is already {now_state.value}: nothing to cancel")
+    record_local(store, "run.cancel", run.id)
     output.err.print(
         f"flow run {run.id} CANCELLED; a process running it stops its tasks within a second"
     )
@@ -542,8 +546,18 @@ def runs_resume(
     _console_logs()
     started = time.perf_counter()
     with _store_stops(run_id):
-        finished, outcome = continue_run(run_id)
+        finished, outcome = continue_run(run_id, on_start=_audited("run.resume"))
     report(finished, outcome, time.perf_counter() - started, json_out)
+
+
+def _audited(action: str) -> Any:
+    """Records ``action`` on the run once it is taken over (embedded; the server records it
+    itself when the CLI works through its API)."""
+
+    def started(run: Any) -> None:
+        record_local(_store(), action, run.id)
+
+    return started
 
 
 @runs_app.command("retry")
@@ -557,7 +571,7 @@ def runs_retry(
     _console_logs()
     started = time.perf_counter()
     with _store_stops(run_id):
-        finished, outcome = continue_run(run_id, retry=True)
+        finished, outcome = continue_run(run_id, retry=True, on_start=_audited("run.retry"))
     report(finished, outcome, time.perf_counter() - started, json_out)
 
 
@@ -582,7 +596,7 @@ def answer(
     ] = False,
 ) -> None:
     """Answer a question a paused run asked, then carry the run on in this process."""
-    from legato.ask import answer_question, parse_answer
+    from legato.ask import answer_question, default_answerer, parse_answer
     from legato.resume import continue_run, pending_questions
 
     store = _store()
@@ -620,6 +634,8 @@ def answer(
         assert value is not None
         parsed = parse_answer(question.schema, value)
     answer_question(store, question, parsed, by)
+    detail = {"run": question.flow_run_id, "key": question.key, "by": by or default_answerer()}
+    record_local(store, "question.answer", question.id, detail)
     output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
     if no_resume:
         return

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from legato.audit import record_local
 from legato.cli import output
 from legato.errors import UsageError
 
@@ -102,6 +103,8 @@ def deployments_rm(name: Annotated[str, typer.Argument()]) -> None:
     """Remove a deployment (its runs stay)."""
     from legato.cli import _store
 
-    if not _store().delete_deployment(name):
+    store = _store()
+    if not store.delete_deployment(name):
         raise UsageError(f"no deployment named {name!r}")
+    record_local(store, "deployment.delete", name)
     output.err.print(f"removed deployment {name!r}")

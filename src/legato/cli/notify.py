@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from legato import audit
 from legato.cli import output
 from legato.errors import UsageError
 from legato.store import Store
@@ -40,7 +41,9 @@ def notify_add(
     from legato.notify.rules import make_rule
 
     rule = make_rule(on.split(","), channel, flow)
-    _store().add_notify_rule(rule)
+    store = _store()
+    store.add_notify_rule(rule)
+    audit.record_local(store, "rule.add", rule.id, audit.rule(rule))
     if json_out:
         output.print_json(rule.to_json())
         return
@@ -69,8 +72,10 @@ def notify_rm(
     rule_id: Annotated[str, typer.Argument(help="Rule id (or a unique prefix).")],
 ) -> None:
     """Remove a rule."""
-    if not _store().delete_notify_rule(rule_id):
+    store = _store()
+    if not store.delete_notify_rule(rule_id):
         raise UsageError(f"no notification rule {rule_id!r} (see `legato notify ls`)")
+    audit.record_local(store, "rule.delete", rule_id)
     output.err.print(f"removed rule {rule_id}")
 
 

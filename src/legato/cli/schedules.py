@@ -9,6 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from legato.audit import record_local
+from legato.audit import trigger as trigger_detail
 from legato.cli import output
 from legato.errors import UsageError
 from legato.store import Store
@@ -51,13 +53,16 @@ def schedules_ls(
 
 
 def _pause(ref: str, paused: bool) -> None:
-    count = _store().set_schedules_paused(ref, paused)
+    store = _store()
+    count = store.set_schedules_paused(ref, paused)
     if not count:
         state = "paused" if paused else "active"
         raise UsageError(
             f"no {'active' if paused else 'paused'} schedule matches {ref!r} "
             f"(it may already be {state}; see `legato schedules ls`)"
         )
+    action = "schedule.pause" if paused else "schedule.resume"
+    record_local(store, action, ref, {"count": count})
     output.err.print(f"{'paused' if paused else 'resumed'} {count} schedule(s)")
 
 
@@ -85,6 +90,7 @@ def schedules_rm(deployment: Annotated[str, typer.Argument(help="The deployment.
     if not count:
         raise UsageError(f"deployment {deployment!r} has no schedule")
     store.replace_schedules(deployment, [])
+    record_local(store, "schedule.put", deployment, {"schedules": []})
     output.err.print(f"removed {count} schedule(s) of {deployment!r}")
 
 
@@ -115,24 +121,30 @@ def triggers_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 @triggers_app.command("rm")
 def triggers_rm(name: Annotated[str, typer.Argument()]) -> None:
     """Remove a trigger (files it already started stay recorded)."""
-    if not _store().delete_trigger(name):
+    store = _store()
+    if not store.delete_trigger(name):
         raise UsageError(f"no trigger named {name!r}")
+    record_local(store, "trigger.delete", name)
     output.err.print(f"removed trigger {name!r}")
 
 
 @triggers_app.command("pause")
 def triggers_pause(name: Annotated[str, typer.Argument()]) -> None:
     """Stop a trigger from starting runs."""
-    if not _store().set_trigger_paused(name, True):
+    store = _store()
+    if not store.set_trigger_paused(name, True):
         raise UsageError(f"no trigger named {name!r}")
+    record_local(store, "trigger.pause", name)
     output.err.print(f"paused trigger {name!r}")
 
 
 @triggers_app.command("resume")
 def triggers_resume(name: Annotated[str, typer.Argument()]) -> None:
     """Let a paused trigger start runs again."""
-    if not _store().set_trigger_paused(name, False):
+    store = _store()
+    if not store.set_trigger_paused(name, False):
         raise UsageError(f"no trigger named {name!r}")
+    record_local(store, "trigger.resume", name)
     output.err.print(f"resumed trigger {name!r}")
 
 
@@ -160,7 +172,9 @@ def triggers_webhook(
         raise UsageError(f"no deployment named {deployment!r} (legato deploy first)")
     config = webhook_config(auth=auth, secret=secret, mapping=parse_map(mapping or []))
     now = time.time()
-    store.put_trigger(Trigger(name, "webhook", deployment, config, created_at=now, updated_at=now))
+    trig = Trigger(name, "webhook", deployment, config, created_at=now, updated_at=now)
+    store.put_trigger(trig)
+    record_local(store, "trigger.put", name, trigger_detail(trig))
     output.err.print(f"webhook {name!r} starts {deployment!r}: POST /api/v1/hooks/{name}")
     if auth == "hmac":
         output.err.print("sign each request (docs/triggers.md); the shared secret is:")

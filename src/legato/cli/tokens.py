@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
+from legato.audit import record_local
 from legato.cli import output
 from legato.errors import UsageError
 from legato.models import Role
@@ -44,6 +45,7 @@ def tokens_create(
     """Create a token and print its secret: it is shown this once (only a hash is kept)."""
     with _store() as store:
         token, secret = store.create_token(name, role)
+        record_local(store, "token.create", token.id, {"name": token.name, "role": token.role})
     if json_out:
         output.print_json({**token.to_json(), "token": secret})
         return
@@ -95,4 +97,5 @@ def tokens_revoke(
             raise UsageError(
                 f"no live token has id or name {id_or_name!r} (see `legato tokens ls`)"
             )
+        record_local(store, "token.revoke", id_or_name)
     output.err.print(f"token {id_or_name!r} revoked")

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from legato import audit
 from legato.cli import output
 from legato.models import PoolType
 
@@ -111,7 +112,9 @@ def pools_create(
 
     pool = Pool(name, pool_type, parse_options(option or []), time.time())
     check_pool(pool)
-    get_runtime().store.put_pool(pool)
+    store = get_runtime().store
+    store.put_pool(pool)
+    audit.record_local(store, "pool.put", name, audit.pool(pool))
     output.err.print(
         f"pool {name} ({pool_type}) saved; serve it with: legato worker start --pool {name}"
     )
@@ -123,8 +126,10 @@ def pools_rm(name: Annotated[str, typer.Argument()]) -> None:
     from legato.errors import UsageError
     from legato.runtime import get_runtime
 
-    if not get_runtime().store.delete_pool(name):
+    store = get_runtime().store
+    if not store.delete_pool(name):
         raise UsageError(f"no pool definition named {name!r} (see legato pools ls)")
+    audit.record_local(store, "pool.delete", name)
     output.err.print(f"removed pool {name}")
 
 
@@ -206,7 +211,9 @@ def limits_set(
     from legato.runtime import get_runtime
 
     key = limit_key(name)
-    get_runtime().store.set_limit(key, limit)
+    store = get_runtime().store
+    store.set_limit(key, limit)
+    audit.record_local(store, "limit.set", key, {"limit": limit})
     output.err.print(f"limit {key} = {limit}")
 
 
@@ -230,6 +237,8 @@ def limits_rm(name: Annotated[str, typer.Argument()]) -> None:
     from legato.runtime import get_runtime
 
     key = limit_key(name)
-    if not get_runtime().store.delete_limit(key):
+    store = get_runtime().store
+    if not store.delete_limit(key):
         raise UsageError(f"no limit {key}")
+    audit.record_local(store, "limit.delete", key)
     output.err.print(f"removed limit {key}")

@@ -23,6 +23,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from legato.audit import Actor
 from legato.errors import InvalidAnswer, LegatoError, RunNotFound, UsageError
 from legato.models import FlowRun, Question, QuestionState, Role
 from legato.notify.channels import Message, slack_client
@@ -384,6 +385,10 @@ class SlackApp:
         name = user.get("username") or user.get("name") or user["id"]
         return f"slack:{name} ({user['id']})" if name != user["id"] else f"slack:{name}"
 
+    def _actor(self, user_id: str, who: str) -> Actor:
+        role = self.users.get(user_id)
+        return Actor(who, role.value if role is not None else "unknown")
+
     def _refuse(self, user_id: str, needed: Role) -> str:
         role = self.users.get(user_id)
         if role is None:
@@ -485,6 +490,8 @@ class SlackApp:
             answer_question(self.store, q, value, self._who(user))
         except (InvalidAnswer, UsageError, RunNotFound) as exc:
             return str(exc)
+        detail = {"run": q.flow_run_id, "key": q.key, "via": "slack"}
+        self._actor(user["id"], self._who(user)).record(self.store, "question.answer", q.id, detail)
         try:
             pool = queue_answered_run(self.store, q.flow_run_id)
         except LegatoError as exc:
@@ -575,6 +582,8 @@ class SlackApp:
         if not self.store.queue_flow_run(run.id, pool, allowed_from=list(RETRYABLE)):
             return f"Run {run.id} changed state meanwhile; try again."
         log.info("run %s re-queued for retry from Slack by %s", run.id, user_id)
+        detail = {"via": "slack", "pool": pool}
+        self._actor(user_id, f"slack:{user_id}").record(self.store, "run.retry", run.id, detail)
         return f"Run `{run.id}` ({_esc(run.flow)}) is queued again on pool {pool}."
 
 

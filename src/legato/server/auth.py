@@ -106,7 +106,9 @@ def require(role: Role) -> Callable[[Request], ApiToken]:
 
     def dependency(request: Request) -> ApiToken:
         auth: Authenticator = request.app.state.auth
-        return auth.check(request.headers.get("authorization"), role)
+        token = auth.check(request.headers.get("authorization"), role)
+        request.state.token = token  # the audit log names it (routes/_common.py: Audit)
+        return token
 
     dependency.__name__ = f"require_{role.value}"
     return dependency

@@ -1,14 +1,16 @@
 """The dashboard: server-rendered pages (Jinja2) over the SqlStore, live through htmx polling.
 
 Pages: runs (``/``), a flow run (``/runs/ID``), its items x steps (``/runs/ID/items``),
-questions (``/questions``), pools and workers (``/pools``). Each live part of a page is also
+questions (``/questions``), pools and workers (``/pools``), the audit log (``/audit``,
+admins only). Each live part of a page is also
 served alone as a fragment (same URL with ``HX-Request``, or ``/live`` and ``/logs``) that
 htmx polls while the run is not final. Everything renders without JavaScript.
 
 Who may do what: a person logs in with an API token (``/login``); its role decides. Viewers
-read; operators also cancel, retry, resume and answer. Actions are POSTed forms that carry
-the session's CSRF token; the server checks role and token on every one. With ``--no-auth``
-(loopback only) there is no login and everyone is an operator.
+read; operators also cancel, retry, resume and answer; admins also read the audit log, where
+every action taken here is recorded under the session's token name. Actions are POSTed forms
+that carry the session's CSRF token; the server checks role and token on every one. With
+``--no-auth`` (loopback only) there is no login and everyone is an operator.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from legato.audit import Actor
 from legato.errors import InvalidAnswer, RunNotFound, UsageError
 from legato.models import (
     FINAL_STATES,
@@ -34,6 +37,7 @@ from legato.models import (
     PoolType,
     Question,
     QuestionState,
+    Role,
     State,
     WorkerState,
 )
@@ -52,6 +56,7 @@ NON_FINAL = [s for s in State if s not in FINAL_STATES]
 RETRY_FROM = [State.FAILED, State.CANCELLED, State.CRASHED]
 RESUME_FROM = [State.PAUSED, State.CRASHED]
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+AUDIT_LINES = 200
 LEVELS = {"": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
@@ -150,8 +155,11 @@ class Dashboard:
     def session(self, request: Request) -> Session | None:
         return self.sessions.read(request.cookies.get(COOKIE))
 
-    def page(self, fn: Callable[..., Response]) -> Callable[..., Response]:
-        """A GET page for anyone logged in: others go to the login page (htmx: told to)."""
+    def page(
+        self, fn: Callable[..., Response], role: Role = Role.VIEWER
+    ) -> Callable[..., Response]:
+        """A GET page for anyone logged in with ``role`` or above: others go to the login
+        page (htmx: told to); a session with a lesser role is refused (403)."""
 
         def handler(request: Request) -> Response:
             session = self.session(request)
@@ -160,6 +168,9 @@ class Dashboard:
                 if request.headers.get("HX-Request"):
                     return Response(status_code=401, headers={"HX-Redirect": target})
                 return RedirectResponse(target, status_code=303)
+            if not session.role.allows(role):
+                why = f"{session.name} is a {session.role.value}: this page needs an {role.value}"
+                return self.render(request, "error.html", session, 403, message=why)
             try:
                 return fn(request, session)
             except RunNotFound as exc:
@@ -204,6 +215,7 @@ class Dashboard:
         get("/runs/{run_id}/items", self.items_page)
         get("/questions", self.questions_page)
         get("/pools", self.pools_page)
+        get("/audit", self.audit_page, Role.ADMIN)
         app.add_api_route(
             "/login",
             self.login_page,
@@ -233,8 +245,8 @@ class Dashboard:
             openapi_extra=SESSION,
         )
 
-    def _get(self, path: str, fn: Callable[..., Response]) -> None:
-        handler = self.page(fn)
+    def _get(self, path: str, fn: Callable[..., Response], role: Role = Role.VIEWER) -> None:
+        handler = self.page(fn, role)
         handler.__name__ = "dashboard_" + fn.__name__
         self.app.add_api_route(
             path,
@@ -483,6 +495,27 @@ class Dashboard:
             request, "pools.html", session, pools=pools, workers=workers, held=held, now=time.time()
         )
 
+    def audit_page(self, request: Request, session: Session) -> HTMLResponse:
+        q = request.query_params
+        chosen = {k: q.get(k, "").strip() for k in ("action", "actor", "target", "range")}
+        since = time.time() - RANGES[chosen["range"]] if chosen["range"] in RANGES else None
+        events = self.store.list_audit(
+            action=chosen["action"] or None,
+            actor=chosen["actor"] or None,
+            target=chosen["target"] or None,
+            since=since,
+            limit=AUDIT_LINES,
+        )
+        return self.render(
+            request,
+            "audit.html",
+            session,
+            events=events,
+            chosen=chosen,
+            ranges=list(RANGES),
+            limit=AUDIT_LINES,
+        )
+
     # -- actions ----------------------------------------------------------------------------
 
     def _run_action(self, verb: str) -> Callable[..., Any]:
@@ -509,6 +542,7 @@ class Dashboard:
             )
             if not ok:
                 raise UsageError(f"flow run {run.id} is {run.state.value}: nothing to cancel")
+            _actor(session).record(self.store, "run.cancel", run.id, {"via": "dashboard"})
             return "Cancelled."
         root = _root(self.store, run)
         allowed = RETRY_FROM if verb == "retry" else RESUME_FROM
@@ -518,6 +552,8 @@ class Dashboard:
             raise UsageError(
                 f"flow run {root.id} is {root.state.value}: only a {states} run can be {verb}d"
             )
+        detail = {"via": "dashboard", "pool": pool}
+        _actor(session).record(self.store, f"run.{verb}", root.id, detail)
         which = "" if root.id == run.id else f" (through its top-level run {root.id[:8]})"
         return f"Queued for pool {pool}{which}: a worker there carries it on by replay."
 
@@ -543,10 +579,18 @@ class Dashboard:
         from legato.resume import queue_answered_run
 
         answer_question(self.store, question, value, session.name if session else None)
+        detail = {"run": question.flow_run_id, "key": question.key, "via": "dashboard"}
+        _actor(session).record(self.store, "question.answer", question.id, detail)
         queue_answered_run(self.store, question.flow_run_id)
 
 
 # -- helpers ---------------------------------------------------------------------------------
+
+
+def _actor(session: Session | None) -> Actor:
+    if session is None:  # actions need a session (action_form): only a guard
+        return Actor("unknown", "unknown")
+    return Actor(session.name, session.role.value)
 
 
 def _root(store: Any, run: FlowRun) -> FlowRun:

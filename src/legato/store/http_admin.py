@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 from legato.errors import UsageError
 from legato.models import (
     ApiToken,
+    AuditEvent,
     Deployment,
     FlowRun,
     Notification,
@@ -163,6 +164,26 @@ class HttpAdmin:
 
     def revoke_token(self, id_or_name: str) -> bool:
         return bool(self._send(OPERATIONS["revoke_token"], id_or_name=id_or_name)["changed"])
+
+    # -- the audit log --------------------------------------------------------------------------
+
+    def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        given = {"action": action, "actor": actor, "target": target, "since": since}
+        params: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+        params["limit"] = limit
+        return decode(list[AuditEvent], self._send(OPERATIONS["list_audit"], params=params))
+
+    def record_audit(self, event: AuditEvent) -> None:
+        # A client must not write who did what: the server records its own routes' actions.
+        _server_only("the audit log")
 
     # -- the server's own work ------------------------------------------------------------------
 

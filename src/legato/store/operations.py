@@ -19,6 +19,7 @@ from urllib.parse import quote
 from legato.models import (
     ApiToken,
     Artifact,
+    AuditEvent,
     Deployment,
     FlowRun,
     Notification,
@@ -537,6 +538,8 @@ _ALL = [
         list[Notification],
         tag="notifications",
     ),
+    # Read only: rows are written by the server itself (record_audit is SERVER_ONLY).
+    Operation("list_audit", "GET", "/audit", A, "admin", None, list[AuditEvent], tag="audit"),
 ]
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _ALL}
@@ -562,5 +565,6 @@ SERVER_ONLY = frozenset(
         "last_history_id",
         "flow_events_after",
         "unannounced_questions",
+        "record_audit",
     }
 )

@@ -5,7 +5,8 @@
 - ``QueueStore``: what a worker needs: claim a batch, heartbeat, finish, hand back, requeue
   expired leases, wait for work, register itself, and the pool definition it serves.
 - ``AdminStore``: what people and the server manage and look at: concurrency limits,
-  deployments, pool definitions, tokens, schedules, triggers, notifications, statistics.
+  deployments, pool definitions, tokens, schedules, triggers, notifications, statistics,
+  the audit log.
 
 ``RunStore`` and ``QueueStore`` share ``Writes``: a worker also records its runs' logs and
 marks the flow runs it holds. ``Store`` is every role together (the CLI and the server).
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from legato.models import (
     ApiToken,
     Artifact,
+    AuditEvent,
     Deployment,
     FlowRun,
     Notification,
@@ -384,6 +386,22 @@ class AdminStore(Connected, Protocol):
 
     def unannounced_questions(self, limit: int = 100) -> list[Question]:
         """Pending questions with no ``question:ID`` message in the outbox."""
+
+    # -- the audit log (audit.py) ------------------------------------------------------------
+
+    def record_audit(self, event: AuditEvent) -> None:
+        """Add an event to the audit log (the server and the embedded CLI only: no route)."""
+
+    def list_audit(
+        self,
+        *,
+        action: str | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Audit events, newest first; ``action`` ending in a dot is a prefix."""
 
 
 class Store(RunStore, QueueStore, AdminStore, Protocol):

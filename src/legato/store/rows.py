@@ -13,6 +13,7 @@ from typing import Any
 from legato.models import (
     ApiToken,
     Artifact,
+    AuditEvent,
     Deployment,
     FlowRun,
     LogRecord,
@@ -234,6 +235,18 @@ def pool(row: Any) -> Pool:
         type=row.type,
         options={str(k): str(v) for k, v in json.loads(row.options).items()},
         created_at=row.created_at,
+    )
+
+
+def audit_event(row: Any) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        at=row.at,
+        actor=row.actor,
+        role=row.role,
+        action=row.action,
+        target=row.target,
+        detail=json.loads(row.detail),
     )
 
 

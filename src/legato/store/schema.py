@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009")
+KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -351,4 +351,21 @@ applied_requests = Table(
     Column("id", String(64), primary_key=True),
     Column("at", Float, nullable=False),
     Index("ix_applied_requests_at", "at"),
+)
+
+# Who changed what (0010): answers, cancels, retries, tokens, deployments, triggers, rules...
+# Written by the server for what its routes and pages do, and by the CLI in embedded mode;
+# ``detail`` is small JSON that never holds a secret.
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("action", String(50), nullable=False),
+    Column("target", String(500), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_audit_events_at", "at"),
+    Index("ix_audit_events_action", "action", "id"),
 )

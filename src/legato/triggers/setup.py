@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from legato import audit
 from legato.models import Deployment, Schedule, Trigger
 from legato.store import Store
 from legato.triggers.files import files_config
@@ -57,20 +58,21 @@ def configure(
         if every is not None:
             schedules.append(make_schedule(dep.name, every=every, timezone=tz, catchup=catchup))
         store.replace_schedules(dep.name, schedules)
+        audit.record_local(store, "schedule.put", dep.name, audit.schedules(schedules))
         said += [f"on {s.describe()}, catch-up {s.catchup}" for s in schedules]
     if on_new_files is not None:
         now = time.time()
         config = files_config(on_new_files, batch=batch, settle=settle)
-        store.put_trigger(
-            Trigger(
-                name=files_trigger_name(dep.name),
-                kind="files",
-                deployment=dep.name,
-                config=config,
-                created_at=now,
-                updated_at=now,
-            )
+        trig = Trigger(
+            name=files_trigger_name(dep.name),
+            kind="files",
+            deployment=dep.name,
+            config=config,
+            created_at=now,
+            updated_at=now,
         )
+        store.put_trigger(trig)
+        audit.record_local(store, "trigger.put", trig.name, audit.trigger(trig))
         per = "per file" if batch == 1 else f"per {batch} files"
         said.append(f"a run {per} arriving in {on_new_files} (parameter {config['parameter']})")
     return said

@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from legato.server.routes import (
+    audit,
     deployments,
     limits,
     notifications,
@@ -38,6 +39,7 @@ MODULES = (
     triggers,
     notifications,
     slack,
+    audit,
 )
 
 

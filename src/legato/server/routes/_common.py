@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 
+from legato.audit import Actor
 from legato.models import ApiToken, Role
 from legato.server.auth import Authenticator, require
 from legato.store import PAGE_MAX, Store
@@ -46,6 +47,25 @@ StoreDep = Annotated[Store, Depends(_store)]
 AuthDep = Annotated[Authenticator, Depends(_auth)]
 MaxWait = Annotated[float, Depends(_max_wait)]
 Operator = Annotated[ApiToken, Depends(require(Role.OPERATOR))]
+
+
+@dataclass(frozen=True, slots=True)
+class Auditor:
+    """Records what a route did in the audit log, naming the request's token (set by the
+    route's role check before the route runs): the server writes every row itself."""
+
+    request: Request
+
+    def __call__(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        token: ApiToken = self.request.state.token
+        Actor.of_token(token).record(self.request.app.state.store, action, target, detail)
+
+
+async def _auditor(request: Request) -> Auditor:
+    return Auditor(request)
+
+
+Audit = Annotated[Auditor, Depends(_auditor)]
 
 
 def error(status: int, message: str, *, field: str | None = None) -> JSONResponse:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
+from legato import audit as details
 from legato.models import Deployment
-from legato.server.routes._common import Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -27,14 +28,18 @@ def get_deployment(store: StoreDep, name: Id) -> w.FoundDeployment:
 
 
 @routes.op(OPERATIONS["put_deployment"])
-def put_deployment(store: StoreDep, name: Id, body: w.DeploymentIn) -> None:
+def put_deployment(store: StoreDep, name: Id, body: w.DeploymentIn, audit: Audit) -> None:
     """Create or replace a deployment (its name must match the path)."""
     if body.deployment.name != name:
         raise HTTPException(422, detail="body.deployment.name: must match the path")
     store.put_deployment(body.deployment)
+    audit("deployment.put", name, details.deployment(body.deployment))
 
 
 @routes.op(OPERATIONS["delete_deployment"])
-def delete_deployment(store: StoreDep, name: Id) -> w.Changed:
+def delete_deployment(store: StoreDep, name: Id, audit: Audit) -> w.Changed:
     """Remove a deployment; ``changed`` is false if there was none."""
-    return w.Changed(changed=store.delete_deployment(name))
+    changed = store.delete_deployment(name)
+    if changed:
+        audit("deployment.delete", name)
+    return w.Changed(changed=changed)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Query
 
+from legato import audit as details
 from legato.models import Notification, NotifyRule
-from legato.server.routes._common import Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep
 from legato.store.operations import OPERATIONS
 from legato.store.wire import Changed, RuleIn
 
@@ -23,19 +24,23 @@ def list_rules(
 
 
 @routes.op(OPERATIONS["add_rule"])
-def add_rule(store: StoreDep, body: RuleIn) -> None:
+def add_rule(store: StoreDep, body: RuleIn, audit: Audit) -> None:
     """Add a rule (events, channel, optional flow)."""
     from legato.notify.rules import make_rule
 
     checked = make_rule(body.rule.events, body.rule.channel, body.rule.flow)
     checked.id, checked.created_at = body.rule.id, body.rule.created_at
     store.add_notify_rule(checked)
+    audit("rule.add", checked.id, details.rule(checked))
 
 
 @routes.op(OPERATIONS["delete_rule"])
-def delete_rule(store: StoreDep, rule_id: Id) -> Changed:
+def delete_rule(store: StoreDep, rule_id: Id, audit: Audit) -> Changed:
     """Remove a rule by id or unique prefix."""
-    return Changed(changed=store.delete_notify_rule(rule_id))
+    changed = store.delete_notify_rule(rule_id)
+    if changed:
+        audit("rule.delete", rule_id)
+    return Changed(changed=changed)
 
 
 @routes.op(OPERATIONS["list_notifications"])

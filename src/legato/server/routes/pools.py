@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from fastapi import HTTPException
 
+from legato import audit as details
 from legato.models import Pool
-from legato.server.routes._common import Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -27,14 +28,18 @@ def get_pool(store: StoreDep, name: Id) -> w.FoundPool:
 
 
 @routes.op(OPERATIONS["put_pool"])
-def put_pool(store: StoreDep, name: Id, body: w.PoolIn) -> None:
+def put_pool(store: StoreDep, name: Id, body: w.PoolIn, audit: Audit) -> None:
     """Create or replace a pool definition (its name must match the path)."""
     if body.pool.name != name:
         raise HTTPException(422, detail="body.pool.name: must match the path")
     store.put_pool(body.pool)
+    audit("pool.put", name, details.pool(body.pool))
 
 
 @routes.op(OPERATIONS["delete_pool"])
-def delete_pool(store: StoreDep, name: Id) -> w.Changed:
+def delete_pool(store: StoreDep, name: Id, audit: Audit) -> w.Changed:
     """Remove a pool definition; ``changed`` is false if there was none."""
-    return w.Changed(changed=store.delete_pool(name))
+    changed = store.delete_pool(name)
+    if changed:
+        audit("pool.delete", name)
+    return w.Changed(changed=changed)

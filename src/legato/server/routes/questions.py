@@ -8,7 +8,7 @@ from fastapi import Query
 
 from legato.errors import InvalidAnswer, UsageError
 from legato.models import Question, QuestionState
-from legato.server.routes._common import Id, Limit, Operator, Routes, StoreDep, error
+from legato.server.routes._common import Audit, Id, Limit, Operator, Routes, StoreDep, error
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -41,16 +41,28 @@ def find_question(
 
 
 @routes.op(OPERATIONS["update_question"])
-def update_question(store: StoreDep, question_id: Id, body: w.QuestionUpdateIn) -> w.Changed:
-    """Compare-and-set a question's state and fields."""
+def update_question(
+    store: StoreDep, question_id: Id, body: w.QuestionUpdateIn, audit: Audit
+) -> w.Changed:
+    """Compare-and-set a question's state and fields (an answer goes in the audit log:
+    `legato answer` over HTTP answers this way)."""
     changed = store.update_question(
         question_id, allowed_from=body.allowed_from, state=body.state, values=body.values
     )
+    if changed and body.state is QuestionState.ANSWERED:
+        _audit_answer(audit, store.get_question(question_id))
     return w.Changed(changed=changed)
 
 
+def _audit_answer(audit: Audit, question: Question) -> None:
+    detail = {"run": question.flow_run_id, "key": question.key, "by": question.answered_by}
+    audit("question.answer", question.id, detail)
+
+
 @routes.op(OPERATIONS["answer"], response_model=Question)
-def answer(store: StoreDep, question_id: Id, body: w.AnswerIn, token: Operator) -> Any:
+def answer(
+    store: StoreDep, question_id: Id, body: w.AnswerIn, token: Operator, audit: Audit
+) -> Any:
     """Answer a pending question: the value is checked against the question's schema
     (422 naming what is wrong) and recorded, by ``by`` or the token's name. The paused
     run then goes back to its pool's queue (``default`` for runs started outside a
@@ -68,5 +80,7 @@ def answer(store: StoreDep, question_id: Id, body: w.AnswerIn, token: Operator) 
         return error(422, str(exc), field="body.value")
     except UsageError as exc:  # answered by someone else meanwhile
         return error(409, str(exc))
+    answered = store.get_question(question.id)
+    _audit_answer(audit, answered)
     queue_answered_run(store, question.flow_run_id)
     return store.get_question(question.id)

@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import Query
 
+from legato.audit import run_action
 from legato.models import Artifact, FlowRun, State, StateChange, TaskRun
-from legato.server.routes._common import Id, Limit, MaxWait, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Limit, MaxWait, Routes, StoreDep
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
@@ -49,8 +50,10 @@ def get_flow_run(store: StoreDep, run_id: Id) -> FlowRun:
 
 
 @routes.op(OPERATIONS["transition_flow_run"])
-def transition_flow_run(store: StoreDep, run_id: Id, body: w.TransitionIn) -> w.Changed:
-    """Compare-and-set a flow run's state (cancel, resume, retry)."""
+def transition_flow_run(
+    store: StoreDep, run_id: Id, body: w.TransitionIn, audit: Audit
+) -> w.Changed:
+    """Compare-and-set a flow run's state (cancel, resume, retry: each in the audit log)."""
     changed = store.transition_flow_run(
         run_id,
         body.state,
@@ -58,6 +61,9 @@ def transition_flow_run(store: StoreDep, run_id: Id, body: w.TransitionIn) -> w.
         values=body.values,
         message=body.message,
     )
+    action = run_action(body.state, body.allowed_from, body.message)
+    if changed and action is not None:
+        audit(action, store.get_flow_run(run_id).id)
     return w.Changed(changed=changed)
 
 

@@ -6,9 +6,10 @@ from typing import Annotated
 
 from fastapi import Query
 
+from legato import audit as details
 from legato.errors import UsageError
 from legato.models import Schedule
-from legato.server.routes._common import Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep
 from legato.store.operations import OPERATIONS
 from legato.store.wire import Count, SchedulesIn
 from legato.triggers.scheduler import check_schedule
@@ -26,25 +27,32 @@ def list_schedules(
 
 
 @routes.op(OPERATIONS["replace_schedules"])
-def replace_schedules(store: StoreDep, name: Id, body: SchedulesIn) -> None:
+def replace_schedules(store: StoreDep, name: Id, body: SchedulesIn, audit: Audit) -> None:
     """Make these the deployment's only schedules (an empty list removes them)."""
     for sch in body.schedules:
         if sch.deployment != name:
             raise UsageError("every schedule's deployment must match the path")
         check_schedule(sch)
     store.replace_schedules(name, body.schedules)
+    audit("schedule.put", name, details.schedules(body.schedules))
 
 
 @routes.op(OPERATIONS["pause_schedules"])
-def pause_schedules(store: StoreDep, ref: Id) -> Count:
+def pause_schedules(store: StoreDep, ref: Id, audit: Audit) -> Count:
     """Pause a schedule (by id or id prefix) or every schedule of a deployment."""
-    return Count(count=store.set_schedules_paused(ref, True))
+    count = store.set_schedules_paused(ref, True)
+    if count:
+        audit("schedule.pause", ref, {"count": count})
+    return Count(count=count)
 
 
 @routes.op(OPERATIONS["resume_schedules"])
-def resume_schedules(store: StoreDep, ref: Id) -> Count:
+def resume_schedules(store: StoreDep, ref: Id, audit: Audit) -> Count:
     """Resume: the next run is the next scheduled time from now (no catch-up)."""
-    return Count(count=store.set_schedules_paused(ref, False))
+    count = store.set_schedules_paused(ref, False)
+    if count:
+        audit("schedule.resume", ref, {"count": count})
+    return Count(count=count)
 
 
 @routes.op(OPERATIONS["scheduled_runs"])

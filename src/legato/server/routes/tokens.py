@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from legato.models import ApiToken
-from legato.server.routes._common import AuthDep, Id, Routes, StoreDep
+from legato.server.routes._common import Audit, AuthDep, Id, Routes, StoreDep
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -19,17 +19,20 @@ def list_tokens(
 
 
 @routes.op(OPERATIONS["create_token"])
-def create_token(store: StoreDep, body: w.TokenCreateIn) -> w.NewToken:
+def create_token(store: StoreDep, body: w.TokenCreateIn, audit: Audit) -> w.NewToken:
     """A new token; the secret is in this answer only (the store keeps its hash)."""
     token, secret = store.create_token(body.name, body.role)
+    audit("token.create", token.id, {"name": token.name, "role": token.role.value})
     return w.NewToken(token=token, secret=secret)
 
 
 @routes.op(OPERATIONS["revoke_token"])
-def revoke_token(store: StoreDep, auth: AuthDep, id_or_name: Id) -> w.Changed:
+def revoke_token(store: StoreDep, auth: AuthDep, id_or_name: Id, audit: Audit) -> w.Changed:
     """Revoke a live token by id, id prefix or name; ``changed`` is false if none."""
     changed = store.revoke_token(id_or_name)
     auth.forget()
+    if changed:
+        audit("token.revoke", id_or_name)
     return w.Changed(changed=changed)
 
 

@@ -9,9 +9,10 @@ import anyio.to_thread
 from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 
+from legato import audit as details
 from legato.errors import UsageError
 from legato.models import Role
-from legato.server.routes._common import Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep
 from legato.store.operations import API, OPERATIONS
 from legato.store.wire import Changed, Count, FoundTrigger, TriggerIn
 
@@ -35,29 +36,40 @@ def get_trigger(store: StoreDep, name: Id) -> FoundTrigger:
 
 
 @routes.op(OPERATIONS["put_trigger"])
-def put_trigger(store: StoreDep, name: Id, body: TriggerIn) -> None:
+def put_trigger(store: StoreDep, name: Id, body: TriggerIn, audit: Audit) -> None:
     """Create or replace a trigger (its name must match the path)."""
     if body.trigger.name != name:
         raise UsageError("body.trigger.name must match the path")
     if body.trigger.kind not in ("files", "webhook"):
         raise UsageError("a trigger's kind is files or webhook")
     store.put_trigger(body.trigger)
+    audit("trigger.put", name, details.trigger(body.trigger))
 
 
 @routes.op(OPERATIONS["delete_trigger"])
-def delete_trigger(store: StoreDep, name: Id) -> Changed:
+def delete_trigger(store: StoreDep, name: Id, audit: Audit) -> Changed:
     """Remove a trigger; ``changed`` is false if there was none."""
-    return Changed(changed=store.delete_trigger(name))
+    changed = store.delete_trigger(name)
+    if changed:
+        audit("trigger.delete", name)
+    return Changed(changed=changed)
+
+
+def _pause(store: StoreDep, name: str, paused: bool, audit: Audit) -> Changed:
+    changed = store.set_trigger_paused(name, paused)
+    if changed:
+        audit("trigger.pause" if paused else "trigger.resume", name)
+    return Changed(changed=changed)
 
 
 @routes.op(OPERATIONS["pause_trigger"])
-def pause_trigger(store: StoreDep, name: Id) -> Changed:
-    return Changed(changed=store.set_trigger_paused(name, True))
+def pause_trigger(store: StoreDep, name: Id, audit: Audit) -> Changed:
+    return _pause(store, name, True, audit)
 
 
 @routes.op(OPERATIONS["resume_trigger"])
-def resume_trigger(store: StoreDep, name: Id) -> Changed:
-    return Changed(changed=store.set_trigger_paused(name, False))
+def resume_trigger(store: StoreDep, name: Id, audit: Audit) -> Changed:
+    return _pause(store, name, False, audit)
 
 
 @routes.op(OPERATIONS["count_trigger_files"])
