@@ -233,6 +233,8 @@ def test_a_question_answered_from_slack_carries_the_run_on(lab: Lab) -> None:
     done = lab.rt.store.get_question(q.id)
     assert done.state is QuestionState.ANSWERED and done.answer is True
     assert done.answered_by == "slack:alice (U123)"
+    [event] = lab.rt.store.list_audit(action="question.answer")
+    assert (event.actor, event.role, event.target) == ("slack:alice (U123)", "operator", q.id)
     run = lab.rt.store.get_flow_run(q.flow_run_id)
     assert run.state is State.PENDING and run.queued_at is not None  # back in its pool's queue
     (update,) = lab.fake.of("chat.update")
@@ -368,6 +370,8 @@ def test_the_slash_command_lists_and_retries_runs(lab: Lab) -> None:
     assert lab.rt.store.get_flow_run(run.id).state is State.FAILED
     assert "queued again on pool default" in command(f"retry {run.id[:13]}", "U123")["text"]
     assert lab.rt.store.get_flow_run(run.id).state is State.PENDING
+    [event] = lab.rt.store.list_audit(action="run.")  # the refused retry left none
+    assert (event.action, event.actor, event.target) == ("run.retry", "slack:U123", run.id)
     assert "/legato runs" in command("", "U123")["text"]
     bad = lab.send("commands", "user_id=U123&text=runs", signed("user_id=U123&text=other"))
     assert bad.status_code == 401
