@@ -17,14 +17,14 @@ from legato.engine import run_flow
 from legato.errors import ParameterError, UsageError
 from legato.futures import Future, resolved
 from legato.policies import RetryDelay, code_fingerprint
-from legato.results import ResultStorage
+from legato.results import STORED_PARAMETER, ResultStorage
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _RESERVED = ("key", "wait_for")
 ReplayMode = Literal["rerun", "strict"]
-_STORED = "__legato_stored__"
+_STORED = STORED_PARAMETER
 _ARBITRARY: Any = {"arbitrary_types_allowed": True}
 
 

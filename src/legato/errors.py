@@ -79,6 +79,20 @@ class ResultMissing(ResultStorageError):
     """
 
 
+class ResultRefused(ResultMissing):
+    """A stored result's reference points outside the configured result storage
+    (LEGATO_RESULT_STORAGE), so it was not read: whoever wrote it could have planted any file.
+
+    A ``ResultMissing``, so a resumed or retried run runs the call that made it again instead
+    of trusting the record.
+    """
+
+
+class PickleRefused(SerializationError):
+    """A stored result is a pickle and LEGATO_ALLOW_PICKLE=false: it was not loaded, since
+    loading a pickle runs code."""
+
+
 class TaskFailed(LegatoError):
     """A task run failed."""
 
@@ -166,9 +180,11 @@ __all__ = [
     "NoWorkerForPool",
     "ParameterError",
     "Paused",
+    "PickleRefused",
     "ProcessCrashed",
     "ReplayMismatch",
     "ResultMissing",
+    "ResultRefused",
     "ResultStorageError",
     "RunNotFound",
     "SchemaOutOfDate",

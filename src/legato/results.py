@@ -12,6 +12,12 @@ so a reader never sees half of one, and a failed write (full disk, file-size lim
 permissions) leaves no file behind. Reading checks the file against its size and checksum:
 a missing or altered file is a ``ResultMissing`` naming the file, which the engine answers by
 running the call again.
+
+A stored form is trusted only as far as where it points: its ``ref`` must name a file directly
+in this storage's folder (``url/NAME``), and ``ser`` must be ``json`` or ``pickle``. Anything
+else is refused before a byte is read (``ResultRefused``: whoever can write run records could
+otherwise point a result at any file or URL), and with ``allow_pickle`` off a pickle is
+refused too (``PickleRefused``), on reading as on writing.
 """
 
 from __future__ import annotations
@@ -22,9 +28,17 @@ import hashlib
 import json
 import os
 import pickle
+import posixpath
+import re
 from typing import Any
 
-from legato.errors import ResultMissing, ResultStorageError, SerializationError
+from legato.errors import (
+    PickleRefused,
+    ResultMissing,
+    ResultRefused,
+    ResultStorageError,
+    SerializationError,
+)
 from legato.models import new_id
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -36,6 +50,69 @@ _ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl",
 
 # Errors that mean "no room", where the hint is to free space rather than to fix the URL.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+SERIALIZERS = ("json", "pickle")
+
+# A flow parameter JSON cannot hold is stored as {STORED_PARAMETER: stored form}.
+STORED_PARAMETER = "__legato_stored__"
+
+# What a result file is called: Legato writes NEWID.json and NEWID.pkl. A conservative charset
+# (no separators, no "..", no query strings an fsspec backend might read) keeps a ref in its
+# folder whatever the backend.
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _location(url: str) -> tuple[str, str]:
+    """(protocol, normalised path) of a folder or fsspec URL, so two spellings of one folder
+    (``/r``, ``file:///r``, ``/r/``) compare equal."""
+    if "::" in url:  # a chained URL (simplecache::s3://...): compared as written
+        return "chain", url.rstrip("/")
+    protocol, sep, path = url.partition("://")
+    if not sep:
+        return "file", os.path.normpath(os.path.abspath(url))
+    protocol = protocol.lower()
+    if protocol in ("file", "local"):
+        return "file", os.path.normpath(os.path.abspath(path or "/"))
+    return protocol, posixpath.normpath(path or "/")
+
+
+def ref_problem(ref: Any, root: str) -> str | None:
+    """Why ``ref`` is not a result file directly in the storage at ``root``; None if it is."""
+    if not isinstance(ref, str) or not ref:
+        return "is not a file reference"
+    if "\x00" in ref:
+        return "holds a NUL byte"
+    folder, sep, name = ref.rpartition("/")
+    if not sep or not _FILE_NAME.fullmatch(name):
+        return f"does not name a result file (a plain file name in {root!r})"
+    if _location(folder) != _location(root):
+        return f"is outside the result storage {root!r}"
+    return None
+
+
+def stored_problem(stored: Any, root: str) -> tuple[str, str] | None:
+    """(field, why) when ``stored`` is not a stored result of the storage at ``root``: the
+    check of ``decode``, for whoever accepts stored forms from elsewhere (the server)."""
+    if not isinstance(stored, dict):
+        return "", "is not a stored result (an object with v, or ref and ser)"
+    if "v" in stored:
+        return None
+    if "ref" not in stored:
+        return "", "is not a stored result (an object with v, or ref and ser)"
+    why = ref_problem(stored["ref"], root)
+    if why is not None:
+        return "ref", why
+    if stored.get("ser") not in SERIALIZERS:
+        return "ser", f"must be one of {', '.join(SERIALIZERS)}"
+    sha = stored.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256.fullmatch(sha)):
+        return "sha256", "must be 64 lower-case hex digits"
+    size = stored.get("size")
+    if size is not None and not (type(size) is int and size >= 0):
+        return "size", "must be a non-negative integer"
+    return None
 
 
 def _exact_json(value: Any) -> str | None:
@@ -98,11 +175,26 @@ class ResultStorage:
         A result file that is missing, or whose bytes do not match the size and checksum
         recorded with it, raises ``ResultMissing`` naming the file.
         """
-        if not isinstance(stored, dict):
-            raise SerializationError(f"not a stored result: {stored!r}")
+        problem = stored_problem(stored, self.url)
+        if problem is not None:
+            field, why = problem
+            if field == "ref":
+                raise ResultRefused(
+                    f"the {what} was refused: its reference {stored['ref']!r} {why}; results "
+                    "are read only from the result storage (LEGATO_RESULT_STORAGE)"
+                )
+            shown = repr(stored)[:200]
+            raise SerializationError(f"not a stored result ({field or 'value'} {why}): {shown}")
         if "v" in stored:
             return stored["v"]
         ref = stored["ref"]
+        if stored["ser"] == "pickle" and not self.allow_pickle:
+            # Refused before reading: loading a pickle runs whatever code it names.
+            raise PickleRefused(
+                f"the {what} is a pickle ({ref!r}) and LEGATO_ALLOW_PICKLE=false: pickles are "
+                "not loaded, since loading one runs code. Set LEGATO_ALLOW_PICKLE=true only "
+                "where you trust whoever can write the result storage and the run records."
+            )
         data = self._read(ref, what)
         checked = "sha256" in stored
         if checked:

@@ -40,6 +40,9 @@ def _empty_postgres(url: str) -> None:
         conn.execute(f"TRUNCATE {tables} RESTART IDENTITY")  # type: ignore[arg-type]
 
 
+# The test servers' result storage: a stored result sent to them must point into it.
+RESULT_STORAGE = "file:///results"
+
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "http"]
 
 
@@ -66,7 +69,7 @@ def http_server(http_templates: tuple[Path, Store], tmp_path: Path) -> Iterator[
     template, tokens = http_templates
     shutil.copy(template, tmp_path / "server.db")
     store = open_store(f"sqlite:///{tmp_path / 'server.db'}", auto_upgrade=False)
-    server = LiveServer(store, token_store=tokens)
+    server = LiveServer(store, token_store=tokens, result_storage=RESULT_STORAGE)
     yield server
     server.stop()
     store.close()

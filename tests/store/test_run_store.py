@@ -245,7 +245,7 @@ def test_updating_a_task_run_in_later_batches(store: Store) -> None:
                 State.COMPLETED,
                 T0 + 5,
                 {
-                    "result": {"ref": "file:///r.json", "ser": "json"},
+                    "result": {"ref": "file:///results/r.json", "ser": "json"},
                     "ended_at": T0 + 5,
                     "error": None,
                 },
@@ -254,7 +254,7 @@ def test_updating_a_task_run_in_later_batches(store: Store) -> None:
     )
     got = store.get_task_run(run.id)
     assert (got.state, got.attempts, got.error) == (State.COMPLETED, 2, None)
-    assert got.result == {"ref": "file:///r.json", "ser": "json"}
+    assert got.result == {"ref": "file:///results/r.json", "ser": "json"}
     assert (got.started_at, got.ended_at) == (T0 + 4, T0 + 5)
     history = store.get_history(run.id)
     assert [h.state for h in history] == [
@@ -441,13 +441,20 @@ def test_cache_entries_expire_and_are_replaced(store: Store) -> None:
         [
             PutCache("k-forever", "stats", new_id(), {"v": {"mean": 1.5}}, t, None),
             PutCache("k-expired", "stats", new_id(), {"v": 2}, t - 10, t - 1),
-            PutCache("k-fresh", "stats", new_id(), {"ref": "file:///x", "ser": "json"}, t, t + 60),
+            PutCache(
+                "k-fresh",
+                "stats",
+                new_id(),
+                {"ref": "file:///results/x.json", "ser": "json"},
+                t,
+                t + 60,
+            ),
         ]
     )
     assert store.get_cached("k-forever", t) == {"v": {"mean": 1.5}}
     assert store.get_cached("k-forever", t + 10**9) == {"v": {"mean": 1.5}}
     assert store.get_cached("k-expired", t) is None
-    assert store.get_cached("k-fresh", t) == {"ref": "file:///x", "ser": "json"}
+    assert store.get_cached("k-fresh", t) == {"ref": "file:///results/x.json", "ser": "json"}
     assert store.get_cached("k-fresh", t + 61) is None
     assert store.get_cached("missing", t) is None
     store.apply([PutCache("k-expired", "stats", new_id(), {"v": 3}, t, None)])

@@ -37,10 +37,12 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_wait: float = MAX_WAIT_SECONDS,
     authenticator: Authenticator | None = None,
+    result_storage: str | None = None,
 ) -> FastAPI:
     """The API over ``store``. ``auth=False`` makes every caller an admin (loopback only: the
     CLI refuses anything else). ``authenticator`` checks tokens elsewhere than in ``store``
-    (tests whose store must start empty)."""
+    (tests whose store must start empty). Stored results sent to it must point into
+    ``result_storage`` (default: LEGATO_RESULT_STORAGE as this process sees it)."""
     from legato import __version__
 
     @asynccontextmanager
@@ -60,6 +62,11 @@ def create_app(
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
     app.state.store = store
     app.state.max_body_bytes = max_body_bytes
+    if result_storage is None:
+        from legato.settings import get_settings
+
+        result_storage = get_settings().results_url
+    app.state.result_storage = result_storage.rstrip("/")
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     _error_handlers(app)
     app.state.max_wait = max_wait

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import typing
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -36,6 +37,7 @@ from legato.models import (
     Worker,
     WorkerState,
 )
+from legato.results import STORED_PARAMETER, stored_problem
 from legato.store.ops import (
     InsertArtifact,
     InsertFlowRun,
@@ -265,6 +267,55 @@ OpIn = Annotated[
     | InsertQuestionIn,
     Field(discriminator="op"),
 ]
+
+
+# -- stored results a body carries --------------------------------------------------------------
+
+Loc = tuple[str | int, ...]
+
+
+def _in_columns(values: dict[str, Any], loc: Loc) -> Iterator[tuple[Loc, Any]]:
+    """Stored forms among a record's columns: its result, its payload's arguments (a queued
+    call), its parameters that JSON could not hold."""
+    if values.get("result") is not None:
+        yield (*loc, "result"), values["result"]
+    payload = values.get("payload")
+    if isinstance(payload, dict) and "args" in payload:
+        yield (*loc, "payload", "args"), payload["args"]
+    parameters = values.get("parameters")
+    if isinstance(parameters, dict):
+        for name, value in parameters.items():
+            if isinstance(value, dict) and STORED_PARAMETER in value:
+                yield (*loc, "parameters", name, STORED_PARAMETER), value[STORED_PARAMETER]
+
+
+def stored_results(body: BaseModel) -> Iterator[tuple[Loc, Any]]:
+    """(where in the body, stored form) of every stored result ``body`` carries."""
+    if isinstance(body, OpsIn):
+        for i, op in enumerate(body.ops):
+            loc: Loc = ("ops", i)
+            if isinstance(op, InsertFlowRunIn | InsertTaskRunIn):
+                yield from _in_columns(vars(op.run), (*loc, "run"))
+            elif isinstance(op, UpdateFlowRunIn | UpdateTaskRunIn):
+                yield from _in_columns(op.values, (*loc, "values"))
+            elif isinstance(op, PutCacheIn):
+                yield (*loc, "result"), op.result
+    elif isinstance(body, TransitionIn | FinishIn):
+        yield from _in_columns(body.values, ("values",))
+
+
+def result_ref_errors(body: BaseModel, root: str) -> list[tuple[Loc, str]]:
+    """(field, why) for each stored result in ``body`` that is malformed or points outside
+    the result storage at ``root``: the server refuses those before anything is written."""
+    errors: list[tuple[Loc, str]] = []
+    for loc, stored in stored_results(body):
+        if not (isinstance(stored, dict) and "ref" in stored):
+            continue  # nothing is read from a file for it: not this check's business
+        problem = stored_problem(stored, root)
+        if problem is not None:
+            field, why = problem
+            errors.append(((*loc, field) if field else loc, why))
+    return errors
 
 
 # -- other request bodies ----------------------------------------------------------------------

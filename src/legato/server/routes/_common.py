@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from legato.audit import Actor
 from legato.models import ApiToken, Role
 from legato.server.auth import Authenticator, require
-from legato.store import PAGE_MAX, Store
+from legato.store import PAGE_MAX, Store, wire
 from legato.store.operations import API, Operation
 
 ROLE_KEY = "x-legato-role"
@@ -43,7 +45,22 @@ async def _max_wait(request: Request) -> float:
     return float(request.app.state.max_wait)
 
 
+async def _result_storage(request: Request) -> str:
+    return str(request.app.state.result_storage)
+
+
+def check_results(root: str, body: BaseModel) -> None:
+    """422 naming the field when ``body`` carries a stored result that is malformed or points
+    outside this server's result storage: a run record is no way to plant a file to load."""
+    errors = wire.result_ref_errors(body, root)
+    if errors:
+        raise RequestValidationError(
+            [{"loc": ("body", *loc), "msg": why, "type": "value_error"} for loc, why in errors]
+        )
+
+
 StoreDep = Annotated[Store, Depends(_store)]
+ResultRoot = Annotated[str, Depends(_result_storage)]
 AuthDep = Annotated[Authenticator, Depends(_auth)]
 MaxWait = Annotated[float, Depends(_max_wait)]
 Operator = Annotated[ApiToken, Depends(require(Role.OPERATOR))]

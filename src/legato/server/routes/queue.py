@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Query
 
 from legato.models import FlowRun, TaskRun
-from legato.server.routes._common import Id, MaxWait, Routes, StoreDep
+from legato.server.routes._common import Id, MaxWait, ResultRoot, Routes, StoreDep, check_results
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -27,8 +27,11 @@ def claim_task_runs(store: StoreDep, body: w.ClaimIn) -> list[TaskRun]:
 
 
 @routes.op(OPERATIONS["finish_task_run"])
-def finish_task_run(store: StoreDep, task_run_id: Id, body: w.FinishIn) -> w.Changed:
+def finish_task_run(
+    store: StoreDep, root: ResultRoot, task_run_id: Id, body: w.FinishIn
+) -> w.Changed:
     """Record a claimed attempt's outcome; ``changed`` is false for a stale attempt."""
+    check_results(root, body)
     done = store.finish_task_run(task_run_id, body.attempt, body.state, body.values, body.message)
     return w.Changed(changed=done)
 

@@ -8,7 +8,16 @@ from fastapi import Query
 
 from legato.audit import run_action
 from legato.models import Artifact, FlowRun, State, StateChange, TaskRun
-from legato.server.routes._common import Audit, Id, Limit, MaxWait, Routes, StoreDep
+from legato.server.routes._common import (
+    Audit,
+    Id,
+    Limit,
+    MaxWait,
+    ResultRoot,
+    Routes,
+    StoreDep,
+    check_results,
+)
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
@@ -17,8 +26,9 @@ routes = Routes()
 
 
 @routes.op(OPERATIONS["apply_ops"])
-def apply_ops(store: StoreDep, body: w.OpsIn) -> None:
+def apply_ops(store: StoreDep, root: ResultRoot, body: w.OpsIn) -> None:
     """Commit a batch of operations in one transaction (all or nothing)."""
+    check_results(root, body)
     store.apply([op.to_op() for op in body.ops], request_id=body.request_id)
 
 
@@ -51,9 +61,10 @@ def get_flow_run(store: StoreDep, run_id: Id) -> FlowRun:
 
 @routes.op(OPERATIONS["transition_flow_run"])
 def transition_flow_run(
-    store: StoreDep, run_id: Id, body: w.TransitionIn, audit: Audit
+    store: StoreDep, root: ResultRoot, run_id: Id, body: w.TransitionIn, audit: Audit
 ) -> w.Changed:
     """Compare-and-set a flow run's state (cancel, resume, retry: each in the audit log)."""
+    check_results(root, body)
     changed = store.transition_flow_run(
         run_id,
         body.state,
