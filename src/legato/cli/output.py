@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from legato import timefmt
 from legato.models import FlowRun, State, TaskRun
 
 # Piped output is not cut to 80 columns: ids and errors stay whole for grep and scripts.
@@ -34,34 +34,15 @@ STATE_STYLE = {
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return (
-        dt.datetime.fromtimestamp(ts, dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    return timefmt.iso(ts)
 
 
 def short_time(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+    return timefmt.local_text(ts)
 
 
 def duration(start: float | None, end: float | None) -> str:
-    if start is None:
-        return "-"
-    import time
-
-    seconds = (end if end is not None else time.time()) - start
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return timefmt.duration(start, end)
 
 
 def styled(state: State) -> str:

@@ -29,6 +29,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
+from legato import timefmt
 from legato.audit import Actor
 from legato.errors import InvalidAnswer, RunNotFound, UsageError
 from legato.models import (
@@ -85,23 +86,11 @@ def _env() -> Any:
 
 
 def _when(ts: float | None) -> str:
-    if ts is None:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+    return timefmt.utc_text(ts)
 
 
 def _took(run: Any) -> str:
-    start, end = run.started_at, run.ended_at
-    if start is None:
-        return "-"
-    seconds = (end if end is not None else time.time()) - start
-    if seconds < 1:
-        return f"{seconds * 1000:.0f} ms"
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
+    return timefmt.duration(run.started_at, run.ended_at)
 
 
 def mount_dashboard(

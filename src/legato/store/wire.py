@@ -16,7 +16,15 @@ import typing
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from legato.models import (
     ApiToken,
@@ -51,6 +59,7 @@ from legato.store.ops import (
     UpdateFlowRun,
     UpdateTaskRun,
 )
+from legato.timefmt import MAX_TIMESTAMP, is_timestamp
 
 T = TypeVar("T")
 
@@ -111,6 +120,87 @@ def encode_op(op: Op) -> dict[str, Any]:
     return data
 
 
+# -- bounds: what a stored value may be ---------------------------------------------------------
+# Whatever the API stores, every page, listing and client must be able to show: times are
+# finite epoch seconds up to the end of year 9999, counts are non-negative, strings hold no
+# NUL byte (PostgreSQL refuses them; terminals and logs mangle them) and have a length limit.
+
+MAX_COUNT = 2**31 - 1
+NAME_MAX = 1000  # ids, names, keys, pools, tags, versions
+SOURCE_MAX = 4096  # a code reference: a path and a name
+TEXT_MAX = 1_000_000  # messages, errors, prompts, log lines
+_LONG = {
+    "message": TEXT_MAX,
+    "error": TEXT_MAX,
+    "prompt": TEXT_MAX,
+    "last_error": TEXT_MAX,
+    "source": SOURCE_MAX,
+}
+# Columns holding the user's own JSON (results, parameters, reports, answers): any JSON value.
+_USER_DATA = frozenset(
+    {"result", "payload", "parameters", "data", "schema", "default", "answer", "input_hashes"}
+)
+_TIME_WHY = f"must be a finite time in epoch seconds from 0 to {MAX_TIMESTAMP:.0f} (year 9999)"
+
+
+def _is_time(name: str) -> bool:
+    return name in ("at", "now", "last_heartbeat") or name.endswith("_at")
+
+
+def _text_problem(value: str, limit: int) -> str | None:
+    if "\x00" in value:
+        return "must not hold a NUL byte"
+    if len(value) > limit:
+        return f"must be at most {limit} characters long, not {len(value)}"
+    return None
+
+
+def column_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` may not be stored in column ``name`` (None: it may). The column's type
+    is checked elsewhere; this is its range."""
+    if value is None or isinstance(value, bool) or name in _USER_DATA:
+        return None
+    if isinstance(value, int | float) and _is_time(name):
+        return None if is_timestamp(value) else _TIME_WHY
+    if isinstance(value, int):
+        return None if 0 <= value <= MAX_COUNT else f"must be between 0 and {MAX_COUNT}"
+    if isinstance(value, str):
+        return _text_problem(value, _LONG.get(name, NAME_MAX))
+    if isinstance(value, list) and name in ("tags", "depends_on"):
+        for i, item in enumerate(value):
+            why = _text_problem(item, NAME_MAX) if isinstance(item, str) else None
+            if why is not None:
+                return f"[{i}] {why}"
+    return None
+
+
+def check_record(record: T) -> T:
+    """``record`` (a FlowRun, TaskRun, LogRecord, ...) if every column is in range; else
+    ValueError naming the first column that is not."""
+    for f in dataclasses.fields(record):  # type: ignore[arg-type]
+        why = column_problem(f.name, getattr(record, f.name))
+        if why is not None:
+            raise ValueError(f"{f.name}: {why}")
+    return record
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not hold a NUL byte")
+    return value
+
+
+def _finite_time(value: float) -> float:
+    if not is_timestamp(value):
+        raise ValueError(_TIME_WHY)
+    return value
+
+
+Timestamp = Annotated[float, AfterValidator(_finite_time)]
+Name = Annotated[str, Field(max_length=NAME_MAX), AfterValidator(_no_nul)]
+Text = Annotated[str, Field(max_length=TEXT_MAX), AfterValidator(_no_nul)]
+
+
 # Which columns an update may set, with their types: a record's fields, less its identity.
 _FIXED = frozenset({"id", "state"})
 
@@ -134,6 +224,9 @@ def check_values(record: Any, values: dict[str, Any]) -> dict[str, Any]:
             out[name] = _adapter(columns[name]).validate_python(value)
         except ValidationError as exc:
             raise ValueError(f"values.{name}: {exc.errors()[0]['msg']}") from None
+        why = column_problem(name, out[name])
+        if why is not None:
+            raise ValueError(f"values.{name}: {why}")
     return out
 
 
@@ -146,7 +239,12 @@ class Body(BaseModel):
 class InsertFlowRunIn(Body):
     op: Literal["insert_flow_run"]
     run: FlowRun
-    message: str | None = None
+    message: Text | None = None
+
+    @field_validator("run")
+    @classmethod
+    def _run(cls, run: Any) -> Any:
+        return check_record(run)
 
     def to_op(self) -> Op:
         return InsertFlowRun(self.run, self.message)
@@ -155,7 +253,12 @@ class InsertFlowRunIn(Body):
 class InsertTaskRunIn(Body):
     op: Literal["insert_task_run"]
     run: TaskRun
-    message: str | None = None
+    message: Text | None = None
+
+    @field_validator("run")
+    @classmethod
+    def _run(cls, run: Any) -> Any:
+        return check_record(run)
 
     def to_op(self) -> Op:
         return InsertTaskRun(self.run, self.message)
@@ -163,11 +266,11 @@ class InsertTaskRunIn(Body):
 
 class UpdateFlowRunIn(Body):
     op: Literal["update_flow_run"]
-    id: str
+    id: Name
     state: State
-    at: float
+    at: Timestamp
     values: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
+    message: Text | None = None
 
     @field_validator("values")
     @classmethod
@@ -180,11 +283,11 @@ class UpdateFlowRunIn(Body):
 
 class UpdateTaskRunIn(Body):
     op: Literal["update_task_run"]
-    id: str
+    id: Name
     state: State
-    at: float
+    at: Timestamp
     values: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
+    message: Text | None = None
 
     @field_validator("values")
     @classmethod
@@ -197,8 +300,8 @@ class UpdateTaskRunIn(Body):
 
 class SupersedeTaskRunIn(Body):
     op: Literal["supersede_task_run"]
-    id: str
-    at: float
+    id: Name
+    at: Timestamp
     key: str | None = Field(default=None, max_length=300)
 
     def to_op(self) -> Op:
@@ -209,6 +312,16 @@ class InsertLogsIn(Body):
     op: Literal["insert_logs"]
     records: list[LogRecord]
 
+    @field_validator("records")
+    @classmethod
+    def _records(cls, records: list[LogRecord]) -> list[LogRecord]:
+        for i, record in enumerate(records):
+            try:
+                check_record(record)
+            except ValueError as exc:
+                raise ValueError(f"records[{i}].{exc}") from None
+        return records
+
     def to_op(self) -> Op:
         return InsertLogs(self.records)
 
@@ -217,18 +330,23 @@ class InsertArtifactIn(Body):
     op: Literal["insert_artifact"]
     artifact: Artifact
 
+    @field_validator("artifact")
+    @classmethod
+    def _artifact(cls, artifact: Artifact) -> Artifact:
+        return check_record(artifact)
+
     def to_op(self) -> Op:
         return InsertArtifact(self.artifact)
 
 
 class PutCacheIn(Body):
     op: Literal["put_cache"]
-    key: str
-    task: str
-    task_run_id: str
+    key: Name
+    task: Name
+    task_run_id: Name
     result: Any
-    created_at: float
-    expires_at: float | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
 
     def to_op(self) -> Op:
         return PutCache(
@@ -245,6 +363,7 @@ class InsertQuestionIn(Body):
     def _schema(cls, question: Question) -> Question:
         import jsonschema
 
+        check_record(question)
         try:
             jsonschema.Draft202012Validator.check_schema(question.schema)
         except jsonschema.SchemaError as exc:
@@ -332,7 +451,7 @@ class TransitionIn(Body):
     state: State
     allowed_from: list[State]
     values: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
+    message: Text | None = None
 
     @field_validator("values")
     @classmethod
@@ -415,7 +534,7 @@ class FinishIn(Body):
     attempt: int = Field(ge=0, le=2**31 - 1)
     state: State
     values: dict[str, Any] = Field(default_factory=dict)
-    message: str | None = None
+    message: Text | None = None
 
     @field_validator("values")
     @classmethod
@@ -424,7 +543,7 @@ class FinishIn(Body):
 
 
 class RequeueIn(Body):
-    now: float | None = None
+    now: Timestamp | None = None
 
 
 class WaitQueueIn(Body):
@@ -439,6 +558,11 @@ class WaitTaskRunsIn(Body):
 
 class WorkerIn(Body):
     worker: Worker
+
+    @field_validator("worker")
+    @classmethod
+    def _worker(cls, worker: Worker) -> Worker:
+        return check_record(worker)
 
 
 class WorkerStateIn(Body):
