@@ -57,8 +57,11 @@ def _user(uid: str) -> dict[str, str]:
     return {"id": uid, "username": name, "name": name, "team_id": "T1"}
 
 
-def block_actions(message: dict[str, Any], action: dict[str, Any], uid: str) -> str:
-    """A ``block_actions`` payload as Slack sends it when ``action`` is clicked."""
+def block_actions(
+    message: dict[str, Any], action: dict[str, Any], uid: str, trigger: str = "1234.5678.abcd"
+) -> str:
+    """A ``block_actions`` payload as Slack sends it when ``action`` is clicked (each click
+    has a trigger id of its own)."""
     payload = {
         "type": "block_actions",
         "user": _user(uid),
@@ -70,7 +73,7 @@ def block_actions(message: dict[str, Any], action: dict[str, Any], uid: str) -> 
             "channel_id": "C0LAB",
             "is_ephemeral": False,
         },
-        "trigger_id": "1234.5678.abcd",
+        "trigger_id": trigger,
         "team": {"id": "T1", "domain": "lab"},
         "channel": {"id": "C0LAB", "name": "lab-qc"},
         "message": {"type": "message", "ts": message["ts"], "blocks": message["blocks"]},
@@ -245,7 +248,8 @@ def test_a_question_answered_from_slack_carries_the_run_on(lab: Lab) -> None:
     assert outcome is None and finished.state is State.COMPLETED
     assert lab.rt.results.decode(finished.result) is True
 
-    again = lab.send("interactions", block_actions(message, yes, "U123"))
+    # A second click: a new request (the very same one again is a replay, refused).
+    again = lab.send("interactions", block_actions(message, yes, "U123", "1234.5679.abcd"))
     assert again.status_code == 200
     (note,) = lab.fake.of("chat.postEphemeral")
     assert "already answered by slack:alice" in note.body["text"]

@@ -9,15 +9,21 @@
 - ``/legato runs`` and ``/legato retry RUN_ID`` come to ``POST /api/v1/slack/commands``.
 
 Every request from Slack is verified (signature v0: HMAC-SHA256 of ``v0:timestamp:body`` with
-the signing secret, within 5 minutes, compared in constant time, by slack_sdk's
-``SignatureVerifier``); only Slack users mapped to a Legato role (``LEGATO_SLACK_USERS``)
-act, and answering or retrying needs the operator role. slack_sdk is imported lazily.
+the signing secret, compared in constant time by slack_sdk's ``SignatureVerifier``; the
+timestamp must be whole unix seconds within 5 minutes of now), and the same request (same
+signature and timestamp) is accepted once: a replay within the window is refused with 409.
+The requests seen are remembered in memory by each server process (``Replays``), which is
+enough because a replay older than the window fails the timestamp check anyway; a second
+server process behind the same URL keeps its own memory. Only Slack users mapped to a Legato
+role (``LEGATO_SLACK_USERS``) act, and answering or retrying needs the operator role.
+slack_sdk is imported lazily.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -35,6 +41,7 @@ ANSWER = "legato_answer"
 OPEN_MODAL = "legato_open"
 MODAL = "legato_answer_modal"
 MAX_BUTTONS = 5
+WINDOW_SECONDS = 300  # how far a request's timestamp may be from now (Slack's own rule)
 
 
 def parse_users(text: str) -> dict[str, Role]:
@@ -338,6 +345,28 @@ def modal_answer(q: Question, values: dict[str, Any]) -> Any:
 # -- what we accept: requests from Slack -------------------------------------------------------
 
 
+class Replays:
+    """The Slack requests accepted within the window, by signature and timestamp: each is
+    accepted once. In memory, per process; entries older than the window are dropped, since
+    the timestamp check refuses those requests anyway."""
+
+    def __init__(self, window: float = WINDOW_SECONDS) -> None:
+        self.window = window
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first(self, signature: str, timestamp: str, at: float, now: float) -> bool:
+        """True the first time this request is seen (and it is remembered), else False."""
+        with self._lock:
+            if len(self._seen) > 1000:  # prune now and then, not on every request
+                self._seen = {k: t for k, t in self._seen.items() if now - t <= self.window}
+            key = (signature, timestamp)
+            if key in self._seen:
+                return False
+            self._seen[key] = at
+            return True
+
+
 class SlackApp:
     """Handles Slack's requests over a store. ``client`` defaults to a WebClient built from
     the settings; ``now`` is injectable (tests)."""
@@ -355,6 +384,7 @@ class SlackApp:
         self.now = now
         self._client = client
         self.users = parse_users(settings.slack_users)
+        self.replays = Replays()
 
     @property
     def client(self) -> Any:
@@ -363,19 +393,52 @@ class SlackApp:
         return self._client
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> bool:
-        """Slack's v0 signature over the raw body, within 5 minutes (constant-time compare)."""
-        if not self.settings.slack_signing_secret:
-            return False
+        """Slack's v0 signature over the raw body, its timestamp whole unix seconds within 5
+        minutes (constant-time compare). Does not look for replays: see ``refusal``."""
+        return self._signature(body, headers) is None
+
+    def _signature(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Why the request's signature is not good (None: it is)."""
+        secret = self.settings.slack_signing_secret
+        lower = {k.lower(): v for k, v in headers.items()}
+        timestamp = lower.get("x-slack-request-timestamp")
+        signature = lower.get("x-slack-signature")
+        if not secret or not timestamp or not signature:
+            return "the Slack signature is missing, wrong or too old"
+        # Digits only: "nan", "inf", "1e9", " 17" or "1_7" are not a time Slack sends (int()
+        # and float() accept some of them, and nan passes any window comparison).
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+            return "the Slack request timestamp must be whole unix seconds"
+        if abs(self.now() - int(timestamp)) > WINDOW_SECONDS:
+            return "the Slack signature is missing, wrong or too old"
         from slack_sdk.signature import Clock, SignatureVerifier
 
         now = self.now
 
-        class _Now(Clock):
+        class _Now(Clock):  # slack_sdk checks the window again, on our clock
             def now(self) -> float:
                 return now()
 
-        verifier = SignatureVerifier(self.settings.slack_signing_secret, clock=_Now())
-        return bool(verifier.is_valid_request(body, dict(headers)))
+        try:
+            good = SignatureVerifier(secret, clock=_Now()).is_valid(body, timestamp, signature)
+        except UnicodeDecodeError:  # slack_sdk decodes the body to sign it
+            good = False
+        return None if good else "the Slack signature is missing, wrong or too old"
+
+    def refusal(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, str] | None:
+        """(status, why) when a request must not be handled: 401 for a bad, stale or
+        missing signature, 409 for a request already accepted (a replay); None: handle it,
+        and it is remembered so it is accepted only once."""
+        why = self._signature(body, headers)
+        if why is not None:
+            return 401, why
+        lower = {k.lower(): v for k, v in headers.items()}
+        timestamp = lower["x-slack-request-timestamp"]
+        if not self.replays.first(
+            lower["x-slack-signature"], timestamp, float(timestamp), self.now()
+        ):
+            return 409, "this Slack request was already handled (a replay)"
+        return None
 
     def may(self, user_id: str, needed: Role) -> bool:
         role = self.users.get(user_id)
@@ -405,8 +468,9 @@ class SlackApp:
         self, body: bytes, headers: Mapping[str, str]
     ) -> tuple[int, dict[str, Any] | None]:
         """(HTTP status, JSON body or None for an empty 200)."""
-        if not self.verify(body, headers):
-            return 401, {"detail": "the Slack signature is missing, wrong or too old"}
+        refused = self.refusal(body, headers)
+        if refused is not None:
+            return refused[0], {"detail": refused[1]}
         try:
             form = urllib.parse.parse_qs(body.decode(), strict_parsing=True)
             payload = json.loads(form["payload"][0])
@@ -521,8 +585,9 @@ class SlackApp:
     # -- the slash command ------------------------------------------------------------------
 
     def handle_command(self, body: bytes, headers: Mapping[str, str]) -> tuple[int, dict[str, Any]]:
-        if not self.verify(body, headers):
-            return 401, {"detail": "the Slack signature is missing, wrong or too old"}
+        refused = self.refusal(body, headers)
+        if refused is not None:
+            return refused[0], {"detail": refused[1]}
         try:
             form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
             user_id = form["user_id"]

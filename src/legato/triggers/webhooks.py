@@ -5,7 +5,8 @@ Two ways to authenticate, chosen per hook:
 - ``hmac`` (the default): the sender shares a secret with Legato and signs each request like
   Slack does: ``X-Legato-Timestamp: <unix seconds>`` and ``X-Legato-Signature: v1=<hex>``, the
   HMAC-SHA256 of ``v1:<timestamp>:<raw body>`` with the secret. A request without them, with a
-  wrong signature or a timestamp more than 5 minutes away is refused (401); the same signed
+  wrong signature, a timestamp that is not a finite number (``nan``, ``inf``) or one more than
+  5 minutes away is refused (401); the same signed
   request sent twice is refused (409): each accepted signature is recorded with its run.
 - ``token``: ``Authorization: Bearer lgt_...``, an API token with the operator role. An
   ``X-Legato-Delivery`` header makes the request idempotent (the same delivery id twice: 409).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -102,10 +104,12 @@ def _verify_hmac(secret: str, headers: Mapping[str, str], body: bytes, now: floa
             401, "this hook needs signed requests: X-Legato-Timestamp and X-Legato-Signature"
         )
     try:
-        age = abs(now - float(timestamp))
+        at = float(timestamp)
     except ValueError:
         raise Refused(401, "X-Legato-Timestamp must be unix seconds") from None
-    if age > WINDOW_SECONDS:
+    if not math.isfinite(at):  # abs(now - nan) > 300 is False: nan would pass any window
+        raise Refused(401, "X-Legato-Timestamp must be unix seconds (a finite number)")
+    if abs(now - at) > WINDOW_SECONDS:
         raise Refused(401, "the request's timestamp is more than 5 minutes away from now")
     if not hmac.compare_digest(sign(secret, timestamp, body), signature.strip()):
         raise Refused(401, "the signature does not match the body")
