@@ -176,7 +176,13 @@ def test_child_flow_runs_are_linked_and_retried_without_rerunning_finished_ones(
     [parent] = rt.store.list_flow_runs(top_level=True)
     children = [r for r in rt.store.list_flow_runs() if r.parent_task_run_id]
     assert len(children) == 4
-    assert {c.state for c in children} == {State.COMPLETED, State.FAILED}
+    # When the parent raises, children already started finish; one still waiting for a
+    # thread of the flow pool (a busy machine) does not start: it is CANCELLED, not run.
+    started = set(CHILD_RAN)
+    for c in children:
+        x = c.parameters["x"]
+        expected = State.FAILED if x == 2 else State.COMPLETED if x in started else State.CANCELLED
+        assert c.state is expected, (x, c.state, started)
     calls = {t.id: t for t in rt.store.get_task_runs(parent.id)}
     assert all(calls[c.parent_task_run_id].child_flow_run_id == c.id for c in children)
     FAIL_CHILD.clear()
