@@ -126,8 +126,8 @@ def check_pool(pool: Pool) -> None:
 
 
 KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
-    "process": (),
-    "slurm": (
+    PoolType.PROCESS: (),
+    PoolType.SLURM: (
         "partition",
         "account",
         "qos",
@@ -140,7 +140,7 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "sbatch_args",
         "setup",
     ),
-    "dask": (
+    PoolType.DASK: (
         "address",
         "n_workers",
         "threads_per_worker",
@@ -148,7 +148,7 @@ KNOWN_OPTIONS: dict[str, tuple[str, ...]] = {
         "resource_map",
         "max_tasks",
     ),
-    "kubernetes": (
+    PoolType.KUBERNETES: (
         "image",
         "namespace",
         "storage",

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
 from legato.attempts import Outcome, RetryRule, decide
-from legato.models import FlowRun, Pool, State, TaskRun, Worker, check_transition
+from legato.models import FlowRun, Pool, State, TaskRun, Worker, WorkerState, check_transition
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
@@ -457,7 +457,7 @@ class QueueSql:
         if pool is not None:
             q = q.where(w.pool == pool)
         if not include_offline:
-            q = q.where(w.state != "offline")
+            q = q.where(w.state != WorkerState.OFFLINE.value)
         with self._read() as conn:
             return [rowmap.worker(r) for r in conn.execute(q)]
 
