@@ -259,18 +259,19 @@ class FlowRunEngine:
             return None, key  # a first run has asked nothing yet
         fingerprint = question_fingerprint(prompt, schema)
         recorded = self.rt.store.find_question(self.run.id, key)
+        with self._lock:
+            if recorded is not None and self._claim(recorded, fingerprint):
+                return recorded, key  # the common case: same place, same question
+        if recorded is None and explicit:
+            return None, key
         # One page of the run's questions: PAGE_MAX is more than any flow asks, and the
         # remote store refuses a longer page.
         asked = self.rt.store.list_questions(flow_run_id=self.run.id, limit=PAGE_MAX)
         with self._lock:
-            candidates = [recorded] if recorded is not None else []
-            if not explicit:
-                candidates += asked  # the order of questions may have changed
-            for q in candidates:
-                same = question_fingerprint(q.prompt, q.schema) == fingerprint
-                if same and q.id not in self._claimed_questions:
-                    self._claimed_questions.add(q.id)
-                    return q, q.key
+            if not explicit:  # the order of questions may have changed
+                found = next((q for q in asked if self._claim(q, fingerprint)), None)
+                if found is not None:
+                    return found, found.key
             if recorded is None:
                 return None, key
             if self.replay.strict:
@@ -282,6 +283,16 @@ class FlowRunEngine:
             fresh = next_free(key, {q.key for q in asked} | self._keys)
             self._keys.add(fresh)
         return None, fresh
+
+    def _claim(self, question: Question, fingerprint: str) -> bool:
+        """Take ``question`` for this ask() if it asks the same and no other ask() has it
+        (call with the lock held)."""
+        if question.id in self._claimed_questions:
+            return False
+        if question_fingerprint(question.prompt, question.schema) != fingerprint:
+            return False
+        self._claimed_questions.add(question.id)
+        return True
 
     def check_cancelled(self) -> None:
         if self._cancel_error is not None:
@@ -350,7 +361,9 @@ class FlowRunEngine:
         remote = task.pool is not None and self.rt.remote_pools
         inline = not submit and ready and not task.needs_process and not task.cache and not remote
         if rec is None:
-            run = self._new_task_run(task, key, deps, inputs, running=inline)
+            run = self._new_task_run(
+                task, key, deps, inputs, running=inline, resources=task.resources
+            )
         else:
             run = rec  # recorded but never finished: it runs again under the same id
             if run.state in (State.FAILED, State.CANCELLED, State.CRASHED):
@@ -370,22 +383,32 @@ class FlowRunEngine:
         return fut
 
     def _new_task_run(
-        self, task: Task[..., Any], key: str, deps: list[Future[Any]], inputs: Call, running: bool
+        self,
+        called: Task[..., Any] | Flow[..., Any],
+        key: str,
+        deps: list[Future[Any]],
+        inputs: Call,
+        *,
+        running: bool,
+        resources: dict[str, float] | None = None,
+        child_flow_run_id: str | None = None,
     ) -> TaskRun:
+        """Record a new call of a task (or of a child flow, under ``child_flow_run_id``)."""
         t = now()
         run = TaskRun(
             id=new_id(),
             flow_run_id=self.run.id,
-            task=task.name,
+            task=called.name,
             key=key,
             state=State.RUNNING if running else State.PENDING,
             attempts=1 if running else 0,
-            pool=task.pool,
-            resources=dict(task.resources),
-            tags=list(task.tags),
+            pool=called.pool,
+            resources=dict(resources or {}),
+            tags=list(called.tags),
             depends_on=[d.task_run_id for d in deps if d.task_run_id],
             created_at=t,
             started_at=t if running else None,
+            child_flow_run_id=child_flow_run_id,
             fingerprint=inputs.fingerprint,
             input_hashes=inputs.hashes,
         )
@@ -725,23 +748,9 @@ class FlowRunEngine:
             rec = None  # its result is lost: the call runs again under the same key
         t = now()
         if rec is None:
-            run = TaskRun(
-                id=new_id(),
-                flow_run_id=self.run.id,
-                task=flow.name,
-                key=key,
-                state=State.RUNNING,
-                attempts=1,
-                pool=flow.pool,
-                tags=list(flow.tags),
-                created_at=t,
-                started_at=t,
-                child_flow_run_id=new_id(),
-                depends_on=[d.task_run_id for d in deps if d.task_run_id],
-                fingerprint=call.fingerprint,
-                input_hashes=call.hashes,
+            run = self._new_task_run(
+                flow, key, deps, call, running=True, child_flow_run_id=new_id()
             )
-            self.rt.recorder.record(InsertTaskRun(run))
         else:
             run = rec
             self.rt.recorder.record(

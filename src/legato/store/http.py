@@ -134,9 +134,9 @@ class HttpStore(HttpAdmin):
             raise Unauthorized(f"{self.url} refused {method} {path}: {detail}")
         if status == 404:
             raise RunNotFound(detail)
-        if status == 409 and _body(response).get("error") == "IllegalTransition":
+        if status == 409 and (body := _body(response)).get("error") == "IllegalTransition":
             refused = IllegalTransition(detail)
-            refused.index = _body(response).get("index")
+            refused.index = body.get("index")
             raise refused
         if status < 500:
             raise UsageError(detail)
