@@ -340,12 +340,20 @@ class Worker:
 
 
 class Role(enum.StrEnum):
+    """What a token may do, each role including the ones before it: a viewer reads; an
+    operator (a person in the loop) also answers, starts registered deployments, cancels,
+    retries and resumes; a runner (flow processes, workers, whoever registers code) also
+    records runs, claims and finishes work; an admin also manages tokens, triggers, rules,
+    pools and limits. Runner sits above operator because a runner token runs code on its
+    pools' workers, which can do anything an operator can."""
+
     VIEWER = "viewer"
     OPERATOR = "operator"
+    RUNNER = "runner"
     ADMIN = "admin"
 
     def allows(self, needed: Role) -> bool:
-        order = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
+        order = (Role.VIEWER, Role.OPERATOR, Role.RUNNER, Role.ADMIN)
         return order.index(self) >= order.index(needed)
 
 

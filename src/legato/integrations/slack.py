@@ -58,7 +58,7 @@ def parse_users(text: str) -> dict[str, Role]:
 
             raise ConfigurationError(
                 f"LEGATO_SLACK_USERS: bad entry {part!r}: expected SLACK_USER_ID=ROLE "
-                "(viewer, operator or admin), e.g. U123=operator"
+                "(viewer, operator, runner or admin), e.g. U123=operator"
             ) from None
     return out
 
