@@ -19,7 +19,19 @@ from sqlalchemy import (
 )
 
 # Every revision this Legato knows, oldest first. The last one is what the code expects.
-KNOWN_REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008", "0009", "0010")
+KNOWN_REVISIONS = (
+    "0001",
+    "0002",
+    "0003",
+    "0004",
+    "0005",
+    "0006",
+    "0007",
+    "0008",
+    "0009",
+    "0010",
+    "0011",
+)
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
 metadata = MetaData()
@@ -183,6 +195,8 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("last_heartbeat", Float, nullable=False),
     Column("version", String(50)),
+    # 0011: the token that registered the worker; only it may heartbeat and finish its work.
+    Column("token_id", String(36)),
     Index("ix_workers_pool", "pool", "state"),
 )
 
@@ -196,6 +210,23 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    # 0011: the pools a runner token may work for (JSON list; NULL: every pool), and when the
+    # token stops working (NULL: never).
+    Column("pools", Text),
+    Column("expires_at", Float),
+)
+
+# 0011: dashboard sessions, so logging out ends a session on the server (its cookie names
+# the id; a revoked or expired row no longer admits it).
+dashboard_sessions = Table(
+    "dashboard_sessions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("token_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("revoked_at", Float),
+    Index("ix_dashboard_sessions_token", "token_id"),
 )
 
 deployments = Table(
@@ -210,6 +241,9 @@ deployments = Table(
     Column("version", String(64)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # 0011: the flow's parameters as a JSON schema, recorded at deploy, so the server checks
+    # a run's parameters without importing the flow (NULL: recorded before 0011).
+    Column("parameter_schema", Text),
 )
 
 concurrency_limits = Table(
