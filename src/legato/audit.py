@@ -118,6 +118,16 @@ def run_action(state: State, allowed_from: Sequence[State], message: str | None)
     return None
 
 
+def queue_action(allowed_from: Sequence[State]) -> str | None:
+    """``run.retry`` or ``run.resume`` for a stopped run queued again for its pool's workers
+    (the operator's way: the dashboard, Slack, the CLI over the API); None for a worker
+    handing back a run it holds."""
+    sources = set(allowed_from)
+    if not sources or State.RUNNING in sources or State.PENDING in sources:
+        return None
+    return "run.retry" if sources & {State.FAILED, State.CANCELLED} else "run.resume"
+
+
 # -- details: what is worth knowing about each action, and nothing secret ------------------
 
 

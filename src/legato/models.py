@@ -319,6 +319,7 @@ class Worker:
     started_at: float = 0.0
     last_heartbeat: float = 0.0
     version: str | None = None
+    token_id: str | None = None  # the token that registered it (set by the server)
 
     def __post_init__(self) -> None:
         self.state = WorkerState(self.state)  # as read back from a row or the wire
@@ -336,6 +337,7 @@ class Worker:
             "started_at": self.started_at,
             "last_heartbeat": self.last_heartbeat,
             "version": self.version,
+            "token_id": self.token_id,
         }
 
 
@@ -367,6 +369,8 @@ class ApiToken:
     created_at: float
     last_used_at: float | None = None
     revoked_at: float | None = None
+    pools: list[str] | None = None  # the only pools it may work for; None: every pool
+    expires_at: float | None = None  # it stops working then; None: never
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -376,7 +380,17 @@ class ApiToken:
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "revoked_at": self.revoked_at,
+            "pools": self.pools,
+            "expires_at": self.expires_at,
         }
+
+    def live(self, now: float) -> bool:
+        """Not revoked and not expired at ``now``."""
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+    def may_use_pool(self, pool: str | None) -> bool:
+        """Whether work in ``pool`` is within this token's scope (admins: every pool)."""
+        return self.role is Role.ADMIN or self.pools is None or (pool or "") in self.pools
 
 
 @dataclass

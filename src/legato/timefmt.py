@@ -79,3 +79,17 @@ def duration(start: float | None, end: float | None, now: float | None = None) -
     if seconds < 7200:
         return f"{seconds / 60:.1f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def span_seconds(text: str) -> float | None:
+    """Seconds in ``30m``, ``12h``, ``90d``, ``2w`` (or plain seconds); None if ``text`` is
+    not such a span."""
+    import re
+
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
+    if found is None:
+        return None
+    return float(found.group(1)) * _UNITS[found.group(2) or "s"]

@@ -87,7 +87,7 @@ def test_the_server_creates_the_schema_of_an_empty_database(home: Path) -> None:
 
 
 def test_a_created_token_works_against_a_started_server(legato: Legato, home: Path) -> None:
-    made = legato("tokens", "create", "--name", "ops", "--role", "operator")
+    made = legato("tokens", "create", "--name", "ops", "--role", "runner")
     assert made.returncode == 0, made.stderr
     secret = made.stdout.strip()
     assert secret.startswith("lgt_") and "\n" not in secret
@@ -107,7 +107,7 @@ def test_a_created_token_works_against_a_started_server(legato: Legato, home: Pa
         assert [r["flow"] for r in as_json(runs)] == ["arithmetic"]
         wrong = legato("runs", "ls", "--json", env={**api, "LEGATO_API_TOKEN": "lgt_wrong"})
         assert wrong.returncode != 0 and "token is wrong or revoked" in wrong.stderr
-        # An operator may not manage tokens.
+        # A runner may not manage tokens.
         denied = legato("tokens", "ls", env=api)
         assert denied.returncode != 0 and "needs admin" in denied.stderr
         proc.kill()

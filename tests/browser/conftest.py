@@ -105,7 +105,7 @@ class Dashboard:
         env.update(
             LEGATO_HOME=str(self.home),
             LEGATO_API_URL=self.url,
-            LEGATO_API_TOKEN=self.tokens[Role.OPERATOR],
+            LEGATO_API_TOKEN=self.tokens[Role.RUNNER],
             LEGATO_RESULT_STORAGE=str(self.home / "results"),
             LEGATO_HEARTBEAT_SECONDS="1",
         )

@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from legato.ask import answer_question
 from legato.models import (
     Deployment,
     FlowRun,
@@ -108,6 +107,7 @@ def test_each_audited_action_through_the_api_leaves_one_row_naming_the_token(
     secrets_by_role: dict[Role, str],
 ) -> None:
     op, admin = client_for(Role.OPERATOR), client_for(Role.ADMIN)
+    runner = client_for(Role.RUNNER)
     seen: set[int] = set()
 
     def expect(actor: str, action: str, target: str) -> Any:
@@ -116,21 +116,28 @@ def test_each_audited_action_through_the_api_leaves_one_row_naming_the_token(
         assert event.role == actor.removeprefix("t-")
         return event
 
-    # Runs: what `legato runs cancel|retry|resume` and the engine send.
+    # Runs: what `legato runs cancel|retry|resume` send: an operator's retry and resume queue
+    # the run for its pool's workers; a runner's carries it on in its own process.
     run = _run(server_store, State.RUNNING)
     assert op.transition_flow_run(run.id, State.CANCELLED, allowed_from=ACTIVE)
     expect("t-operator", "run.cancel", run.id)
-    assert op.transition_flow_run(
-        run.id, State.RUNNING, allowed_from=[State.CANCELLED], message="retried"
-    )
+    assert op.queue_flow_run(run.id, "cpu", allowed_from=[State.CANCELLED, State.FAILED])
     expect("t-operator", "run.retry", run.id)
+    paused = _run(server_store, State.PAUSED)
+    assert op.queue_flow_run(paused.id, "cpu", allowed_from=[State.PAUSED, State.CRASHED])
+    expect("t-operator", "run.resume", paused.id)
+    failed = _run(server_store, State.FAILED)
+    assert runner.transition_flow_run(
+        failed.id, State.RUNNING, allowed_from=[State.FAILED], message="retried"
+    )
+    expect("t-runner", "run.retry", failed.id)
     crashed = _run(server_store, State.CRASHED)
-    assert op.transition_flow_run(
+    assert runner.transition_flow_run(
         crashed.id, State.RUNNING, allowed_from=[State.CRASHED], message="resumed"
     )
-    expect("t-operator", "run.resume", crashed.id)
+    expect("t-runner", "run.resume", crashed.id)
     # A process carrying on a run it holds is no person's action.
-    assert op.transition_flow_run(crashed.id, State.RUNNING, allowed_from=[State.RUNNING])
+    assert runner.transition_flow_run(crashed.id, State.RUNNING, allowed_from=[State.RUNNING])
     assert {e.id for e in server_store.list_audit(limit=1000)} == seen
 
     # Questions: through the answer route, and as `legato answer` over HTTP does.
@@ -143,39 +150,39 @@ def test_each_audited_action_through_the_api_leaves_one_row_naming_the_token(
     assert r.status_code == 200, r.text
     assert expect("t-operator", "question.answer", q1.id).detail["run"] == q1.flow_run_id
     q2 = _question(server_store)
-    answer_question(op, op.get_question(q2.id), False, "ana")
+    op.answer_question(q2.id, False, "ana")  # as `legato answer` over HTTP does
     assert expect("t-operator", "question.answer", q2.id).detail["by"] == "ana"
 
-    # What admins and operators manage.
+    # What admins and runners manage.
     token, _secret = admin.create_token("ci-bot", Role.VIEWER)
     expect("t-admin", "token.create", token.id)
     assert admin.revoke_token("ci-bot")
     expect("t-admin", "token.revoke", "ci-bot")
     dep = Deployment("nightly", "etl", "/srv/etl.py:etl", "cpu", created_at=now())
-    op.put_deployment(dep)
-    expect("t-operator", "deployment.put", "nightly")
-    op.replace_schedules("nightly", [make_schedule("nightly", every=3600)])
-    expect("t-operator", "schedule.put", "nightly")
-    assert op.set_schedules_paused("nightly", True) == 1
-    expect("t-operator", "schedule.pause", "nightly")
-    assert op.set_schedules_paused("nightly", False) == 1
-    expect("t-operator", "schedule.resume", "nightly")
+    runner.put_deployment(dep)
+    expect("t-runner", "deployment.put", "nightly")
+    runner.replace_schedules("nightly", [make_schedule("nightly", every=3600)])
+    expect("t-runner", "schedule.put", "nightly")
+    assert runner.set_schedules_paused("nightly", True) == 1
+    expect("t-runner", "schedule.pause", "nightly")
+    assert runner.set_schedules_paused("nightly", False) == 1
+    expect("t-runner", "schedule.resume", "nightly")
     hook = Trigger("push", "webhook", "nightly", {"auth": "token"}, created_at=now())
-    op.put_trigger(hook)
-    expect("t-operator", "trigger.put", "push")
-    assert op.set_trigger_paused("push", True)
-    expect("t-operator", "trigger.pause", "push")
-    assert op.set_trigger_paused("push", False)
-    expect("t-operator", "trigger.resume", "push")
-    assert op.delete_trigger("push")
-    expect("t-operator", "trigger.delete", "push")
+    admin.put_trigger(hook)
+    expect("t-admin", "trigger.put", "push")
+    assert admin.set_trigger_paused("push", True)
+    expect("t-admin", "trigger.pause", "push")
+    assert admin.set_trigger_paused("push", False)
+    expect("t-admin", "trigger.resume", "push")
+    assert admin.delete_trigger("push")
+    expect("t-admin", "trigger.delete", "push")
     rule = make_rule(["failed"], "slack:#lab", None)
-    op.add_notify_rule(rule)
-    expect("t-operator", "rule.add", rule.id)
-    assert op.delete_notify_rule(rule.id)
-    expect("t-operator", "rule.delete", rule.id)
-    assert op.delete_deployment("nightly")
-    expect("t-operator", "deployment.delete", "nightly")
+    admin.add_notify_rule(rule)
+    expect("t-admin", "rule.add", rule.id)
+    assert admin.delete_notify_rule(rule.id)
+    expect("t-admin", "rule.delete", rule.id)
+    assert runner.delete_deployment("nightly")
+    expect("t-runner", "deployment.delete", "nightly")
     admin.put_pool(Pool("gpu", "slurm", {"partition": "a100"}, created_at=now()))
     expect("t-admin", "pool.put", "gpu")
     assert admin.delete_pool("gpu")

@@ -47,9 +47,10 @@ def store(legato_home: Path) -> Iterator[SqlStore]:
 
 
 @pytest.fixture
-def operator(store: SqlStore) -> Iterator[httpx.Client]:
+def runner(store: SqlStore) -> Iterator[httpx.Client]:
+    """A runner token's client: who may send run records (``POST /ops``)."""
     server = LiveServer(store)
-    token = store.create_token("ops", Role.OPERATOR)[1]
+    token = store.create_token("box", Role.RUNNER)[1]
     headers = {"Authorization": f"Bearer {token}"}
     try:
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
@@ -126,16 +127,16 @@ RUN_ID = new_id()
     ],
 )
 def test_out_of_range_values_are_a_422_naming_the_field(
-    operator: httpx.Client, store: SqlStore, op: dict[str, Any], field: str
+    runner: httpx.Client, store: SqlStore, op: dict[str, Any], field: str
 ) -> None:
-    got = operator.post("/api/v1/ops", json={"ops": [op]})
+    got = runner.post("/api/v1/ops", json={"ops": [op]})
     assert got.status_code == 422, got.text
     assert field in got.json()["detail"], got.json()
     assert store.list_flow_runs() == []  # nothing of the batch was written
 
 
-def test_sane_values_still_pass(operator: httpx.Client, store: SqlStore) -> None:
-    got = operator.post("/api/v1/ops", json={"ops": [insert_flow_run(flow="ünïcode flow")]})
+def test_sane_values_still_pass(runner: httpx.Client, store: SqlStore) -> None:
+    got = runner.post("/api/v1/ops", json={"ops": [insert_flow_run(flow="ünïcode flow")]})
     assert got.status_code == 204, got.text
     assert [r.flow for r in store.list_flow_runs()] == ["ünïcode flow"]
 
@@ -188,13 +189,11 @@ def test_a_bad_row_in_the_database_still_lets_the_dashboard_and_cli_answer(
     assert json.loads(out)["id"] == bad_run.id
 
 
-def test_the_users_own_data_is_not_policed(operator: httpx.Client, store: SqlStore) -> None:
+def test_the_users_own_data_is_not_policed(runner: httpx.Client, store: SqlStore) -> None:
     """Results and parameters are the user's JSON: a negative number or a long string there
     is data, not a count or a name."""
     run = a_flow_run(parameters={"offset": -1, "note": "x" * 5000}, result={"v": -1})
-    got = operator.post(
-        "/api/v1/ops", json={"ops": [{"op": "insert_flow_run", "run": encode(run)}]}
-    )
+    got = runner.post("/api/v1/ops", json={"ops": [{"op": "insert_flow_run", "run": encode(run)}]})
     assert got.status_code == 204, got.text
     assert store.get_flow_run(run.id).parameters == {"offset": -1, "note": "x" * 5000}
     update = {
@@ -204,5 +203,5 @@ def test_the_users_own_data_is_not_policed(operator: httpx.Client, store: SqlSto
         "at": T0,
         "values": {"result": -5, "parameters": {"n": -2}},
     }
-    assert operator.post("/api/v1/ops", json={"ops": [update]}).status_code == 204
+    assert runner.post("/api/v1/ops", json={"ops": [update]}).status_code == 204
     assert store.get_flow_run(run.id).result == -5

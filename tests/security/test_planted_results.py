@@ -85,6 +85,7 @@ def site(legato_home: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
     assert isinstance(store, SqlStore)
     server = LiveServer(store)  # its result storage: LEGATO_HOME/results, as for the CLI
     operator = store.create_token("ops", Role.OPERATOR)[1]
+    runner = store.create_token("box", Role.RUNNER)[1]
     (run,) = store.list_flow_runs()
     (tr,) = store.get_task_runs(run.id)
     assert tr.state is State.FAILED
@@ -94,6 +95,7 @@ def site(legato_home: Path, tmp_path: Path) -> Iterator[dict[str, Any]]:
             "store": store,
             "server": server,
             "operator": operator,
+            "runner": runner,
             "run": run,
             "task_run": tr,
             "gate": gate,
@@ -119,11 +121,16 @@ def planted_ops(task_run_id: str, ref: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_an_operator_cannot_plant_a_result_ref_through_the_api(site: dict[str, Any]) -> None:
+def test_no_token_can_plant_a_result_ref_through_the_api(site: dict[str, Any]) -> None:
     server: LiveServer = site["server"]
+    ops = planted_ops(site["task_run"].id, str(site["evil"]))
+    # An operator (the finding's attacker) may not send run records at all now.
     bearer = {"Authorization": f"Bearer {site['operator']}"}
+    got = httpx.post(f"{server.url}/api/v1/ops", json={"ops": ops}, headers=bearer, timeout=30)
+    assert got.status_code == 403 and "needs runner" in got.text, got.text
+    # A runner may, but not a reference outside the result storage.
+    bearer = {"Authorization": f"Bearer {site['runner']}"}
     with httpx.Client(base_url=server.url, headers=bearer, timeout=30) as client:
-        ops = planted_ops(site["task_run"].id, str(site["evil"]))
         got = client.post("/api/v1/ops", json={"ops": ops})
         assert got.status_code == 422, got.text
         assert "body.ops[1].values.result.ref" in got.json()["detail"]

@@ -21,7 +21,7 @@ from legato.store.sql import SqlStore
 from tests.live_server import LiveServer
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-ORDER = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+ORDER = [Role.VIEWER, Role.OPERATOR, Role.RUNNER, Role.ADMIN]
 
 
 def routes(app: FastAPI) -> list[tuple[str, str, Role]]:

@@ -45,7 +45,7 @@ def test_a_run_on_the_http_store_resumes_after_each_answer(
     tokens: dict[Role, str],
 ) -> None:
     CALLS.clear()
-    rt = configure(api_url=live.url, api_token=tokens[Role.OPERATOR], remote_pools=False)
+    rt = configure(api_url=live.url, api_token=tokens[Role.RUNNER], remote_pools=False)
     assert isinstance(rt.store, HttpStore)
     with pytest.raises(Paused):
         two_reviews(["rec-1.h5", "rec-22.h5"])

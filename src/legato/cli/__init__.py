@@ -633,6 +633,16 @@ def answer(
     else:
         assert value is not None
         parsed = parse_answer(question.schema, value)
+    from legato.store.http import HttpStore
+
+    if isinstance(store, HttpStore):
+        # Through the server's answer route (an operator's right): it checks the value,
+        # records who answered and queues the run for its pool's workers.
+        store.answer_question(question.id, parsed, by or default_answerer())
+        output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
+        pool = root.pool or "default"
+        output.err.print(f"the run is queued for pool {pool}: a worker there carries it on")
+        return
     answer_question(store, question, parsed, by)
     detail = {"run": question.flow_run_id, "key": question.key, "by": by or default_answerer()}
     record_local(store, "question.answer", question.id, detail)

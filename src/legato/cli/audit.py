@@ -7,7 +7,6 @@ client (docs/decisions.md, "The audit log").
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Annotated
 
@@ -15,18 +14,17 @@ import typer
 
 from legato.cli import output
 from legato.errors import UsageError
+from legato.timefmt import span_seconds
 
 audit_app = typer.Typer(help="The audit log: who did what, newest first.", no_args_is_help=True)
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_age(text: str) -> float:
     """Seconds in ``30m``, ``12h``, ``7d``, ``2w`` (or plain seconds)."""
-    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text)
-    if found is None:
+    seconds = span_seconds(text)
+    if seconds is None:
         raise UsageError(f"--since {text!r}: give an age such as 30m, 12h, 7d or 2w")
-    return float(found.group(1)) * _UNITS[found.group(2) or "s"]
+    return seconds
 
 
 @audit_app.command("ls")

@@ -38,14 +38,38 @@ def _store() -> Iterator[Any]:
 def tokens_create(
     name: Annotated[str, typer.Option("--name", help="Who or what uses it, e.g. gpu-workers.")],
     role: Annotated[
-        Role, typer.Option("--role", help="viewer reads; operator runs; admin manages.")
-    ] = Role.OPERATOR,
+        Role,
+        typer.Option(
+            "--role",
+            help="viewer reads; operator answers, starts deployments, cancels, retries; "
+            "runner records runs, deploys and works (flow processes, workers); admin manages.",
+        ),
+    ] = Role.VIEWER,
+    pools: Annotated[
+        str | None,
+        typer.Option("--pools", help="Only these pools (gpu,cpu): what its workers may claim."),
+    ] = None,
+    expires: Annotated[
+        str | None, typer.Option("--expires", help="Stops working after 90d, 12h, 2w...")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the token as JSON.")] = False,
 ) -> None:
     """Create a token and print its secret: it is shown this once (only a hash is kept)."""
+    import time
+
+    from legato.timefmt import span_seconds
+
+    pool_list = None if pools is None else [p for p in pools.split(",") if p.strip()]
+    expires_at = None
+    if expires is not None:
+        seconds = span_seconds(expires)
+        if seconds is None or seconds <= 0:
+            raise UsageError(f"--expires {expires!r}: give a span such as 90d, 12h or 2w")
+        expires_at = time.time() + seconds
     with _store() as store:
-        token, secret = store.create_token(name, role)
-        record_local(store, "token.create", token.id, {"name": token.name, "role": token.role})
+        token, secret = store.create_token(name, role, pools=pool_list, expires_at=expires_at)
+        detail = {"name": token.name, "role": token.role, "pools": token.pools}
+        record_local(store, "token.create", token.id, {**detail, "expires_at": expires_at})
     if json_out:
         output.print_json({**token.to_json(), "token": secret})
         return
@@ -73,15 +97,17 @@ def tokens_ls(
         output.err.print("no tokens yet: create one with `legato tokens create --name NAME`")
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("ID", "NAME", "ROLE", "CREATED", "LAST USED", "REVOKED"):
+    for col in ("ID", "NAME", "ROLE", "POOLS", "CREATED", "LAST USED", "EXPIRES", "REVOKED"):
         table.add_column(col, overflow="fold")
     for t in tokens:
         table.add_row(
             t.id,
             t.name,
             t.role.value,
+            "all" if t.pools is None else ",".join(t.pools),
             output.short_time(t.created_at),
             output.short_time(t.last_used_at),
+            output.short_time(t.expires_at) if t.expires_at else "never",
             output.short_time(t.revoked_at),
         )
     output.out.print(table)

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from legato.errors import IllegalTransition, RunNotFound, StoreError, UsageError
 from legato.server.auth import Authenticator
 from legato.server.routes._common import ROLE_KEY, error
+from legato.server.scope import TokenScope
 from legato.store import Store
 from legato.store.operations import API
 
@@ -68,6 +69,7 @@ def create_app(
         result_storage = get_settings().results_url
     app.state.result_storage = result_storage.rstrip("/")
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
+    app.state.scope = TokenScope(store)  # type: ignore[arg-type]  # the server's SQL store
     _error_handlers(app)
     app.state.max_wait = max_wait
     from legato.server.routes import include_routes

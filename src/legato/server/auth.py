@@ -1,11 +1,14 @@
 """Who may call the API: bearer tokens (``Authorization: Bearer lgt_...``) and their roles.
 
-viewer reads; operator also runs work (writes run state, claims, heartbeats, finishes),
-answers, cancels and retries; admin also manages tokens. A verified token is remembered for a
-few seconds (by the SHA-256 of its secret, never the secret), so a busy worker does not cost a
-database read per request; a revocation through this server takes effect at once, one made
-elsewhere within ``cache_seconds``. ``last_used_at`` is written at most once a minute per
-token. Secrets are never logged.
+viewer reads; operator also answers, starts registered deployments, cancels, retries and
+resumes; runner also records runs, registers code and works (claims, heartbeats, finishes);
+admin also manages tokens, triggers, rules, pools and limits (``legato.models.Role``). What a
+token may touch within its role (its pools, its workers' leases) is ``server/scope.py``.
+
+A verified token is remembered for a few seconds (by the SHA-256 of its secret, never the
+secret), so a busy worker does not cost a database read per request; a revocation through
+this server takes effect at once, one made elsewhere within ``cache_seconds``.
+``last_used_at`` is written at most once a minute per token. Secrets are never logged.
 """
 
 from __future__ import annotations
@@ -59,8 +62,8 @@ class Authenticator:
                 "(create one with `legato tokens create`)"
             )
         token = self._verify(secret)
-        if token is None:
-            raise _unauthorized("the API token is wrong or revoked")
+        if token is None or not token.live(time.time()):  # a remembered token may expire
+            raise _unauthorized("the API token is wrong or revoked (or expired)")
         if not token.role.allows(needed):
             raise HTTPException(
                 403,

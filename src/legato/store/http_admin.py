@@ -148,8 +148,16 @@ class HttpAdmin:
 
     # -- API tokens ----------------------------------------------------------------------------
 
-    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
-        data = self._send(OPERATIONS["create_token"], json={"name": name, "role": Role(role).value})
+    def create_token(
+        self,
+        name: str,
+        role: Role,
+        *,
+        pools: list[str] | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[ApiToken, str]:
+        body = {"name": name, "role": Role(role).value, "pools": pools, "expires_at": expires_at}
+        data = self._send(OPERATIONS["create_token"], json=body)
         return decode(ApiToken, data["token"]), str(data["secret"])
 
     def verify_token(self, secret: str) -> ApiToken | None:

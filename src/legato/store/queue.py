@@ -300,6 +300,8 @@ class QueueSql:
         """Renew the leases a worker holds (task run id -> attempt); returns the ids it no
         longer holds (cancelled, or re-queued after its lease ran out): kill those."""
         now = time.time()
+        # Claims record the worker's name on the runs it holds.
+        name = select(s.workers.c.name).where(s.workers.c.id == worker_id).scalar_subquery()
         with self._write() as conn:
             conn.execute(
                 update(s.workers)
@@ -319,6 +321,7 @@ class QueueSql:
                         .where(
                             tuple_(t.id, t.attempts).in_(chunk),
                             t.state == State.RUNNING.value,
+                            t.worker == name,  # only the runs this worker claimed
                         )
                         .values(lease_expires_at=now + lease_seconds)
                         .returning(t.id)
@@ -440,6 +443,43 @@ class QueueSql:
         row["used"] = json.dumps(worker.used)
         with self._write() as conn:
             conn.execute(insert(s.workers), [row])
+
+    def worker_owner(self, worker_id: str) -> tuple[str | None, str] | None:
+        """(the token that registered it, its pool), or None if no such worker. The server
+        checks runner tokens against it; no HTTP route serves it."""
+        w = s.workers.c
+        with self._read() as conn:
+            row = conn.execute(select(w.token_id, w.pool).where(w.id == worker_id)).first()
+        return None if row is None else (row.token_id, row.pool)
+
+    def worker_name_owners(self, name: str) -> set[str | None]:
+        """The tokens that registered workers named ``name`` (claims name the worker, and a
+        claimed run records that name). No HTTP route serves it."""
+        w = s.workers.c
+        with self._read() as conn:
+            return set(conn.execute(select(w.token_id).where(w.name == name)).scalars())
+
+    def lease_holders(
+        self, task_run_ids: Sequence[str], flow_run_ids: Sequence[str] = ()
+    ) -> dict[str, str]:
+        """Run id -> the name of the worker holding its lease, for those of the ids claimed
+        now (RUNNING with a worker). The server's check that only the runner holding a lease
+        writes a claimed run; no HTTP route serves it."""
+        out: dict[str, str] = {}
+        with self._read() as conn:
+            for table, ids in (
+                (s.task_runs, list(task_run_ids)),
+                (s.flow_runs, list(flow_run_ids)),
+            ):
+                c = table.c
+                for start in range(0, len(ids), 500):
+                    q = select(c.id, c.worker).where(
+                        c.id.in_(ids[start : start + 500]),
+                        c.state == State.RUNNING.value,
+                        c.worker.is_not(None),
+                    )
+                    out.update({r.id: r.worker for r in conn.execute(q)})
+        return out
 
     def set_worker_state(self, worker_id: str, state: str) -> None:
         with self._write() as conn:

@@ -262,8 +262,16 @@ class AdminStore(Connected, Protocol):
 
     # -- API tokens (tokens.py) --------------------------------------------------------------
 
-    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
-        """A new token and its secret (the secret is not stored)."""
+    def create_token(
+        self,
+        name: str,
+        role: Role,
+        *,
+        pools: list[str] | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[ApiToken, str]:
+        """A new token and its secret (the secret is not stored); ``pools`` limits where it
+        may work, ``expires_at`` when it stops working."""
 
     def verify_token(self, secret: str) -> ApiToken | None:
         """The live token with this secret."""

@@ -226,6 +226,7 @@ def worker(row: Any) -> Worker:
         started_at=row.started_at,
         last_heartbeat=row.last_heartbeat,
         version=row.version,
+        token_id=row.token_id,
     )
 
 
@@ -258,6 +259,8 @@ def token(row: Any) -> ApiToken:
         created_at=row.created_at,
         last_used_at=row.last_used_at,
         revoked_at=row.revoked_at,
+        pools=None if row.pools is None else json.loads(row.pools),
+        expires_at=row.expires_at,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 import time
 from typing import Any
@@ -27,12 +28,31 @@ class TokenSql:
     _write: Any
     _read: Any
 
-    def create_token(self, name: str, role: Role) -> tuple[ApiToken, str]:
-        """A new token; returns its record and the secret (shown once, never stored)."""
+    def create_token(
+        self,
+        name: str,
+        role: Role,
+        *,
+        pools: list[str] | None = None,
+        expires_at: float | None = None,
+    ) -> tuple[ApiToken, str]:
+        """A new token; returns its record and the secret (shown once, never stored).
+        ``pools``: the only pools it may work for; ``expires_at``: when it stops working."""
         if not name.strip():
             raise UsageError("a token needs a name (--name)")
+        now = time.time()
+        if pools is not None:
+            pools = sorted({p.strip() for p in pools if p.strip()})
+            if not pools:
+                raise UsageError("--pools names no pool: leave it out for every pool")
+            if Role(role) is Role.ADMIN:
+                raise UsageError("an admin token cannot be limited to pools: admins manage all")
+        if expires_at is not None and not (now < expires_at < 253402300799):
+            raise UsageError("a token's expiry must be in the future (e.g. --expires 90d)")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        token = ApiToken(new_id(), name.strip(), Role(role), time.time())
+        token = ApiToken(
+            new_id(), name.strip(), Role(role), now, pools=pools, expires_at=expires_at
+        )
         with self._write() as conn:
             conn.execute(
                 insert(s.api_tokens),
@@ -43,15 +63,21 @@ class TokenSql:
                         "role": token.role.value,
                         "hash": hash_secret(secret),
                         "created_at": token.created_at,
+                        "pools": None if pools is None else json.dumps(pools),
+                        "expires_at": expires_at,
                     }
                 ],
             )
         return token, secret
 
     def verify_token(self, secret: str) -> ApiToken | None:
-        """The live token with this secret, or None."""
+        """The live (unrevoked, unexpired) token with this secret, or None."""
         t = s.api_tokens.c
-        q = select(s.api_tokens).where(t.hash == hash_secret(secret), t.revoked_at.is_(None))
+        q = select(s.api_tokens).where(
+            t.hash == hash_secret(secret),
+            t.revoked_at.is_(None),
+            or_(t.expires_at.is_(None), t.expires_at > time.time()),
+        )
         with self._read() as conn:
             row = conn.execute(q).first()
         return None if row is None else rowmap.token(row)

@@ -201,8 +201,9 @@ Name = Annotated[str, Field(max_length=NAME_MAX), AfterValidator(_no_nul)]
 Text = Annotated[str, Field(max_length=TEXT_MAX), AfterValidator(_no_nul)]
 
 
-# Which columns an update may set, with their types: a record's fields, less its identity.
-_FIXED = frozenset({"id", "state"})
+# Which columns an update may set, with their types: a record's fields, less its identity
+# and its lease (only a claim gives a run a worker and a lease; the heartbeat renews it).
+_FIXED = frozenset({"id", "state", "worker", "lease_expires_at"})
 
 
 @functools.cache
@@ -572,6 +573,8 @@ class WorkerStateIn(Body):
 class TokenCreateIn(Body):
     name: str = Field(min_length=1, max_length=200, pattern=r"\S")
     role: Role
+    pools: list[Name] | None = Field(default=None, min_length=1, max_length=1000)
+    expires_at: Timestamp | None = None
 
 
 class TokenVerifyIn(Body):

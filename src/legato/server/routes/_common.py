@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from legato.audit import Actor
 from legato.models import ApiToken, Role
 from legato.server.auth import Authenticator, require
+from legato.server.scope import TokenScope
 from legato.store import PAGE_MAX, Store, wire
 from legato.store.operations import API, Operation
 
@@ -39,6 +40,17 @@ async def _store(request: Request) -> Store:
 async def _auth(request: Request) -> Authenticator:
     auth: Authenticator = request.app.state.auth
     return auth
+
+
+async def _scope(request: Request) -> TokenScope:
+    scope: TokenScope = request.app.state.scope
+    return scope
+
+
+async def _caller(request: Request) -> ApiToken:
+    # set by the route's role check, which FastAPI runs before the route's own dependencies
+    token: ApiToken = request.state.token
+    return token
 
 
 async def _max_wait(request: Request) -> float:
@@ -64,6 +76,8 @@ ResultRoot = Annotated[str, Depends(_result_storage)]
 AuthDep = Annotated[Authenticator, Depends(_auth)]
 MaxWait = Annotated[float, Depends(_max_wait)]
 Operator = Annotated[ApiToken, Depends(require(Role.OPERATOR))]
+ScopeDep = Annotated[TokenScope, Depends(_scope)]
+Caller = Annotated[ApiToken, Depends(_caller)]
 
 
 @dataclass(frozen=True, slots=True)

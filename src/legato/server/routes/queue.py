@@ -4,10 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 
-from legato.models import FlowRun, TaskRun
-from legato.server.routes._common import Id, MaxWait, ResultRoot, Routes, StoreDep, check_results
+from legato.audit import queue_action
+from legato.models import FlowRun, Role, State, TaskRun
+from legato.server.routes._common import (
+    Audit,
+    Caller,
+    Id,
+    MaxWait,
+    ResultRoot,
+    Routes,
+    ScopeDep,
+    StoreDep,
+    check_results,
+)
+from legato.server.scope import check_pool
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -15,8 +27,12 @@ routes = Routes()
 
 
 @routes.op(OPERATIONS["claim_task_runs"])
-def claim_task_runs(store: StoreDep, body: w.ClaimIn) -> list[TaskRun]:
+def claim_task_runs(
+    store: StoreDep, scope: ScopeDep, token: Caller, body: w.ClaimIn
+) -> list[TaskRun]:
     """Claim queued task runs of a pool that fit the worker's free resources."""
+    check_pool(token, body.pool, "claim from")
+    scope.check_worker_name(token, body.worker)
     return store.claim_task_runs(
         body.pool,
         body.worker,
@@ -28,10 +44,16 @@ def claim_task_runs(store: StoreDep, body: w.ClaimIn) -> list[TaskRun]:
 
 @routes.op(OPERATIONS["finish_task_run"])
 def finish_task_run(
-    store: StoreDep, root: ResultRoot, task_run_id: Id, body: w.FinishIn
+    store: StoreDep,
+    scope: ScopeDep,
+    token: Caller,
+    root: ResultRoot,
+    task_run_id: Id,
+    body: w.FinishIn,
 ) -> w.Changed:
     """Record a claimed attempt's outcome; ``changed`` is false for a stale attempt."""
     check_results(root, body)
+    scope.check_holds(token, [task_run_id])
     done = store.finish_task_run(task_run_id, body.attempt, body.state, body.values, body.message)
     return w.Changed(changed=done)
 
@@ -72,17 +94,42 @@ def wait_for_queue(store: StoreDep, max_wait: MaxWait, body: w.WaitQueueIn) -> w
 
 
 @routes.op(OPERATIONS["claim_flow_runs"])
-def claim_flow_runs(store: StoreDep, body: w.FlowClaimIn) -> list[FlowRun]:
+def claim_flow_runs(
+    store: StoreDep, scope: ScopeDep, token: Caller, body: w.FlowClaimIn
+) -> list[FlowRun]:
     """Claim flow runs queued for a pool (deployment runs, answered paused runs)."""
+    check_pool(token, body.pool, "claim from")
+    scope.check_worker_name(token, body.worker)
     return store.claim_flow_runs(
         body.pool, body.worker, limit=body.limit, lease_seconds=body.lease_seconds
     )
 
 
 @routes.op(OPERATIONS["queue_flow_run"])
-def queue_flow_run(store: StoreDep, run_id: Id, body: w.QueueFlowRunIn) -> w.Changed:
-    """Queue an existing flow run for a pool (compare-and-set on its state)."""
+def queue_flow_run(
+    store: StoreDep,
+    scope: ScopeDep,
+    token: Caller,
+    run_id: Id,
+    body: w.QueueFlowRunIn,
+    audit: Audit,
+) -> w.Changed:
+    """Queue an existing flow run for a pool (compare-and-set on its state). Operators queue
+    runs that stopped (resume, retry); handing a running run back is for its lease holder."""
+    check_pool(token, body.pool, "queue work for")
+    stopped = {State.PAUSED, State.FAILED, State.CANCELLED, State.CRASHED}
+    if not set(body.allowed_from) <= stopped:
+        if not token.role.allows(Role.RUNNER):
+            raise HTTPException(
+                403,
+                detail=f"token {token.name!r} (role {token.role.value}) may queue only "
+                "paused, failed, cancelled or crashed runs",
+            )
+        scope.check_holds(token, [], [run_id])
     changed = store.queue_flow_run(run_id, body.pool, allowed_from=body.allowed_from)
+    action = queue_action(body.allowed_from)
+    if changed and action is not None:
+        audit(action, store.get_flow_run(run_id).id, {"pool": body.pool})
     return w.Changed(changed=changed)
 
 
@@ -93,6 +140,9 @@ def requeue_expired_flow_runs(store: StoreDep, body: w.RequeueIn) -> w.Ids:
 
 
 @routes.op(OPERATIONS["set_engine_job"])
-def set_engine_job(store: StoreDep, task_run_id: Id, body: w.EngineJobIn) -> w.Changed:
+def set_engine_job(
+    store: StoreDep, scope: ScopeDep, token: Caller, task_run_id: Id, body: w.EngineJobIn
+) -> w.Changed:
     """Record the engine job id of a claimed attempt (fenced by the attempt number)."""
+    scope.check_holds(token, [task_run_id])
     return w.Changed(changed=store.set_engine_job(task_run_id, body.attempt, body.job_id))

@@ -4,32 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Query
+from fastapi import HTTPException, Query
 
 from legato.audit import run_action
-from legato.models import Artifact, FlowRun, State, StateChange, TaskRun
+from legato.models import Artifact, FlowRun, Role, State, StateChange, TaskRun
 from legato.server.routes._common import (
     Audit,
+    Caller,
     Id,
     Limit,
     MaxWait,
     ResultRoot,
     Routes,
+    ScopeDep,
     StoreDep,
     check_results,
 )
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
+from legato.store.ops import SupersedeTaskRun, UpdateFlowRun, UpdateTaskRun
 
 routes = Routes()
 
 
 @routes.op(OPERATIONS["apply_ops"])
-def apply_ops(store: StoreDep, root: ResultRoot, body: w.OpsIn) -> None:
+def apply_ops(
+    store: StoreDep, scope: ScopeDep, token: Caller, root: ResultRoot, body: w.OpsIn
+) -> None:
     """Commit a batch of operations in one transaction (all or nothing)."""
     check_results(root, body)
-    store.apply([op.to_op() for op in body.ops], request_id=body.request_id)
+    ops = [op.to_op() for op in body.ops]
+    tasks = [op.id for op in ops if isinstance(op, UpdateTaskRun | SupersedeTaskRun)]
+    flows = [op.id for op in ops if isinstance(op, UpdateFlowRun)]
+    scope.check_holds(token, tasks, flows)
+    store.apply(ops, request_id=body.request_id)
 
 
 @routes.op(OPERATIONS["list_flow_runs"])
@@ -61,10 +70,26 @@ def get_flow_run(store: StoreDep, run_id: Id) -> FlowRun:
 
 @routes.op(OPERATIONS["transition_flow_run"])
 def transition_flow_run(
-    store: StoreDep, root: ResultRoot, run_id: Id, body: w.TransitionIn, audit: Audit
+    store: StoreDep,
+    scope: ScopeDep,
+    token: Caller,
+    root: ResultRoot,
+    run_id: Id,
+    body: w.TransitionIn,
+    audit: Audit,
 ) -> w.Changed:
-    """Compare-and-set a flow run's state (cancel, resume, retry: each in the audit log)."""
+    """Compare-and-set a flow run's state (cancel, resume, retry: each in the audit log).
+    Operators may cancel; any other change is for runners, and for a claimed run only its
+    lease holder's."""
     check_results(root, body)
+    if body.state is not State.CANCELLED:
+        if not token.role.allows(Role.RUNNER):
+            raise HTTPException(
+                403,
+                detail=f"token {token.name!r} (role {token.role.value}) may only cancel runs; "
+                f"moving one to {body.state.value} needs a runner token",
+            )
+        scope.check_holds(token, [], [run_id])
     changed = store.transition_flow_run(
         run_id,
         body.state,

@@ -21,8 +21,11 @@ def list_tokens(
 @routes.op(OPERATIONS["create_token"])
 def create_token(store: StoreDep, body: w.TokenCreateIn, audit: Audit) -> w.NewToken:
     """A new token; the secret is in this answer only (the store keeps its hash)."""
-    token, secret = store.create_token(body.name, body.role)
-    audit("token.create", token.id, {"name": token.name, "role": token.role.value})
+    token, secret = store.create_token(
+        body.name, body.role, pools=body.pools, expires_at=body.expires_at
+    )
+    detail = {"name": token.name, "role": token.role.value, "pools": token.pools}
+    audit("token.create", token.id, {**detail, "expires_at": token.expires_at})
     return w.NewToken(token=token, secret=secret)
 
 
