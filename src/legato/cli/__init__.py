@@ -640,8 +640,9 @@ def answer(
         # records who answered and queues the run for its pool's workers.
         store.answer_question(question.id, parsed, by or default_answerer())
         output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
-        pool = root.pool or "default"
-        output.err.print(f"the run is queued for pool {pool}: a worker there carries it on")
+        output.err.print(
+            f"the run is queued for pool {root.pool or 'default'}: a worker there carries it on"
+        )
         return
     answer_question(store, question, parsed, by)
     detail = {"run": question.flow_run_id, "key": question.key, "by": by or default_answerer()}
