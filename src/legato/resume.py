@@ -107,6 +107,25 @@ def queue_answered_run(store: Any, flow_run_id: str) -> str | None:
     return None
 
 
+def queue_for_workers(store: Any, run_id: str, *, retry: bool) -> tuple[FlowRun, str]:
+    """Server mode, an operator's retry or resume: put the stopped top-level run back in its
+    pool's queue (``default`` for runs started outside a deployment), where a worker carries
+    it on by replay. Returns the run and the pool; UsageError if it is not stopped."""
+    from legato.deployments import DEFAULT_POOL
+
+    root = root_of(store, store.get_flow_run(run_id))
+    allowed = (
+        [State.FAILED, State.CANCELLED, State.CRASHED] if retry else [State.PAUSED, State.CRASHED]
+    )
+    pool = root.pool or DEFAULT_POOL
+    if not store.queue_flow_run(root.id, pool, allowed_from=allowed):
+        verb = "retried" if retry else "resumed"
+        states = ", ".join(s.value for s in allowed)
+        now = store.get_flow_run(root.id).state.value
+        raise UsageError(f"flow run {root.id} is {now}: only a {states} run can be {verb}")
+    return root, str(pool)
+
+
 def _reopen_expired_questions(run: FlowRun) -> None:
     """On retry, a question that timed out with no default (and so failed the run) is asked
     again, with the same time to answer."""

@@ -333,3 +333,64 @@ def test_tokens_limited_to_pools_and_with_expiry_are_made_and_listed(
         assert bad.status_code == 400 and "admin token cannot be limited" in bad.text
         past = client.post(f"{API}/tokens", json={"name": "x", "role": "viewer", "expires_at": 1.0})
         assert past.status_code == 400 and "must be in the future" in past.text
+
+
+# -- the operator's CLI over the API -----------------------------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    from legato.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    return int(info.value.code or 0), capsys.readouterr().err
+
+
+def test_an_operator_retries_resumes_and_answers_from_the_cli_by_queueing_for_workers(
+    legato_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    live: LiveServer,
+    store: SqlStore,
+) -> None:
+    from legato.models import Question
+    from legato.store import InsertQuestion, UpdateFlowRun
+    from legato.testing import replace_runtime
+
+    operator = store.create_token("person", Role.OPERATOR)[1]
+    monkeypatch.setenv("LEGATO_API_URL", live.url)
+    monkeypatch.setenv("LEGATO_API_TOKEN", operator)
+    replace_runtime()
+    failed = FlowRun(id=new_id(), flow="f", state=State.RUNNING, created_at=time.time())
+    failed.pool = "gpu"
+    paused = FlowRun(id=new_id(), flow="f", state=State.RUNNING, created_at=time.time())
+    asked = FlowRun(id=new_id(), flow="f", state=State.RUNNING, created_at=time.time())
+    question = Question(new_id(), asked.id, "ask:0", "QC?", {"type": "boolean"}, created_at=1.0)
+    store.apply(
+        [
+            InsertFlowRun(failed),
+            InsertFlowRun(paused),
+            InsertFlowRun(asked),
+            UpdateFlowRun(failed.id, State.FAILED, time.time()),
+            UpdateFlowRun(paused.id, State.PAUSED, time.time()),
+            UpdateFlowRun(asked.id, State.PAUSED, time.time()),
+            InsertQuestion(question),
+        ]
+    )
+    code, err = _cli(capsys, "runs", "retry", failed.id)
+    assert code == 0 and "queued for pool gpu" in err, err
+    code, err = _cli(capsys, "runs", "resume", paused.id)
+    assert code == 0 and "queued for pool default" in err, err
+    code, err = _cli(capsys, "answer", asked.id, "yes")
+    assert code == 0 and "queued for pool default" in err, err
+    assert [store.get_flow_run(r.id).state for r in (failed, paused, asked)] == [State.PENDING] * 3
+    assert store.get_question(question.id).answer is True
+    actions = {(e.actor, e.action, e.target) for e in store.list_audit()}
+    assert {
+        ("person", "run.retry", failed.id),
+        ("person", "run.resume", paused.id),
+        ("person", "question.answer", question.id),
+    } <= actions
+    # A second retry finds nothing to retry, and says so.
+    code, err = _cli(capsys, "runs", "retry", failed.id)
+    assert code != 0 and "is PENDING: only a" in err, err

@@ -539,15 +539,44 @@ def runs_cancel(
 def runs_resume(
     run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    here: Annotated[
+        bool,
+        typer.Option(
+            "--here",
+            help="With LEGATO_API_URL: run it in this shell (a runner token) instead of "
+            "queueing it for its pool's workers.",
+        ),
+    ] = False,
 ) -> None:
     """Carry on a paused or crashed run; finished tasks are not run again."""
     from legato.resume import continue_run
 
+    if not here:
+        _queue_for_workers(run_id, retry=False, json_out=json_out)
     _console_logs()
     started = time.perf_counter()
     with _store_stops(run_id):
         finished, outcome = continue_run(run_id, on_start=_audited("run.resume"))
     report(finished, outcome, time.perf_counter() - started, json_out)
+
+
+def _queue_for_workers(run_id: str, *, retry: bool, json_out: bool) -> None:
+    """Server mode: queue the run for its pool's workers and exit (an operator's retry or
+    resume; the code runs where it was deployed, not in this shell). Embedded: return."""
+    from legato.resume import queue_for_workers
+    from legato.store.http import HttpStore
+
+    store = _store()
+    if not isinstance(store, HttpStore):
+        return
+    root, pool = queue_for_workers(store, run_id, retry=retry)
+    if json_out:
+        output.print_json(output.flow_run_json(store.get_flow_run(root.id)))
+    output.err.print(
+        f"flow run {root.id} queued for pool {pool}: a worker there carries it on by replay "
+        f"(`legato runs show {root.id}` to follow it)"
+    )
+    raise typer.Exit(0)
 
 
 def _audited(action: str) -> Any:
@@ -564,10 +593,20 @@ def _audited(action: str) -> Any:
 def runs_retry(
     run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    here: Annotated[
+        bool,
+        typer.Option(
+            "--here",
+            help="With LEGATO_API_URL: run it in this shell (a runner token) instead of "
+            "queueing it for its pool's workers.",
+        ),
+    ] = False,
 ) -> None:
     """Run a failed or cancelled run again: only failed and never-started tasks run."""
     from legato.resume import continue_run
 
+    if not here:
+        _queue_for_workers(run_id, retry=True, json_out=json_out)
     _console_logs()
     started = time.perf_counter()
     with _store_stops(run_id):
