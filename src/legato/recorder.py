@@ -17,7 +17,11 @@ is lost while the process lives), and:
   with backoff, for at most ``give_up_after`` seconds, with one warning on standard error;
   then it counts as permanent;
 - a change the transition table forbids (``IllegalTransition``) is dropped, the rest of its
-  batch committed, and the error raised to the committing caller;
+  batch committed, and the refusal written once to standard error. It is raised only to the
+  ``commit`` call that queued that change, once the batch is in, whichever thread wrote the
+  batch: a caller whose own changes shared the batch is not told of another's refusal, and
+  the background thread takes it as handled, not as a failed write. A change only
+  ``record``-ed has no caller waiting for it: its refusal is written to standard error only;
 - any other refusal is raised to the committing caller as a ``StoreError``; the background
   thread tries it again, with backoff, for at most ``give_up_after`` seconds, then remembers
   it as permanent.
@@ -29,11 +33,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from legato.errors import IllegalTransition, StoreBusy, StoreError, StoreUnavailable
 from legato.store import Op, RunStore
 
 MAX_BACKOFF = 5.0
+
+# The refusals of one ``commit`` call's changes, collected by whichever thread writes them.
+_Refusals: TypeAlias = list[IllegalTransition]
 
 
 class Recorder:
@@ -45,10 +53,13 @@ class Recorder:
         self.give_up_after = give_up_after
         self._lock = threading.Lock()  # guards the queue and counters
         self._commit_lock = threading.Lock()  # held by whoever is writing a batch
-        self._pending: list[Op] = []
+        # Each queued change with the refusals list of the commit call that queued it (None
+        # for a change only recorded): a refusal goes to the op's owner, not the committer.
+        self._pending: list[tuple[Op, _Refusals | None]] = []
         self._queued = 0  # ops ever queued
         self._committed = 0  # ops ever committed (a prefix of the queue)
         self._wake = threading.Event()
+        self._closing = threading.Event()  # ends the background thread's waits at once
         self._closed = False
         self._soon = False
         self._thread: threading.Thread | None = None
@@ -69,7 +80,7 @@ class Recorder:
         Raises ``StoreUnavailable`` (the change stays queued) once the store has failed for
         good."""
         with self._lock:
-            self._pending.append(op)
+            self._pending.append((op, None))
             self._queued += 1
             if soon:
                 self._soon = True
@@ -86,18 +97,25 @@ class Recorder:
             listener(op)
 
     def commit(self, *ops: Op) -> None:
-        """Queue ``ops`` and wait until they (and all queued before) are committed."""
+        """Queue ``ops`` and wait until they (and all queued before) are committed.
+
+        Raises ``IllegalTransition`` when the store refused one of ``ops`` (it is dropped; the
+        rest, and everything queued with it, is committed), never for another caller's."""
+        mine: _Refusals = []
         with self._lock:
-            self._pending.extend(ops)
+            self._pending.extend((op, mine) for op in ops)
             self._queued += len(ops)
             target = self._queued
         for listener in self.listeners:
             for op in ops:
                 listener(op)
         self._commit_upto(target, again=False)
+        if mine:  # filled by whichever thread wrote our ops, before it let the lock go
+            raise mine[0]
 
     def flush(self) -> None:
-        """Commit everything queued so far (trying again after a permanent failure)."""
+        """Commit everything queued so far (trying again after a permanent failure). A
+        refused change is dropped and raised to its own ``commit`` caller, not here."""
         with self._lock:
             target = self._queued
         self._commit_upto(target, again=True)
@@ -117,25 +135,19 @@ class Recorder:
                 self._raise_failure()
             busy_since: float | None = None
             backoff = self.delay
-            refused: list[IllegalTransition] = []
             while True:
                 with self._lock:
                     batch, self._pending = self._pending, []
                     upto = self._queued
                 try:
-                    self.store.apply(batch)
+                    self.store.apply([op for op, _ in batch])
                 except BaseException as exc:
                     with self._lock:  # keep the batch, in order, for the next try
                         self._pending[:0] = batch
                     if not isinstance(exc, Exception):
                         raise
-                    if isinstance(exc, IllegalTransition) and exc.index is not None:
-                        # A change that can never be legal: drop it, so it does not hold up
-                        # the changes queued with it, and tell the committer once they are in.
-                        with self._lock:
-                            del self._pending[exc.index]
-                        print(f"legato: state change refused: {exc}", file=sys.stderr)
-                        refused.append(exc)
+                    if isinstance(exc, IllegalTransition) and exc.index in range(len(batch)):
+                        self._drop(exc)
                         continue
                     if isinstance(exc, StoreBusy):
                         at = time.monotonic()
@@ -157,9 +169,17 @@ class Recorder:
                     raise StoreError(f"could not commit {len(batch)} state changes: {exc}") from exc
                 self._committed = upto
                 self._failure = None
-                if refused:
-                    raise refused[0]
                 return
+
+    def _drop(self, refused: IllegalTransition) -> None:
+        """Drop the change the store refused (the batch is back at the head of the queue), so
+        it does not hold up the changes queued with it; its owner, if it waits, is told."""
+        assert refused.index is not None
+        with self._lock:
+            _, owner = self._pending.pop(refused.index)
+        print(f"legato: state change refused and dropped: {refused}", file=sys.stderr)
+        if owner is not None:
+            owner.append(refused)
 
     def _fail(self, message: str, cause: BaseException) -> None:
         """Remember a permanent failure and raise it."""
@@ -186,7 +206,7 @@ class Recorder:
             if self._failure is not None:
                 continue  # every caller raises it now; an explicit flush tries again
             if not self._soon:
-                threading.Event().wait(self.delay)  # let a batch gather
+                self._closing.wait(self.delay)  # let a batch gather
             self._soon = False
             try:
                 with self._lock:
@@ -213,17 +233,18 @@ class Recorder:
                     self._failure = failure
                     failing_since = None
                     continue
-                threading.Event().wait(backoff)
+                self._closing.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 self._wake.set()
 
     def close(self) -> None:
         """Commit what is left and stop the background thread."""
         self._closed = True
+        self._closing.set()
         self._wake.set()
         self.flush()
 
     @property
     def pending(self) -> Sequence[Op]:
         with self._lock:
-            return list(self._pending)
+            return [op for op, _ in self._pending]

@@ -136,7 +136,8 @@ class HttpStore(HttpAdmin):
             raise RunNotFound(detail)
         if status == 409 and (body := _body(response)).get("error") == "IllegalTransition":
             refused = IllegalTransition(detail)
-            refused.index = body.get("index")
+            index = body.get("index")  # which op of the batch, as the server's store said
+            refused.index = index if type(index) is int else None
             raise refused
         if status < 500:
             raise UsageError(detail)

@@ -151,7 +151,14 @@ def _connect_sqlite(url: str) -> Engine:
 class _Batch:
     """One batch of operations being written in one transaction. Task run inserts, history
     rows and log lines are gathered and written together at the end (the hot path); other
-    operations are executed as they come, in order."""
+    operations are executed as they come, in order.
+
+    Every state change is checked against the transition table before anything is written:
+    the states of the batch's runs are read once (``read_states``) and its changes replayed
+    on them in order, so a change that an earlier one in the batch makes legal passes, and a
+    refusal names exactly the op refused (``IllegalTransition.index``). The guarded UPDATEs
+    (``WHERE state IN`` the legal sources) stay as the backstop against another writer
+    changing a run between that read and the write (``raced``)."""
 
     def __init__(self, store: SqlStore, conn: Connection) -> None:
         self.store = store
@@ -159,10 +166,31 @@ class _Batch:
         self.history: list[dict[str, Any]] = []
         self.new_tasks: dict[str, dict[str, Any]] = {}  # id -> row, in insertion order
         self.task_updates: list[dict[str, Any]] = []
-        self.update_index: list[int] = []  # the op each of task_updates came from
+        self.update_stored: list[bool] = []  # whether each of task_updates' runs is stored
         self.log_rows: list[dict[str, Any]] = []
         self.flow_pools: set[str] = set()
         self.index = 0  # the op being applied (an IllegalTransition names it)
+        # The state of each run this batch changes, as of the op being applied: read from the
+        # database first, then replayed. A run not in it is not stored (no error: an update of
+        # a missing run changes nothing, as it always did).
+        self.tasks: dict[str, State] = {}
+        self.flows: dict[str, State] = {}
+        self.pools: dict[str, str | None] = {}  # stored task runs' pools (requeued ones wake)
+
+    def read_states(self, ops: Sequence[Op]) -> None:
+        """Read the current state of every stored run that ``ops`` update: one SELECT per
+        table (in chunks, within the drivers' limits on parameters)."""
+        task_ids = list({op.id: None for op in ops if isinstance(op, UpdateTaskRun)})
+        flow_ids = list({op.id: None for op in ops if isinstance(op, UpdateFlowRun)})
+        c, f = s.task_runs.c, s.flow_runs.c
+        for part in _chunks(task_ids):
+            rows = self.conn.execute(select(c.id, c.state, c.pool).where(c.id.in_(part)))
+            for id_, state, pool in rows:
+                self.tasks[id_] = State(state)
+                self.pools[id_] = pool
+        for part in _chunks(flow_ids):
+            for id_, state in self.conn.execute(select(f.id, f.state).where(f.id.in_(part))):
+                self.flows[id_] = State(state)
 
     def check(self, what: str, old: State | None, new: State) -> None:
         try:
@@ -185,9 +213,13 @@ class _Batch:
             self.check(f"task run {op.id}", State(row["state"]), op.state)
             row.update(values)  # inserted in this batch: insert the final row at once
         else:
+            old = self.tasks.get(op.id)
+            if old is not None:
+                self.check(f"task run {op.id}", old, op.state)
+                self.tasks[op.id] = op.state
             values["_id"] = op.id
-            self.task_updates.append(values)  # guarded by its state when written (flush)
-            self.update_index.append(self.index)
+            self.task_updates.append(values)  # written in flush, guarded by its state
+            self.update_stored.append(old is not None)
         self.history.append(rowmap.history(op.id, "task", op.state, op.at, op.message))
 
     def supersede_task_run(self, op: SupersedeTaskRun) -> None:
@@ -205,40 +237,35 @@ class _Batch:
         self.conn.execute(insert(s.flow_runs), [rowmap.flow_run_row(run)])
         if run.queued_at is not None and run.pool:
             self.flow_pools.add(run.pool)
+        self.flows[run.id] = run.state
         self.history.append(rowmap.history(run.id, "flow", run.state, run.created_at, op.message))
 
     def update_flow_run(self, op: UpdateFlowRun) -> None:
+        old = self.flows.get(op.id)
+        if old is None:
+            return  # no such run: nothing to update, as before
+        self.check(f"flow run {op.id}", old, op.state)
+        self.flows[op.id] = op.state
         values = rowmap.encode(op.values)
         values["state"] = op.state.value
         values["updated_at"] = op.at
         values["_id"] = op.id
         stmt = self.store._update_stmt(s.flow_runs, frozenset(values) - {"_id"}, op.state)
-        done = self.conn.execute(stmt, [values]).rowcount
-        if done == 0:
-            self.refused(s.flow_runs, "flow run", [op.id], op.state, [self.index], done)
-            return  # no such run: nothing to update, as before
+        if self.conn.execute(stmt, [values]).rowcount < 1:
+            self.raced("flow run", [op.id])
         self.history.append(rowmap.history(op.id, "flow", op.state, op.at, op.message))
 
-    def refused(
-        self, table: Any, kind: str, ids: list[str], new: State, indices: list[int], done: int
-    ) -> None:
-        """An update guarded by the transition table changed ``done`` of these rows, fewer
-        than it was given: raise IllegalTransition for one it refused. Ids not stored are no
-        error (an update of a missing run changes nothing, as it always did)."""
-        c = table.c
-        found: dict[str, str] = dict(
-            self.conn.execute(select(c.id, c.state).where(c.id.in_(ids))).all()
+    def raced(self, kind: str, ids: list[str]) -> None:
+        """A guarded UPDATE changed fewer rows than were checked: another writer changed (or
+        deleted) one of these runs after this batch read its state. Which one cannot be told
+        from the rows without guessing (a row this batch changed and one it was refused may
+        both be at the new state), so the batch is refused as busy: tried again, it reads the
+        states afresh and refuses exactly the change that is illegal now."""
+        shown = ", ".join(ids[:3]) + (" ..." if len(ids) > 3 else "")
+        raise StoreBusy(
+            f"the state database {self.store.safe_url} is busy: another writer changed "
+            f"{kind} {shown} while this batch was written"
         )
-        missing = sum(1 for i in ids if i not in found)
-        if done + missing >= len(ids):
-            return
-        # A refused row kept its state. When every row is at the new state, the refused one
-        # was already there, and that state cannot follow itself.
-        blamed = [i for i in ids if i in found and found[i] != new.value]
-        if not blamed:
-            blamed = [i for i in ids if i in found]
-        self.index = indices[ids.index(blamed[0])]
-        self.check(f"{kind} {blamed[0]}", State(found[blamed[0]]), new)
 
     def insert_logs(self, op: InsertLogs) -> None:
         self.log_rows.extend(rowmap.log_row(r) for r in op.records)
@@ -267,16 +294,13 @@ class _Batch:
         if self.new_tasks:
             store._bulk(conn, "task_runs", _INSERT_TASK_RUN, list(self.new_tasks.values()))
         queued = {r["pool"] for r in self.new_tasks.values() if r.get("queued_at") is not None}
-        requeued = [u["_id"] for u in self.task_updates if u.get("queued_at") is not None]
-        if requeued:
-            c = s.task_runs.c
-            queued.update(
-                p for (p,) in conn.execute(select(c.pool).where(c.id.in_(requeued))).all()
-            )
+        queued.update(
+            self.pools.get(u["_id"]) for u in self.task_updates if u.get("queued_at") is not None
+        )
         store._signal(conn, QUEUE_CHANNEL, {p for p in queued | self.flow_pools if p})
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates
-        # that set the same columns go in one executemany.
-        # Each is guarded by the transition table (WHERE state IN the legal sources).
+        # that set the same columns go in one executemany. Each was checked (read_states);
+        # the WHERE state IN its legal sources is the backstop against a concurrent writer.
         updates = self.task_updates
         i = 0
         while i < len(updates):
@@ -291,15 +315,18 @@ class _Batch:
                 j += 1
             group = updates[i:j]
             done = conn.execute(store._update_stmt(s.task_runs, cols, State(new)), group)
-            if done.rowcount < len(group):
-                ids = [u["_id"] for u in group]
-                indices = self.update_index[i:j]
-                self.refused(s.task_runs, "task run", ids, State(new), indices, done.rowcount)
+            if done.rowcount < sum(self.update_stored[i:j]):
+                self.raced("task run", [u["_id"] for u in group])
             i = j
         if self.history:
             store._bulk(conn, "state_history", _INSERT_HISTORY, self.history)
         if self.log_rows:
             store._bulk(conn, "logs", _INSERT_LOG, self.log_rows)
+
+
+def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
+    for at in range(0, len(ids), size):
+        yield ids[at : at + size]
 
 
 _HANDLERS: dict[type[Any], Callable[[_Batch, Any], None]] = {
@@ -446,6 +473,7 @@ class SqlStore(QueueSql, _AdminPart):
 
     def _apply(self, conn: Connection, ops: Sequence[Op]) -> None:
         batch = _Batch(self, conn)
+        batch.read_states(ops)
         for index, op in enumerate(ops):
             batch.index = index
             handler = _HANDLERS.get(type(op))
