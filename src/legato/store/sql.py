@@ -179,18 +179,17 @@ class _Batch:
 
     def read_states(self, ops: Sequence[Op]) -> None:
         """Read the current state of every stored run that ``ops`` update: one SELECT per
-        table (in chunks, within the drivers' limits on parameters)."""
-        task_ids = list({op.id: None for op in ops if isinstance(op, UpdateTaskRun)})
-        flow_ids = list({op.id: None for op in ops if isinstance(op, UpdateFlowRun)})
-        c, f = s.task_runs.c, s.flow_runs.c
-        for part in _chunks(task_ids):
-            rows = self.conn.execute(select(c.id, c.state, c.pool).where(c.id.in_(part)))
-            for id_, state, pool in rows:
-                self.tasks[id_] = State(state)
-                self.pools[id_] = pool
-        for part in _chunks(flow_ids):
-            for id_, state in self.conn.execute(select(f.id, f.state).where(f.id.in_(part))):
-                self.flows[id_] = State(state)
+        table."""
+        # Runs inserted by this batch are not read: their states are known (the hot path of
+        # a task inserted, started and finished in one commit reads nothing).
+        new = {op.run.id for op in ops if isinstance(op, InsertTaskRun | InsertFlowRun)}
+        task_ids = list({op.id for op in ops if isinstance(op, UpdateTaskRun)} - new)
+        flow_ids = list({op.id for op in ops if isinstance(op, UpdateFlowRun)} - new)
+        for id_, state, pool in self.store._rows(self.conn, "task_runs", task_ids):
+            self.tasks[id_] = State(state)
+            self.pools[id_] = pool
+        for id_, state, _ in self.store._rows(self.conn, "flow_runs", flow_ids):
+            self.flows[id_] = State(state)
 
     def check(self, what: str, old: State | None, new: State) -> None:
         try:
@@ -322,11 +321,6 @@ class _Batch:
             store._bulk(conn, "state_history", _INSERT_HISTORY, self.history)
         if self.log_rows:
             store._bulk(conn, "logs", _INSERT_LOG, self.log_rows)
-
-
-def _chunks(ids: list[str], size: int = 500) -> Iterator[list[str]]:
-    for at in range(0, len(ids), size):
-        yield ids[at : at + size]
 
 
 _HANDLERS: dict[type[Any], Callable[[_Batch, Any], None]] = {
@@ -501,6 +495,25 @@ class SqlStore(QueueSql, _AdminPart):
         if fresh and int(t * 1000) % 997 == 0:  # now and then, forget day-old ids
             conn.execute(delete(s.applied_requests).where(s.applied_requests.c.at < t - 86400))
         return fresh
+
+    def _rows(self, conn: Connection, table: str, ids: list[str]) -> Iterator[Any]:
+        """(id, state, pool) of the stored runs among ``ids`` (task_runs or flow_runs), read
+        in this transaction; on SQLite through the driver (the hot path, as ``_bulk``)."""
+        t = s.metadata.tables[table]
+        for at in range(0, len(ids), 500):  # within the drivers' limits on parameters
+            part = ids[at : at + 500]
+            if self.dialect != "sqlite":
+                yield from conn.execute(select(t.c.id, t.c.state, t.c.pool).where(t.c.id.in_(part)))
+                continue
+            marks = ", ".join("?" * len(part))
+            sql = f"SELECT id, state, pool FROM {table} WHERE id IN ({marks})"
+            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                yield from cursor.execute(sql, part).fetchall()
+            except sqlite3.Error as exc:  # as SQLAlchemy would have raised it
+                raise OperationalError(sql, None, exc) from exc
+            finally:
+                cursor.close()
 
     def _bulk(self, conn: Connection, table: str, stmt: Any, rows: list[dict[str, Any]]) -> None:
         """Insert rows in this transaction (on SQLite, through the driver's executemany)."""
