@@ -1,41 +1,78 @@
 """Property-based: schemathesis generates requests from the API's own OpenAPI document, valid
-and invalid, for every operation; none may get a 5xx. Bounded: a few examples per operation."""
+and invalid, for every operation, sends them with an admin token and runs every one of its
+checks on each answer: no 5xx, only declared status codes, content types and headers, bodies
+that match their declared schemas (errors included), invalid requests refused, auth enforced
+where declared. Bounded (a few examples per operation) and derandomized for CI.
+
+Two check settings differ from schemathesis' defaults, each for a reason in docs/decisions.md:
+a schema-valid request may still be refused with 400 or 422 (rules a JSON schema cannot state:
+a body's name matching its path, cron syntax, a result inside the result storage), and the
+two operations answering lists of tuples skip the response-schema check (schemathesis cannot
+read ``prefixItems``, its issues 3842 and 4099).
+"""
 
 from __future__ import annotations
 
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, load_all_checks, response_schema_conformance
+from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
 
 from legato.models import Role
 from tests.live_server import LiveServer
 
 EXAMPLES = 12
+ACCEPTED = ["2xx", "3xx", "400", "401", "403", "404", "409", "422", "429", "5xx"]
+TUPLE_ANSWERS = {
+    "GET /api/v1/deployments/{name}/scheduled-runs",
+    "GET /api/v1/stats/task-durations",
+}
 
 
-def test_no_operation_answers_with_a_server_error(
+def test_every_operation_keeps_the_documented_contract(
     live: LiveServer, tokens: dict[Role, str]
 ) -> None:
-    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json")
-    headers = {"Authorization": f"Bearer {tokens[Role.ADMIN]}"}
+    load_all_checks()
+    checks = CHECKS.get_all()
+    assert len(checks) >= 14  # every built-in check, not a chosen few
+    config = SchemathesisConfig.from_dict(
+        {
+            # the scheme the document declares: the auth checks know which requests carry it
+            "auth": {"openapi": {"bearer": {"bearer": tokens[Role.ADMIN]}}},
+            "checks": {"positive_data_acceptance": {"expected-statuses": ACCEPTED}},
+        }
+    )
+    schema = schemathesis.openapi.from_url(f"{live.url}/openapi.json", config=config)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 30
+    answered: set[str] = set()  # operations that answered 2xx: the token was sent
+
+    def succeeded(_ctx: object, response: schemathesis.Response, case: schemathesis.Case) -> None:
+        if response.status_code < 300:
+            answered.add(case.operation.label)
+
     for operation in operations:
         cases = st.one_of(
             operation.as_strategy(GenerationMode.POSITIVE),
             operation.as_strategy(GenerationMode.NEGATIVE),
         )
+        skipped = [response_schema_conformance] if operation.label in TUPLE_ANSWERS else []
 
         @given(case=cases)
         @settings(
             max_examples=EXAMPLES,
             deadline=None,
             database=None,
+            derandomize=True,
+            phases=[Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(headers=headers, checks=[not_a_server_error])
+            case.call_and_validate(
+                checks=checks, additional_checks=[succeeded], excluded_checks=skipped
+            )
 
         check()
+    assert {"GET /api/v1/flow-runs", "GET /api/v1/tokens", "POST /api/v1/ops"} <= answered

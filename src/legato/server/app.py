@@ -4,24 +4,28 @@ Every route names the role it needs (``x-legato-role`` in the OpenAPI document):
 operator writes run state, claims, heartbeats, finishes, answers; admin manages tokens. The
 routes live in ``legato.server.routes``, one module per resource; each store route is bound
 to its operation in ``legato.store.operations``.
-Errors are JSON ``{"detail": "..."}`` (validation errors add ``errors``, each naming its
-field): 4xx for anything wrong with the request, 503 when the store cannot be reached.
+Errors are JSON ``{"detail": "..."}``, but a 422 (an invalid request) takes FastAPI's standard
+shape, ``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` (``server.errors``): 4xx for
+anything wrong with the request, 503 when the store cannot be reached.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from legato.errors import IllegalTransition, RunNotFound, StoreError, UsageError
 from legato.server.auth import Authenticator
-from legato.server.routes._common import ROLE_KEY, error
+from legato.server.errors import error, validation_body
+from legato.server.routes._common import BEARER, ROLE_KEY
 from legato.server.scope import TokenScope
 from legato.store import Store
 from legato.store.operations import API
@@ -78,7 +82,44 @@ def create_app(
     from legato.server.dashboard import mount_dashboard
 
     mount_dashboard(app, store, auth=app.state.auth)  # the pages at /, over a SqlStore
+    _declare_bearer(app)
     return app
+
+
+def _declare_bearer(app: FastAPI) -> None:
+    """The OpenAPI document names the bearer-token scheme its routes' ``security`` refers to
+    (tokens are checked by ``server.auth``, not by a FastAPI security dependency)."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            schemes = doc.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes[BEARER] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API token from `legato tokens create`.",
+            }
+            _errors_are_json(doc)
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _errors_are_json(doc: dict[str, Any]) -> None:
+    """FastAPI files a route's declared error answers under the route's own media type
+    (text/plain for /metrics); every error body is JSON, so say so."""
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            for status, answer in operation.get("responses", {}).items():
+                content = answer.get("content", {})
+                if status[:1] in "45" and content and "application/json" not in content:
+                    answer["content"] = {"application/json": next(iter(content.values()))}
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -98,16 +139,9 @@ class DeclaredSizeLimit:
             size = int(declared) if declared.isdigit() else 0
             if size > self.max_bytes:
                 message = f"the request body is {size} bytes; the limit is {self.max_bytes}"
-                await error(413, message, field="body")(scope, receive, send)
+                await error(413, message)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _field(loc: Sequence[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def _databaseerror(exc: Exception, message: str | None) -> JSONResponse:
@@ -130,14 +164,12 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = []
-        for e in exc.errors():
-            field = _field(e.get("loc", ()))
-            message = "not valid JSON" if e.get("type") == "json_invalid" else str(e.get("msg"))
-            errors.append({"field": field, "message": message})
-        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
-        detail = f"{first['field']}: {first['message']}"
-        return JSONResponse({"detail": detail, "errors": errors}, status_code=422)
+        return JSONResponse(validation_body(exc.errors()), status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def refused(_: Request, exc: HTTPException) -> JSONResponse:
+        # FastAPI's own answer, but a 422 raised with a message takes the 422 shape.
+        return error(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RunNotFound)
     async def not_found(_: Request, exc: RunNotFound) -> JSONResponse:

@@ -403,9 +403,29 @@ def _detail(response: httpx.Response) -> str:
         data = response.json()
     except ValueError:
         return response.text[:300] or response.reason_phrase
-    if isinstance(data, dict) and isinstance(data.get("detail"), str):
-        return str(data["detail"])
-    return str(data)[:300]
+    return error_text(data)
+
+
+def error_text(body: Any) -> str:
+    """A person's reading of an error body: its ``detail`` message, or for a 422 each
+    ``{loc, msg}`` as ``body.ops[1].values.result.ref: is outside ...``, joined by "; "."""
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and detail:
+        return "; ".join(
+            f"{field_name(e.get('loc') or [])}: {e.get('msg')}" if isinstance(e, dict) else str(e)
+            for e in detail
+        )
+    return str(body)[:300]
+
+
+def field_name(loc: Sequence[Any]) -> str:
+    """A 422's ``loc`` as one path: ``["body", "ops", 1, "id"]`` is ``body.ops[1].id``."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

@@ -14,18 +14,21 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 
 from legato.audit import Actor
 from legato.models import ApiToken, Role
 from legato.server.auth import Authenticator, require
+from legato.server.errors import error, invalid, responses
 from legato.server.scope import TokenScope
 from legato.store import PAGE_MAX, Store, wire
 from legato.store.operations import API, Operation
 
 ROLE_KEY = "x-legato-role"
+BEARER = "bearer"  # the OpenAPI security scheme of API tokens (declared by create_app)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+__all__ = ["BEARER", "ROLE_KEY", "Routes", "error", "invalid"]
 
 Id = Annotated[str, Path(min_length=1, max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=PAGE_MAX)]
@@ -57,6 +60,27 @@ async def _max_wait(request: Request) -> float:
     return float(request.app.state.max_wait)
 
 
+def _query_names(route: APIRoute) -> frozenset[str]:
+    names: set[str] = set()
+    todo = [route.dependant]
+    while todo:  # the route's own parameters and those of its dependencies (a short walk)
+        dependant = todo.pop()
+        names.update(p.alias for p in dependant.query_params)
+        todo.extend(dependant.dependencies)
+    return frozenset(names)
+
+
+async def _known_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: a misspelt filter (``?stat=``)
+    would otherwise be dropped, and the answer would look like the unfiltered one."""
+    route = request.scope.get("route")
+    if isinstance(route, APIRoute):
+        known = _query_names(route)
+        unknown = [k for k in request.query_params if k not in known]
+        if unknown:
+            raise invalid(*((("query", k), "is not a parameter of this route") for k in unknown))
+
+
 async def _result_storage(request: Request) -> str:
     return str(request.app.state.result_storage)
 
@@ -66,9 +90,7 @@ def check_results(root: str, body: BaseModel) -> None:
     outside this server's result storage: a run record is no way to plant a file to load."""
     errors = wire.result_ref_errors(body, root)
     if errors:
-        raise RequestValidationError(
-            [{"loc": ("body", *loc), "msg": why, "type": "value_error"} for loc, why in errors]
-        )
+        raise invalid(*((("body", *loc), why) for loc, why in errors))
 
 
 StoreDep = Annotated[Store, Depends(_store)]
@@ -99,14 +121,6 @@ async def _auditor(request: Request) -> Auditor:
 Audit = Annotated[Auditor, Depends(_auditor)]
 
 
-def error(status: int, message: str, *, field: str | None = None) -> JSONResponse:
-    """A JSON error answer ``{"detail": ...}``, naming the field when there is one."""
-    body: dict[str, Any] = {"detail": message}
-    if field is not None:
-        body["errors"] = [{"field": field, "message": message}]
-    return JSONResponse(body, status_code=status)
-
-
 @dataclass
 class _Entry:
     fn: Callable[..., Any]
@@ -121,7 +135,9 @@ class _Entry:
 class Routes:
     """The routes of one module, registered on an app by ``include``. ``bounded``: bodies
     sent without a Content-Length are cut at the app's bound (``max_body_size``); ``signed``:
-    its role-less routes authenticate by signature (so marked in the OpenAPI document)."""
+    its role-less routes authenticate by signature (so marked in the OpenAPI document).
+    Every route declares the error answers it may give (``legato.server.errors.responses``)
+    and, where it needs a role, the bearer token it needs."""
 
     bounded: bool = True
     signed: bool = False
@@ -159,9 +175,15 @@ class Routes:
         """Add every route to ``app``, in the order they were declared."""
         for e in self.entries:
             options = dict(e.options)
+            declared = responses(
+                authenticated=e.role is not None or self.signed,
+                role=e.role is not None,
+                body=e.method in _BODY_METHODS,
+            )
+            options["responses"] = {**declared, **options.get("responses", {})}
             if e.role is not None:
-                options["dependencies"] = [Depends(require(e.role))]
-                options["openapi_extra"] = {ROLE_KEY: e.role.value}
+                options["dependencies"] = [Depends(require(e.role)), Depends(_known_query)]
+                options["openapi_extra"] = {ROLE_KEY: e.role.value, "security": [{BEARER: []}]}
             elif self.signed:
                 options["openapi_extra"] = {"x-legato-auth": "signed"}
             if e.bounded:

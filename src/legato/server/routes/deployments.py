@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
-
 from legato import audit as details
 from legato.models import Deployment
-from legato.server.routes._common import Audit, Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep, invalid
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -31,7 +29,7 @@ def get_deployment(store: StoreDep, name: Id) -> w.FoundDeployment:
 def put_deployment(store: StoreDep, name: Id, body: w.DeploymentIn, audit: Audit) -> None:
     """Create or replace a deployment (its name must match the path)."""
     if body.deployment.name != name:
-        raise HTTPException(422, detail="body.deployment.name: must match the path")
+        raise invalid((("body", "deployment", "name"), "must match the path"))
     store.put_deployment(body.deployment)
     audit("deployment.put", name, details.deployment(body.deployment))
 

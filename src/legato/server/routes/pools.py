@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import HTTPException
-
 from legato import audit as details
 from legato.models import Pool
-from legato.server.routes._common import Audit, Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep, invalid
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -31,7 +29,7 @@ def get_pool(store: StoreDep, name: Id) -> w.FoundPool:
 def put_pool(store: StoreDep, name: Id, body: w.PoolIn, audit: Audit) -> None:
     """Create or replace a pool definition (its name must match the path)."""
     if body.pool.name != name:
-        raise HTTPException(422, detail="body.pool.name: must match the path")
+        raise invalid((("body", "pool", "name"), "must match the path"))
     store.put_pool(body.pool)
     audit("pool.put", name, details.pool(body.pool))
 

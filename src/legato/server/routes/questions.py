@@ -8,7 +8,16 @@ from fastapi import Query
 
 from legato.errors import InvalidAnswer, UsageError
 from legato.models import Question, QuestionState
-from legato.server.routes._common import Audit, Id, Limit, Operator, Routes, StoreDep, error
+from legato.server.routes._common import (
+    Audit,
+    Id,
+    Limit,
+    Operator,
+    Routes,
+    StoreDep,
+    error,
+    invalid,
+)
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 
@@ -77,7 +86,7 @@ def answer(
     try:
         answer_question(store, question, body.value, body.by or token.name)
     except InvalidAnswer as exc:
-        return error(422, str(exc), field="body.value")
+        raise invalid((("body", "value"), str(exc))) from None
     except UsageError as exc:  # answered by someone else meanwhile
         return error(409, str(exc))
     answered = store.get_question(question.id)

@@ -7,12 +7,11 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import Query, Request
-from fastapi.responses import JSONResponse
 
 from legato import audit as details
 from legato.errors import UsageError
 from legato.models import Role
-from legato.server.routes._common import Audit, Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Id, Routes, StoreDep, error
 from legato.store.operations import API, OPERATIONS
 from legato.store.wire import Changed, Count, FoundTrigger, TriggerIn
 
@@ -95,4 +94,4 @@ async def webhook(store: StoreDep, name: Id, request: Request) -> Any:
             lambda: handle(store, name, headers, body, check_token=check)
         )
     except Refused as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        return error(exc.status, str(exc))
