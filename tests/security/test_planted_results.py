@@ -25,6 +25,7 @@ from legato.errors import ResultMissing, SerializationError
 from legato.models import Role, State
 from legato.results import ResultStorage
 from legato.store import UpdateTaskRun, open_store
+from legato.store.http import error_text
 from legato.store.sql import SqlStore
 from tests.live_server import LiveServer
 
@@ -133,8 +134,8 @@ def test_no_token_can_plant_a_result_ref_through_the_api(site: dict[str, Any]) -
     with httpx.Client(base_url=server.url, headers=bearer, timeout=30) as client:
         got = client.post("/api/v1/ops", json={"ops": ops})
         assert got.status_code == 422, got.text
-        assert "body.ops[1].values.result.ref" in got.json()["detail"]
-        assert "outside the result storage" in got.json()["detail"]
+        assert "body.ops[1].values.result.ref" in error_text(got.json())
+        assert "outside the result storage" in error_text(got.json())
         # A URL or a path climbing out of the storage is refused the same way.
         for ref in (
             "http://attacker.example/evil.pkl",
@@ -154,7 +155,7 @@ def test_no_token_can_plant_a_result_ref_through_the_api(site: dict[str, Any]) -
             "expires_at": None,
         }
         got = client.post("/api/v1/ops", json={"ops": [cache]})
-        assert got.status_code == 422 and "body.ops[0].result.ref" in got.json()["detail"]
+        assert got.status_code == 422 and "body.ops[0].result.ref" in error_text(got.json())
     assert site["store"].get_task_run(site["task_run"].id).state is State.FAILED  # nothing kept
     # The retry runs the task again (still failing: the gate is shut); nothing was unpickled.
     retry = legato(

@@ -14,7 +14,7 @@ from legato.errors import StoreError
 from legato.models import Question, State, new_id
 from legato.server.app import API
 from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun, UpdateFlowRun
-from legato.store.http import HttpStore
+from legato.store.http import HttpStore, error_text
 from legato.store.sql import SqlStore
 from legato.store.wire import encode
 from tests.live_server import LiveServer
@@ -31,8 +31,7 @@ def insert_flow_run(**values: Any) -> dict[str, Any]:
 
 def assert_names(got: httpx.Response, status: int, field: str) -> None:
     assert got.status_code == status, got.text
-    body = got.json()
-    assert field in body["detail"], body
+    assert field in error_text(got.json()), got.json()
 
 
 def test_health(anonymous: httpx.Client) -> None:
@@ -58,7 +57,8 @@ def test_malformed_json_is_a_422_naming_the_body(client: httpx.Client) -> None:
         f"{API}/ops", content=b'{"ops": [', headers={"Content-Type": "application/json"}
     )
     assert_names(got, 422, "body")
-    assert "JSON" in got.json()["detail"]
+    assert got.json()["detail"][0]["loc"][0] == "body"
+    assert "JSON" in error_text(got.json())
 
 
 @pytest.mark.parametrize(
@@ -107,7 +107,7 @@ def test_wrong_types_are_a_422_naming_the_field(
         assert got.status_code == 204, got.text
         return
     assert_names(got, 422, field)
-    assert all("field" in e for e in got.json()["errors"])
+    assert all({"loc", "msg", "type"} <= e.keys() for e in got.json()["detail"])
 
 
 def test_bad_query_parameters_are_a_422(client: httpx.Client) -> None:
@@ -159,7 +159,7 @@ def test_answers_are_validated_and_recorded(client: httpx.Client, server_store: 
     server_store.apply([InsertFlowRun(run), paused, InsertQuestion(q)])
     wrong = client.post(f"{API}/questions/{q.id}/answer", json={"value": "maybe"})
     assert_names(wrong, 422, "answer refused")
-    assert wrong.json()["errors"][0]["field"] == "body.value"
+    assert wrong.json()["detail"][0]["loc"] == ["body", "value"]
     got = client.post(f"{API}/questions/{q.id}/answer", json={"value": True})
     assert got.status_code == 200, got.text
     assert got.json()["state"] == "answered" and got.json()["answer"] is True

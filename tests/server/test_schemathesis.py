@@ -16,9 +16,10 @@ from __future__ import annotations
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from schemathesis.checks import CHECKS, load_all_checks, response_schema_conformance
+from schemathesis.checks import CHECKS, CheckFunction, load_all_checks, response_schema_conformance
 from schemathesis.config import SchemathesisConfig
 from schemathesis.generation import GenerationMode
+from schemathesis.schemas import APIOperation
 
 from legato.models import Role
 from tests.live_server import LiveServer
@@ -54,25 +55,30 @@ def test_every_operation_keeps_the_documented_contract(
             answered.add(case.operation.label)
 
     for operation in operations:
-        cases = st.one_of(
-            operation.as_strategy(GenerationMode.POSITIVE),
-            operation.as_strategy(GenerationMode.NEGATIVE),
-        )
         skipped = [response_schema_conformance] if operation.label in TUPLE_ANSWERS else []
-
-        @given(case=cases)
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            derandomize=True,
-            phases=[Phase.generate],
-            suppress_health_check=list(HealthCheck),
-        )
-        def check(case: schemathesis.Case) -> None:
-            case.call_and_validate(
-                checks=checks, additional_checks=[succeeded], excluded_checks=skipped
-            )
-
-        check()
+        _fuzz(operation, [*checks, succeeded], skipped)
     assert {"GET /api/v1/flow-runs", "GET /api/v1/tokens", "POST /api/v1/ops"} <= answered
+
+
+def _fuzz(
+    operation: APIOperation, checks: list[CheckFunction], skipped: list[CheckFunction]
+) -> None:
+    """EXAMPLES valid and invalid requests to ``operation``, each answer through ``checks``."""
+    cases = st.one_of(
+        operation.as_strategy(GenerationMode.POSITIVE),
+        operation.as_strategy(GenerationMode.NEGATIVE),
+    )
+
+    @given(case=cases)
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def check(case: schemathesis.Case) -> None:
+        case.call_and_validate(checks=checks, excluded_checks=skipped)
+
+    check()

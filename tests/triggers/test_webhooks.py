@@ -13,6 +13,7 @@ import pytest
 
 from legato.models import Role, Trigger
 from legato.store import Store
+from legato.store.http import error_text
 from legato.triggers.webhooks import parse_map, sign, webhook_config
 
 from .conftest import deploy_flow
@@ -96,12 +97,12 @@ def test_missing_fields_and_bad_parameters_are_422_and_start_nothing(
     body = b'{"data": {}}'
     answer = client.post("/api/v1/hooks/new-sample", content=body, headers=_signed(body))
     assert answer.status_code == 422
-    assert "data.sample.id" in answer.json()["detail"]
+    assert "data.sample.id" in error_text(answer.json())
     store.put_trigger(Trigger("raw", "webhook", "from_hook", webhook_config(secret=SECRET)))
     body = b'{"sample": "S1", "threshold": "high"}'
     answer = client.post("/api/v1/hooks/raw", content=body, headers=_signed(body))
     assert answer.status_code == 422
-    assert "threshold" in answer.json()["detail"]
+    assert "threshold" in error_text(answer.json())
     assert store.list_flow_runs() == []
     assert client.post("/api/v1/hooks/nope", content=body, headers=_signed(body)).status_code == 404
 
