@@ -21,10 +21,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     TypeAdapter,
     ValidationError,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from legato.models import (
     ApiToken,
@@ -196,9 +199,20 @@ def _finite_time(value: float) -> float:
     return value
 
 
-Timestamp = Annotated[float, AfterValidator(_finite_time)]
-Name = Annotated[str, Field(max_length=NAME_MAX), AfterValidator(_no_nul)]
-Text = Annotated[str, Field(max_length=TEXT_MAX), AfterValidator(_no_nul)]
+# The validators' rules, also written into the OpenAPI document (json_schema_extra: the
+# validators keep their own messages) so that a generated client, or schemathesis, knows them.
+_NO_NUL = {"pattern": "^[^\\u0000]*$"}
+Timestamp = Annotated[
+    float,
+    Field(json_schema_extra={"minimum": 0, "maximum": MAX_TIMESTAMP}),
+    AfterValidator(_finite_time),
+]
+Name = Annotated[
+    str, Field(max_length=NAME_MAX, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)
+]
+Text = Annotated[
+    str, Field(max_length=TEXT_MAX, json_schema_extra=_NO_NUL), AfterValidator(_no_nul)
+]
 
 
 # Which columns an update may set, with their types: a record's fields, less its identity
@@ -210,6 +224,49 @@ _FIXED = frozenset({"id", "state", "worker", "lease_expires_at"})
 def _column_types(record: Any) -> dict[str, Any]:
     hints = typing.get_type_hints(record)
     return {f.name: hints[f.name] for f in dataclasses.fields(record) if f.name not in _FIXED}
+
+
+def columns(record: Any) -> Any:
+    """The ``values`` field of an update of ``record``: its settable columns, each with its
+    type and range in the OpenAPI document (``check_values`` is what checks them)."""
+    props = {
+        n: _column_schema(n, TypeAdapter(t).json_schema()) for n, t in _column_types(record).items()
+    }
+    extra: dict[str, Any] = {"properties": props, "additionalProperties": False}
+    return Field(default_factory=dict, json_schema_extra=extra)
+
+
+def _column_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` (a column type's) with the range ``column_problem`` enforces written in."""
+    if name in _USER_DATA:
+        return schema
+    for branch in schema.get("anyOf", []):
+        _column_schema(name, branch)
+    kind = schema.get("type")
+    if kind in ("number", "integer") and _is_time(name):
+        schema |= {"minimum": 0, "maximum": MAX_TIMESTAMP}
+    elif kind == "integer":
+        schema |= {"minimum": 0, "maximum": MAX_COUNT}
+    elif kind == "string":
+        schema |= {"maxLength": _LONG.get(name, NAME_MAX)} | _NO_NUL
+    elif kind == "array" and name in ("tags", "depends_on"):
+        schema["items"] = {"type": "string", "maxLength": NAME_MAX} | _NO_NUL
+    return schema
+
+
+class _Ranged:
+    """Marks a record that ``check_record`` checks: its columns' ranges go into its schema."""
+
+    def __get_pydantic_json_schema__(
+        self, core: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core)
+        for name, prop in handler.resolve_ref_schema(schema).get("properties", {}).items():
+            _column_schema(name, prop)
+        return schema
+
+
+RANGED = _Ranged()
 
 
 def check_values(record: Any, values: dict[str, Any]) -> dict[str, Any]:
@@ -239,7 +296,7 @@ class Body(BaseModel):
 
 class InsertFlowRunIn(Body):
     op: Literal["insert_flow_run"]
-    run: FlowRun
+    run: Annotated[FlowRun, RANGED]
     message: Text | None = None
 
     @field_validator("run")
@@ -253,7 +310,7 @@ class InsertFlowRunIn(Body):
 
 class InsertTaskRunIn(Body):
     op: Literal["insert_task_run"]
-    run: TaskRun
+    run: Annotated[TaskRun, RANGED]
     message: Text | None = None
 
     @field_validator("run")
@@ -270,7 +327,7 @@ class UpdateFlowRunIn(Body):
     id: Name
     state: State
     at: Timestamp
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = columns(FlowRun)
     message: Text | None = None
 
     @field_validator("values")
@@ -287,7 +344,7 @@ class UpdateTaskRunIn(Body):
     id: Name
     state: State
     at: Timestamp
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = columns(TaskRun)
     message: Text | None = None
 
     @field_validator("values")
@@ -311,7 +368,7 @@ class SupersedeTaskRunIn(Body):
 
 class InsertLogsIn(Body):
     op: Literal["insert_logs"]
-    records: list[LogRecord]
+    records: list[Annotated[LogRecord, RANGED]]
 
     @field_validator("records")
     @classmethod
@@ -329,7 +386,7 @@ class InsertLogsIn(Body):
 
 class InsertArtifactIn(Body):
     op: Literal["insert_artifact"]
-    artifact: Artifact
+    artifact: Annotated[Artifact, RANGED]
 
     @field_validator("artifact")
     @classmethod
@@ -357,7 +414,7 @@ class PutCacheIn(Body):
 
 class InsertQuestionIn(Body):
     op: Literal["insert_question"]
-    question: Question
+    question: Annotated[Question, RANGED]
 
     @field_validator("question")
     @classmethod
@@ -451,7 +508,7 @@ class OpsIn(Body):
 class TransitionIn(Body):
     state: State
     allowed_from: list[State]
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = columns(FlowRun)
     message: Text | None = None
 
     @field_validator("values")
@@ -463,7 +520,7 @@ class TransitionIn(Body):
 class QuestionUpdateIn(Body):
     allowed_from: list[QuestionState]
     state: QuestionState
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = columns(Question)
 
     @field_validator("values")
     @classmethod
@@ -534,7 +591,7 @@ class HeartbeatIn(Body):
 class FinishIn(Body):
     attempt: int = Field(ge=0, le=2**31 - 1)
     state: State
-    values: dict[str, Any] = Field(default_factory=dict)
+    values: dict[str, Any] = columns(TaskRun)
     message: Text | None = None
 
     @field_validator("values")
@@ -558,7 +615,7 @@ class WaitTaskRunsIn(Body):
 
 
 class WorkerIn(Body):
-    worker: Worker
+    worker: Annotated[Worker, RANGED]
 
     @field_validator("worker")
     @classmethod
