@@ -107,10 +107,19 @@ class Settings(BaseSettings):
         default=None,
         description="Key that signs dashboard session cookies; random per server start when "
         "unset (everyone logs in again after a restart). Set it when several servers share "
-        "users.",
+        "users. Changing it logs everyone out, unless the old key is kept in "
+        "LEGATO_SESSION_OLD_SECRETS.",
+    )
+    session_old_secrets: str | None = Field(
+        default=None,
+        description="Comma-separated earlier LEGATO_SESSION_SECRET values: cookies they "
+        "signed are still accepted, new ones are signed with LEGATO_SESSION_SECRET only (a "
+        "key change without logging everyone out; docs/security.md).",
     )
     session_hours: float = Field(
-        default=12.0, gt=0, description="How long a dashboard login lasts."
+        default=12.0,
+        gt=0,
+        description="How long a dashboard login lasts (its cookie and its row on the server).",
     )
 
     # -- schedules, triggers, notifications, Slack (docs/triggers.md, docs/slack.md) ---------

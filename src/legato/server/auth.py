@@ -49,6 +49,8 @@ class Authenticator:
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[ApiToken, float]] = {}  # sha256(secret) -> token, until
         self._touched: dict[str, float] = {}  # token id -> when last_used_at was written
+        # Called by forget(): what else remembers tokens (the dashboard's sessions).
+        self.on_forget: list[Callable[[], None]] = []
 
     def check(self, authorization: str | None, needed: Role) -> ApiToken:
         """The caller's token if it has ``needed``'s role; HTTP 401 or 403 otherwise."""
@@ -77,6 +79,8 @@ class Authenticator:
         """Drop every remembered token (after a revocation)."""
         with self._lock:
             self._cache.clear()
+        for then in self.on_forget:
+            then()
 
     def _verify(self, secret: str) -> ApiToken | None:
         key = hashlib.sha256(secret.encode()).hexdigest()

@@ -44,7 +44,14 @@ from legato.models import (
 )
 from legato.server import forms, graphs
 from legato.server.auth import Authenticator
-from legato.server.session import COOKIE, LOGIN_COOKIE, Session, SessionSigner, csrf_ok
+from legato.server.session import (
+    COOKIE,
+    LOGIN_COOKIE,
+    Session,
+    SessionKeeper,
+    csrf_ok,
+    session_keys,
+)
 from legato.store.views import RunFilter
 
 HERE = Path(__file__).parent
@@ -103,26 +110,27 @@ def mount_dashboard(
 ) -> None:
     """Add the dashboard's pages to ``app``. They need a SqlStore's view queries (see
     ``legato.store.views``): over another store nothing is added. The session secret and
-    lifetime default to ``LEGATO_SESSION_SECRET`` and ``LEGATO_SESSION_HOURS``."""
+    lifetime default to ``LEGATO_SESSION_SECRET`` and ``LEGATO_SESSION_HOURS``; the keys in
+    ``LEGATO_SESSION_OLD_SECRETS`` are accepted too."""
     if not hasattr(store, "search_flow_runs"):
         return
-    if session_secret is None or session_hours is None:
-        from legato.settings import get_settings
+    from legato.settings import get_settings
 
-        settings = get_settings()
-        session_secret = session_secret or settings.session_secret
-        session_hours = session_hours or settings.session_hours
-    Dashboard(app, store, auth, session_secret, session_hours).mount()
+    settings = get_settings()
+    keys = session_keys(session_secret or settings.session_secret, settings.session_old_secrets)
+    Dashboard(app, store, auth, keys, session_hours or settings.session_hours).mount()
 
 
 class Dashboard:
     def __init__(
-        self, app: FastAPI, store: Any, auth: Authenticator, secret: str | None, hours: float
+        self, app: FastAPI, store: Any, auth: Authenticator, keys: list[str], hours: float
     ) -> None:
         self.app = app
         self.store = store
         self.auth = auth
-        self.sessions = SessionSigner(auth.store, secret=secret, hours=hours, auth=auth.enabled)
+        # Sessions live with the tokens they were made with (auth.store), in the database.
+        self.sessions = SessionKeeper(auth.store, keys=keys, hours=hours, auth=auth.enabled)
+        auth.on_forget.append(self.sessions.forget)  # a token revoked here ends its sessions
         self.env = _env()
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -171,7 +179,7 @@ class Dashboard:
         """(session, form fields, refusal) of a POSTed action; refusal is "" when allowed."""
         body = (await request.body()).decode("utf-8", "replace")
         form = dict(parse_qsl(body, keep_blank_values=True))
-        session = self.session(request)
+        session = await run_in_threadpool(self.session, request)  # may read the database
         if session is None:
             return None, form, "log in first"
         if not csrf_ok(session, form.get("csrf") or request.headers.get("X-CSRF-Token")):
@@ -279,7 +287,8 @@ class Dashboard:
             return self.render(
                 request, "login.html", None, 401, error=why, nonce=nonce, next=target
             )
-        cookie, _ = self.sessions.issue(token)
+        cookie, session = await run_in_threadpool(self.sessions.issue, token)
+        await run_in_threadpool(_actor(session).record, self.store, "session.login", token.id)
         response = RedirectResponse(target, status_code=303)
         _set_cookie(request, response, COOKIE, cookie, max_age=int(self.sessions.seconds))
         response.delete_cookie(LOGIN_COOKIE, path="/")
@@ -287,12 +296,19 @@ class Dashboard:
 
     async def logout(self, request: Request) -> Response:
         body = (await request.body()).decode("utf-8", "replace")
-        session = self.session(request)
+        session = await run_in_threadpool(self.session, request)
         if session is not None and not csrf_ok(session, dict(parse_qsl(body)).get("csrf")):
             return self.refuse(request, session, "the form is stale or forged: reload the page")
+        if session is not None and self.auth.enabled:
+            await run_in_threadpool(self._end, session)
         response = RedirectResponse("/login" if self.auth.enabled else "/", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
+
+    def _end(self, session: Session) -> None:
+        """Log out: the session's row is revoked, whatever copies of the cookie exist."""
+        self.sessions.end(session)
+        _actor(session).record(self.store, "session.logout", session.token_id)
 
     # -- runs -------------------------------------------------------------------------------
 

@@ -1,33 +1,46 @@
-"""Dashboard sessions: a signed cookie naming the API token a person logged in with.
+"""Dashboard sessions: a row per login in the database, and a signed cookie naming it.
 
-The cookie holds the token's id, name and role, a CSRF token and an expiry, signed with an
-HMAC-SHA256 under the server's session secret (``LEGATO_SESSION_SECRET``, random per start
-when unset). It never holds the token's secret. It is HttpOnly and SameSite=Lax (Secure
-behind https). Each request re-checks that the token is still live (a revoked token's
-sessions end within ``recheck_seconds``). Every form carries the session's CSRF token, and
-every POST is refused without it.
+A login adds a ``dashboard_sessions`` row (random 32-byte id, the token, an expiry
+``LEGATO_SESSION_HOURS`` ahead). The cookie holds that id and the session's CSRF token,
+signed with ``itsdangerous`` under ``LEGATO_SESSION_SECRET`` (random per start when unset)
+with a timestamp, so a cookie older than the session's lifetime fails its signature check on
+its own. It never holds the token's secret, name or role: those are read from the database.
+It is HttpOnly and SameSite=Lax (Secure behind https).
+
+Each request checks the row: live, unexpired, and its token neither revoked nor expired. The
+answer is remembered for ``recheck_seconds`` per process, so a busy page costs no query per
+poll; a logout or a token revocation through this server forgets it at once, one made through
+another server process takes effect there within ``recheck_seconds``. Logout revokes the row.
+
+Keys in ``LEGATO_SESSION_OLD_SECRETS`` are still accepted but never sign: the way to change
+the key without logging everyone out. Every form carries the session's CSRF token, and every
+POST is refused without it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
-import json
+import math
 import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
+
+from itsdangerous import BadData, URLSafeTimedSerializer
 
 from legato.models import ApiToken, Role
-from legato.store import Store
+from legato.store import AdminStore
 
 COOKIE = "legato_session"
 LOGIN_COOKIE = "legato_login"  # the login form's own CSRF nonce (double submit)
+SALT = "legato.session"  # keeps these signatures apart from any other use of the key
+_CACHE_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
 class Session:
+    id: str
     token_id: str
     name: str
     role: Role
@@ -39,84 +52,95 @@ class Session:
         return self.role.allows(Role.OPERATOR)
 
 
-class SessionSigner:
+def session_keys(secret: str | None, old: str | None) -> list[str]:
+    """The keys a cookie may be signed with, the signing one last (itsdangerous' order):
+    ``old`` is a comma-separated list of earlier keys, still accepted."""
+    earlier = [k.strip() for k in (old or "").split(",") if k.strip()]
+    return [*earlier, secret or secrets.token_urlsafe(32)]
+
+
+class SessionKeeper:
     def __init__(
         self,
-        store: Store,
+        store: AdminStore,
         *,
-        secret: str | None,
+        keys: list[str],
         hours: float,
         auth: bool,
         recheck_seconds: float = 5.0,
     ) -> None:
         self.store = store
-        self.key = (secret or secrets.token_urlsafe(32)).encode()
         self.seconds = hours * 3600
         self.auth = auth
         self.recheck_seconds = recheck_seconds
+        self._serializer = URLSafeTimedSerializer(keys, salt=SALT)
+        # The signature's age is in whole seconds; the row's expiry is the exact bound.
+        self._max_age = math.ceil(self.seconds)
         self._lock = threading.Lock()
-        self._live: tuple[float, set[str]] = (0.0, set())
+        # session id -> (token, session expiry, recheck after): a live row seen recently
+        self._live: dict[str, tuple[ApiToken, float, float]] = {}
+        # Bumped by every logout and revocation: a lookup that raced one is not remembered.
+        self._generation = 0
         # With authentication off every visitor is an operator, with one CSRF token per start.
         self.open_session = Session(
-            "no-auth", "no-auth", Role.OPERATOR, secrets.token_urlsafe(24), float("inf")
+            "no-auth", "no-auth", "no-auth", Role.OPERATOR, secrets.token_urlsafe(24), float("inf")
         )
-
-    def _sign(self, payload: bytes) -> str:
-        mac = hmac.new(self.key, payload, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def issue(self, token: ApiToken) -> tuple[str, Session]:
-        """A cookie value for a person who logged in with ``token``."""
-        session = Session(
-            token.id, token.name, token.role, secrets.token_urlsafe(24), time.time() + self.seconds
-        )
-        body = json.dumps(
-            {
-                "i": session.token_id,
-                "n": session.name,
-                "r": session.role.value,
-                "c": session.csrf,
-                "e": session.expires,
-            },
-            separators=(",", ":"),
-        ).encode()
-        payload = base64.urlsafe_b64encode(body).decode().rstrip("=")
-        return f"{payload}.{self._sign(payload.encode())}", session
+        """A new session for a person who logged in with ``token``, and its cookie value."""
+        expires = time.time() + self.seconds
+        session_id = self.store.create_session(token.id, expires)
+        csrf = secrets.token_urlsafe(24)
+        cookie = self._serializer.dumps({"s": session_id, "c": csrf})
+        return cookie, Session(session_id, token.id, token.name, token.role, csrf, expires)
 
     def read(self, cookie: str | None) -> Session | None:
-        """The session in a cookie, if it is signed by us, unexpired and its token is live."""
+        """The session a cookie names, if it is signed by us within the session lifetime and
+        its row is live."""
         if not self.auth:
             return self.open_session
-        if not cookie or "." not in cookie:
-            return None
-        payload, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._sign(payload.encode())):
+        if not cookie:
             return None
         try:
-            data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-            session = Session(
-                str(data["i"]), str(data["n"]), Role(data["r"]), str(data["c"]), float(data["e"])
-            )
-        except (ValueError, KeyError, TypeError):
+            data: Any = self._serializer.loads(cookie, max_age=self._max_age)
+            session_id, csrf = str(data["s"]), str(data["c"])
+        except (BadData, KeyError, TypeError):
             return None
-        if session.expires < time.time() or not self._is_live(session.token_id):
+        found = self._lookup(session_id)
+        if found is None:
             return None
-        return session
+        token, expires = found
+        return Session(session_id, token.id, token.name, token.role, csrf, expires)
 
-    def _is_live(self, token_id: str) -> bool:
+    def _lookup(self, session_id: str) -> tuple[ApiToken, float] | None:
         now = time.monotonic()
         with self._lock:
-            until, live = self._live
-        if until < now:
-            live = {t.id for t in self.store.list_tokens() if t.revoked_at is None}
-            with self._lock:
-                self._live = (now + self.recheck_seconds, live)
-        return token_id in live
+            hit = self._live.get(session_id)
+            generation = self._generation
+        if hit is not None and hit[2] > now and hit[1] > time.time():
+            return hit[0], hit[1]
+        found = self.store.live_session(session_id)
+        with self._lock:
+            if found is None:
+                self._live.pop(session_id, None)
+            elif generation == self._generation:
+                if len(self._live) >= _CACHE_MAX:
+                    self._live.clear()
+                self._live[session_id] = (*found, now + self.recheck_seconds)
+        return found
+
+    def end(self, session: Session) -> None:
+        """Log out: the row is revoked, so the cookie admits no one again, anywhere."""
+        self.store.revoke_session(session.id)
+        with self._lock:
+            self._generation += 1
+            self._live.pop(session.id, None)
 
     def forget(self) -> None:
-        """Re-check tokens on the next request (after a revocation)."""
+        """Re-check every session on its next request (after a token revocation)."""
         with self._lock:
-            self._live = (0.0, set())
+            self._generation += 1
+            self._live.clear()
 
 
 def csrf_ok(session: Session, sent: str | None) -> bool:

@@ -195,6 +195,15 @@ class HttpAdmin:
 
     # -- the server's own work ------------------------------------------------------------------
 
+    def create_session(self, token_id: str, expires_at: float) -> str:
+        _server_only("the dashboard")
+
+    def live_session(self, session_id: str) -> tuple[ApiToken, float] | None:
+        _server_only("the dashboard")
+
+    def revoke_session(self, session_id: str) -> bool:
+        _server_only("the dashboard")
+
     def due_schedules(self, now: float) -> list[Schedule]:
         _server_only("the scheduler")
 

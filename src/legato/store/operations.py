@@ -566,5 +566,8 @@ SERVER_ONLY = frozenset(
         "flow_events_after",
         "unannounced_questions",
         "record_audit",
+        "create_session",
+        "live_session",
+        "revoke_session",
     }
 )

@@ -5,8 +5,8 @@
 - ``QueueStore``: what a worker needs: claim a batch, heartbeat, finish, hand back, requeue
   expired leases, wait for work, register itself, and the pool definition it serves.
 - ``AdminStore``: what people and the server manage and look at: concurrency limits,
-  deployments, pool definitions, tokens, schedules, triggers, notifications, statistics,
-  the audit log.
+  deployments, pool definitions, tokens, dashboard sessions, schedules, triggers,
+  notifications, statistics, the audit log.
 
 ``RunStore`` and ``QueueStore`` share ``Writes``: a worker also records its runs' logs and
 marks the flow runs it holds. ``Store`` is every role together (the CLI and the server).
@@ -284,6 +284,17 @@ class AdminStore(Connected, Protocol):
 
     def revoke_token(self, id_or_name: str) -> bool:
         """Revoke by id, id prefix or name; False if none matched."""
+
+    # -- dashboard sessions (sessions.py; the server's own, no HTTP route) -------------------
+
+    def create_session(self, token_id: str, expires_at: float) -> str:
+        """A new dashboard session for a token; returns its random id."""
+
+    def live_session(self, session_id: str) -> tuple[ApiToken, float] | None:
+        """(token, expiry) of a live session: unexpired, not revoked, its token live."""
+
+    def revoke_session(self, session_id: str) -> bool:
+        """End a session (logout); False if it was not live."""
 
     # -- schedules, triggers, notifications (triggers.py) ------------------------------------
 
