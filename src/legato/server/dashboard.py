@@ -9,8 +9,9 @@ htmx polls while the run is not final. Everything renders without JavaScript.
 Who may do what: a person logs in with an API token (``/login``); its role decides. Viewers
 read; operators also cancel, retry, resume and answer; admins also read the audit log, where
 every action taken here is recorded under the session's token name. Actions are POSTed forms
-that carry the session's CSRF token; the server checks role and token on every one. With
-``--no-auth`` (loopback only) there is no login and everyone is an operator.
+that carry the session's CSRF token; the server checks role and token on every one. A
+session is a row on the server (``session.py``): logging out ends it for every copy of the
+cookie. With ``--no-auth`` (loopback only) there is no login and everyone is an operator.
 """
 
 from __future__ import annotations

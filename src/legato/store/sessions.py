@@ -70,10 +70,11 @@ class SessionSql:
             row = conn.execute(q).first()
         if row is None:
             return None
+        token = rowmap.token(row)
         expires = row.session_expires_at
-        if row.expires_at is not None:  # the token's own expiry ends the session too
-            expires = min(expires, row.expires_at)
-        return rowmap.token(row), expires
+        if token.expires_at is not None:  # the token's own expiry ends the session too
+            expires = min(expires, token.expires_at)
+        return token, expires
 
     def revoke_session(self, session_id: str) -> bool:
         """End a session (logout); False if it was not live."""
