@@ -249,6 +249,23 @@ class Flow(Generic[P, R]):
             **fields,
         )
 
+    def parameter_schema(self) -> dict[str, Any]:
+        """The parameters as a JSON schema, recorded by `legato deploy` so the server checks
+        a run's parameters without importing the flow. Types JSON schema cannot describe
+        (arbitrary classes) accept any value there; the worker validates them fully."""
+        from pydantic.json_schema import GenerateJsonSchema
+
+        class _Lenient(GenerateJsonSchema):
+            def handle_invalid_for_json_schema(self, schema: Any, error_info: str) -> Any:
+                return {}  # an arbitrary class: anything here, the worker's check decides
+
+            def emit_warning(self, kind: Any, detail: str) -> None:
+                pass  # a default JSON cannot hold is left out of the schema, not an error
+
+        schema: dict[str, Any] = self._model.model_json_schema(schema_generator=_Lenient)
+        schema["additionalProperties"] = False  # an unknown parameter is refused, as here
+        return schema
+
     def validate(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bind and validate call arguments against the type hints; ParameterError if bad."""
         from pydantic import ValidationError

@@ -5,6 +5,10 @@ module) and a version (a hash of the source file); ``legato run N`` queues a flo
 pool; a worker of that pool claims it, loads the flow from the same path or installed package,
 and runs it. How code reaches workers: a shared filesystem (the same absolute path on every
 machine) or an installed package (a module path); the version is recorded on every run.
+
+Only workers import the code. A deployment records its flow's parameters as a JSON schema,
+and runs are started (``legato run NAME``, triggers, the API) by checking their parameters
+against it: the server never imports what a deployment names.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from legato.errors import UsageError
-from legato.models import Deployment, FlowRun, State, new_id
-from legato.store import InsertFlowRun, Store
+from legato.models import Deployment
+from legato.store import Store
 
 DEFAULT_POOL = "default"
 
@@ -55,54 +59,13 @@ def deploy(
         version=source_version(flow.source),
         created_at=now,
         updated_at=now,
+        parameter_schema=flow.parameter_schema(),
     )
     store.put_deployment(dep)
     from legato import audit
 
     audit.record_local(store, "deployment.put", dep.name, audit.deployment(dep))
     return dep
-
-
-def start_run(store: Store, dep: Deployment, parameters: dict[str, Any]) -> FlowRun:
-    """Queue a run of a deployment for its pool. Parameters are validated here when the flow
-    can be loaded in this process; otherwise the worker validates them."""
-    run = build_run(dep, parameters)
-    store.apply([InsertFlowRun(run, message=f"queued for pool {dep.pool}")])
-    return run
-
-
-def build_run(dep: Deployment, parameters: dict[str, Any]) -> FlowRun:
-    """The queued run ``start_run`` inserts, not inserted yet (triggers insert it together
-    with what started it, in one transaction)."""
-    params = {**dep.parameters, **parameters}
-    try:
-        from legato.loader import load_flow
-
-        flow = load_flow(dep.source)
-    except Exception:
-        flow = None  # the code lives on the workers only
-    if flow is not None:
-        from legato.results import ResultStorage
-        from legato.settings import get_settings
-
-        settings = get_settings()
-        results = ResultStorage(settings.results_url, allow_pickle=settings.allow_pickle)
-        params = flow.dump_params(flow.validate((), params), results)
-    now = time.time()
-    run = FlowRun(
-        id=new_id(),
-        flow=dep.flow,
-        state=State.PENDING,
-        parameters=params,
-        pool=dep.pool,
-        tags=list(dep.tags),
-        created_at=now,
-        source=dep.source,
-        deployment=dep.name,
-        version=dep.version,
-        queued_at=now,
-    )
-    return run
 
 
 def run_claimed_flow(run_id: str) -> str:

@@ -406,6 +406,9 @@ class Deployment:
     version: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    # The flow's parameters as a JSON schema, recorded at deploy: the server checks a run's
+    # parameters against it and never imports the flow. None: deployed before it was kept.
+    parameter_schema: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -418,6 +421,7 @@ class Deployment:
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "parameter_schema": self.parameter_schema,
         }
 
 

@@ -69,6 +69,7 @@ MATRIX: dict[tuple[str, str], Role] = {
     ("GET", "/deployments/{name}"): V,
     ("PUT", "/deployments/{name}"): R,
     ("DELETE", "/deployments/{name}"): R,
+    ("POST", "/deployments/{name}/runs"): O,  # starting registered code is an operator's
     ("GET", "/schedules"): V,
     ("PUT", "/deployments/{name}/schedules"): R,
     ("POST", "/schedules/{ref}/pause"): R,

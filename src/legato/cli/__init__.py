@@ -126,11 +126,13 @@ def _exit_code(state: State) -> int:
 # -- legato run ----------------------------------------------------------------------------
 
 
-def parse_params(flow: Any | None, pairs: list[str], params_file: Path | None) -> dict[str, Any]:
-    """``-p key=value`` pairs (values are JSON when they parse, except for str parameters, when
-    the flow is known) on top of a JSON params file."""
-    import typing
-
+def parse_params(
+    schema: dict[str, Any] | None, pairs: list[str], params_file: Path | None
+) -> dict[str, Any]:
+    """``-p key=value`` pairs on top of a JSON params file. Values are JSON when they parse,
+    except for the parameters ``schema`` (a flow's parameter schema) types as strings."""
+    props = (schema or {}).get("properties") or {}
+    text = {k for k, v in props.items() if isinstance(v, dict) and v.get("type") == "string"}
     params: dict[str, Any] = {}
     if params_file is not None:
         try:
@@ -142,16 +144,12 @@ def parse_params(flow: Any | None, pairs: list[str], params_file: Path | None) -
         if not isinstance(loaded, dict):
             raise UsageError(f"params file {params_file} must hold a JSON object")
         params.update(loaded)
-    try:
-        hints = typing.get_type_hints(flow.fn) if flow is not None else {}
-    except Exception:
-        hints = {}
     for pair in pairs:
         name, sep, raw = pair.partition("=")
         name = name.strip()
         if not sep or not name:
             raise UsageError(f"bad parameter {pair!r}: expected -p NAME=VALUE")
-        if hints.get(name) is str:
+        if name in text:
             params[name] = raw
             continue
         try:
@@ -192,7 +190,7 @@ def run(
     if ":" not in ref and not ref.endswith(".py"):
         _run_deployment(ref, param or [], params_file, json_out, quiet, wait=not no_wait)
     flow = load_flow(ref)
-    params = flow.validate((), parse_params(flow, param or [], params_file))
+    params = flow.validate((), parse_params(flow.parameter_schema(), param or [], params_file))
     rt = get_runtime()
     _console_logs()
     run_id = new_id()
@@ -261,10 +259,9 @@ def _run_deployment(
     *,
     wait: bool,
 ) -> NoReturn:
-    """`legato run NAME`: queue a run of the deployment for its pool's workers."""
-    from legato.deployments import start_run
-    from legato.loader import load_flow
-
+    """`legato run NAME`: queue a run of the deployment for its pool's workers. The server
+    (or, embedded, this process) checks the parameters against the deployment's recorded
+    schema; the flow's code is loaded only by the worker."""
     store = _store()
     dep = store.get_deployment(name)
     if dep is None:
@@ -272,12 +269,9 @@ def _run_deployment(
         raise UsageError(
             f"no deployment named {name!r} (deployments: {known}); to run a file use FILE.py:FLOW"
         )
-    try:
-        flow = load_flow(dep.source)
-    except Exception:
-        flow = None
-    params = parse_params(flow, pairs, params_file)
-    run = start_run(store, dep, params)
+    params = parse_params(dep.parameter_schema, pairs, params_file)
+    run = store.start_deployment(dep.name, params)
+    record_local(store, "deployment.start", dep.name, {"flow_run_id": run.id, "pool": dep.pool})
     output.err.print(f"flow run {run.id} queued for pool {dep.pool}")
     if not wait:
         if json_out:

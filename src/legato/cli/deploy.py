@@ -53,7 +53,7 @@ def deploy(
     from legato.loader import load_flow
 
     flow = load_flow(ref)
-    params = parse_params(flow, param or [], params_file)
+    params = parse_params(flow.parameter_schema(), param or [], params_file)
     from legato.triggers.setup import check_options, configure
 
     check_options(cron=cron, tz=tz, every=every, catchup=catchup, on_new_files=on_new_files)

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 
-from legato.models import Deployment, Pool
+from legato.errors import UsageError
+from legato.models import Deployment, FlowRun, Pool
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.audit import AuditSql
@@ -30,6 +31,7 @@ class SettingsSql:
 
     _write: Any
     _read: Any
+    apply: Any
 
     def set_limit(self, name: str, limit: int) -> None:
         """At most ``limit`` task runs RUNNING at once for ``tag:X``, ``pool:X`` or ``flow:X``."""
@@ -56,6 +58,8 @@ class SettingsSql:
         row = dep.to_json()
         row["parameters"] = json.dumps(dep.parameters)
         row["tags"] = json.dumps(dep.tags)
+        schema = dep.parameter_schema
+        row["parameter_schema"] = None if schema is None else json.dumps(schema)
         d = s.deployments.c
         with self._write() as conn:
             existing = conn.execute(select(d.created_at).where(d.name == dep.name)).first()
@@ -75,6 +79,18 @@ class SettingsSql:
         with self._read() as conn:
             rows = conn.execute(select(s.deployments).order_by(s.deployments.c.name)).all()
         return [rowmap.deployment(r) for r in rows]
+
+    def start_deployment(self, name: str, parameters: dict[str, Any]) -> FlowRun:
+        """Queue a run of the deployment (InvalidParameters if they do not fit its schema)."""
+        from legato.store.ops import InsertFlowRun
+        from legato.store.starts import build_run
+
+        dep = self.get_deployment(name)
+        if dep is None:
+            raise UsageError(f"no deployment named {name!r}")
+        run = build_run(dep, parameters)
+        self.apply([InsertFlowRun(run, message=f"queued for pool {dep.pool}")])
+        return run
 
     def delete_deployment(self, name: str) -> bool:
         with self._write() as conn:

@@ -325,6 +325,19 @@ _ALL = [
         w.Changed,
         tag="deployments",
     ),
+    # Operators start only what a runner or admin registered: the run is built from the
+    # deployment (its code, pool, tags, version), never from the request.
+    Operation(
+        "start_deployment",
+        "POST",
+        "/deployments/{name}/runs",
+        O,
+        "admin",
+        w.StartDeploymentIn,
+        FlowRun,
+        201,
+        "deployments",
+    ),
     Operation("list_pools", "GET", "/pools", V, "admin", None, list[Pool], tag="pools"),
     Operation("put_pool", "PUT", "/pools/{name}", A, "admin", w.PoolIn, None, 204, "pools"),
     Operation("delete_pool", "DELETE", "/pools/{name}", A, "admin", None, w.Changed, tag="pools"),

@@ -243,6 +243,10 @@ class AdminStore(Connected, Protocol):
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
 
+    def start_deployment(self, name: str, parameters: dict[str, Any]) -> FlowRun:
+        """Queue a run of the deployment for its pool, its parameters checked against the
+        deployment's schema; nothing is imported."""
+
     def put_pool(self, pool: Pool) -> None:
         """Create or replace a pool definition (process, slurm, dask, kubernetes)."""
 

@@ -210,6 +210,7 @@ def deployment(row: Any) -> Deployment:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        parameter_schema=None if row.parameter_schema is None else json.loads(row.parameter_schema),
     )
 
 

@@ -561,6 +561,14 @@ class DeploymentIn(Body):
     deployment: Deployment
 
 
+class StartDeploymentIn(Body):
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The run's parameters, on top of the deployment's defaults; checked "
+        "against the deployment's parameter schema.",
+    )
+
+
 class FoundDeployment(BaseModel):
     deployment: Deployment | None
 

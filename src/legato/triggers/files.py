@@ -288,7 +288,7 @@ class FileWatcher:
         return started
 
     def _start_group(self, trig: Trigger, dep: Any, files: list[FileKey]) -> int:
-        from legato.deployments import build_run
+        from legato.store.starts import build_run
 
         name = str(trig.config.get("parameter") or "path")
         extra = dict(trig.config.get("parameters") or {})

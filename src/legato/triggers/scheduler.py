@@ -181,7 +181,7 @@ class Scheduler:
             )
             chosen = []
         if dep is not None:
-            from legato.deployments import build_run
+            from legato.store.starts import build_run
 
             for at in chosen:
                 run = build_run(dep, sch.parameters)

@@ -130,7 +130,7 @@ def handle(
     ``headers`` have lower-case names; ``check_token(authorization)`` raises if the bearer
     token may not run work.
     """
-    from legato.deployments import build_run
+    from legato.store.starts import build_run
 
     t = time.time() if now is None else now
     trig: Trigger | None = store.get_trigger(name)
