@@ -139,6 +139,7 @@ def test_a_planted_module_is_never_imported_by_the_server(site: dict[str, Any]) 
     with httpx.Client(base_url=site["server"].url, timeout=30) as anyone:
         fired = anyone.post("/api/v1/hooks/hook", content=raw, headers=headers)
     assert fired.status_code == 202, fired.text
+    assert not site["marker"].exists(), "the server imported the planted module (webhook)"
     # ...and by an operator through the start route and `legato run NAME` over the API.
     with _client(site, Role.OPERATOR) as operator:
         started = operator.post("/deployments/planted/runs", json={"parameters": {}})
