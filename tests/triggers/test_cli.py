@@ -137,3 +137,28 @@ def test_notify_rules_and_the_slack_manifest(
     code, out, _ = legato(capsys, "slack", "manifest", "--url", "https://legato.lab.org")
     assert code == 0
     assert json.loads(out)["features"]["slash_commands"][0]["command"] == "/legato"
+
+
+def test_run_by_name_on_the_database_checks_the_recorded_schema(
+    legato_home: Path, flows_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Embedded (no server): `legato run NAME` checks the parameters against the schema
+    `legato deploy` recorded, queues nothing when one is bad, and records the start."""
+    code, _, err = legato(capsys, "deploy", f"{flows_file}:from_hook", "--name", "hook")
+    assert code == 0, err
+    code, out, _ = legato(capsys, "deployments", "show", "hook")
+    shown = json.loads(out)
+    assert code == 0 and shown["parameter_schema"]["required"] == ["sample"]
+    assert shown["parameter_schema"]["properties"]["threshold"]["type"] == "number"
+    code, _, err = legato(capsys, "run", "hook", "-p", "sample=S1", "-p", "threshold=high")
+    assert code == 2 and "parameter 'threshold'" in err, err
+    code, _, err = legato(capsys, "run", "hook", "--no-wait")
+    assert code == 2 and "parameter 'sample': missing" in err, err
+    store = get_runtime().store
+    assert store.list_flow_runs() == []
+    code, out, err = legato(capsys, "run", "hook", "-p", "sample=17", "--no-wait", "--json")
+    assert code == 0, err
+    run = json.loads(out)
+    assert run["parameters"] == {"sample": "17", "threshold": 0.5}  # a str, by the schema
+    assert [e.action for e in store.list_audit(action="deployment.start")] == ["deployment.start"]
+    assert legato(capsys, "deployments", "show", "nope")[0] == 2

@@ -1,4 +1,4 @@
-"""`legato deploy` and `legato deployments ls|rm`."""
+"""`legato deploy` and `legato deployments ls|show|rm`."""
 
 from __future__ import annotations
 
@@ -96,6 +96,17 @@ def deployments_ls(json_out: Annotated[bool, typer.Option("--json")] = False) ->
     for d in deps:
         table.add_row(d.name, d.flow, d.pool, d.version or "-", d.source, str(d.parameters))
     output.out.print(table)
+
+
+@deployments_app.command("show")
+def deployments_show(name: Annotated[str, typer.Argument()]) -> None:
+    """One deployment as JSON, with the parameter schema its runs are checked against."""
+    from legato.cli import _store
+
+    dep = _store().get_deployment(name)
+    if dep is None:
+        raise UsageError(f"no deployment named {name!r}")
+    output.print_json(output.with_iso_times(dep.to_json()))
 
 
 @deployments_app.command("rm")
