@@ -17,7 +17,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from legato.models import (
     ApiToken,
@@ -29,6 +28,7 @@ from legato.models import (
     State,
     Trigger,
 )
+from legato.outbound import mask_channel
 from legato.store import AdminStore
 
 LOCAL_ROLE = "local"  # the CLI on the database file: whoever can open it can do anything
@@ -149,11 +149,7 @@ def schedules(items: Sequence[Schedule]) -> dict[str, Any]:
 
 def channel(text: str) -> str:
     """A notification channel without what may be secret: a webhook URL keeps its host."""
-    kind, _, rest = text.partition(":")
-    if kind == "webhook":
-        parts = urlsplit(rest)
-        return f"webhook:{parts.scheme}://{parts.hostname or '?'}/..."
-    return text
+    return mask_channel(text)
 
 
 def rule(r: NotifyRule) -> dict[str, Any]:

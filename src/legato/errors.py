@@ -33,6 +33,11 @@ class ConfigurationError(UsageError):
     """A LEGATO_* setting is invalid."""
 
 
+class OutboundRefused(UsageError):
+    """The server does not send to that URL: only http(s) URLs of public addresses, or of
+    those LEGATO_OUTBOUND_ALLOW names, and no redirects."""
+
+
 class SchemaTooNew(LegatoError):
     """The database was written by a newer Legato; upgrade Legato to use it."""
 
@@ -178,6 +183,7 @@ __all__ = [
     "InvalidAnswer",
     "LegatoError",
     "NoWorkerForPool",
+    "OutboundRefused",
     "ParameterError",
     "Paused",
     "PickleRefused",

@@ -154,6 +154,12 @@ class Settings(BaseSettings):
     smtp_user: str | None = Field(default=None, description="SMTP login (with smtp_password).")
     smtp_password: str | None = Field(default=None, description="SMTP password.")
     smtp_starttls: bool = Field(default=False, description="Upgrade SMTP with STARTTLS.")
+    outbound_allow: str = Field(
+        default="",
+        description="Hosts, host:port or CIDRs the server may send webhooks to although they "
+        "are not public (loopback, private, link-local), e.g. "
+        "hooks.lab.internal,10.20.0.0/16,127.0.0.1:9000; others are refused.",
+    )
     notify_rate_per_minute: int = Field(
         default=30, ge=1, description="Most notifications sent per channel per minute."
     )
@@ -164,6 +170,14 @@ class Settings(BaseSettings):
         value = value.upper()
         if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value
+
+    @field_validator("outbound_allow")
+    @classmethod
+    def _outbound(cls, value: str) -> str:
+        from legato.outbound import Policy
+
+        Policy.parse(value)  # a bad entry is an error at start, not a refusal at each send
         return value
 
     @property

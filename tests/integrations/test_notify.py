@@ -61,6 +61,7 @@ def _settings(fake: FakeSlack, smtp_port: int = 25, **more: Any) -> Settings:
         smtp_port=smtp_port,
         smtp_from="legato@lab.org",
         public_url="https://legato.lab.org",
+        outbound_allow="127.0.0.1",  # the webhook receiver is the fake Slack, on loopback
         **more,
     )
 

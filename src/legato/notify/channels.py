@@ -1,6 +1,7 @@
 """Sending one message to one channel: Slack (chat.postMessage), email (SMTP), a webhook.
 
-Each sender raises on failure (the outbox retries); none is ever called from a run.
+Each sender raises on failure (the outbox retries; OutboundRefused, a webhook the outbound
+policy refuses, is not retried); none is ever called from a run.
 """
 
 from __future__ import annotations
@@ -100,18 +101,14 @@ def send(channel: str, message: Message, settings: Settings) -> dict[str, Any]:
                 smtp.login(settings.smtp_user, settings.smtp_password or "")
             smtp.send_message(mail)
         return {}
-    import httpx
+    from legato.notify.webhook import post_json
+    from legato.outbound import Policy
 
-    response = httpx.post(
-        target,
-        json={
-            "title": message.title,
-            "text": message.text,
-            "link": message.link,
-            "error": message.error,
-            **message.fields,
-        },
-        timeout=15,
-    )
-    response.raise_for_status()
-    return {"status": response.status_code}
+    payload = {
+        "title": message.title,
+        "text": message.text,
+        "link": message.link,
+        "error": message.error,
+        **message.fields,
+    }
+    return {"status": post_json(target, payload, Policy.parse(settings.outbound_allow))}

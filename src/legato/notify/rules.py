@@ -6,6 +6,7 @@ import time
 
 from legato.errors import UsageError
 from legato.models import NotifyRule, State, new_id
+from legato.outbound import Policy
 
 # Events are flow run states, lower case.
 EVENTS = tuple(s.value.lower() for s in State)
@@ -27,6 +28,14 @@ def parse_channel(channel: str) -> tuple[str, str]:
     if kind == "webhook" and not target.startswith(("http://", "https://")):
         raise UsageError(f"a webhook channel needs an http(s) URL, got {target!r}")
     return kind, target
+
+
+def check_channel(channel: str, policy: Policy) -> None:
+    """OutboundRefused when ``channel`` is a webhook the server would not send to now (a
+    refused address, or not http(s)); other channels need no check."""
+    kind, target = parse_channel(channel)
+    if kind == "webhook":
+        policy.check_url(target)
 
 
 def parse_events(text: str) -> list[str]:

@@ -5,7 +5,8 @@ per matching rule (dedup key: rule + history row, so a restart or a second serve
 twice), plus one Slack question per pending question when Slack is configured. ``deliver()``
 claims due messages (compare-and-set, so two servers never send one twice), sends each with
 a per-channel rate limit, and on failure retries with exponential backoff and jitter, up to
-``max_attempts``; then the message is ``failed``, logged, and listed for the dashboard.
+``max_attempts``; then the message is ``failed``, logged, and listed for the dashboard. A
+webhook the outbound-URL policy refuses (``legato.outbound``) fails at once, with the reason.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from legato.errors import OutboundRefused
 from legato.models import FlowRun, Notification, Question, State, new_id
 from legato.notify.channels import Message, send
 from legato.notify.rules import matches
+from legato.outbound import mask_channel
 from legato.settings import Settings
 from legato.store import Store
 
@@ -191,11 +194,12 @@ class Notifier:
             answer = self.sender(n.channel, message, self.settings)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"[:2000]
-            if attempts >= self.max_attempts:
+            # A refused URL stays refused: failed now, not retried for hours.
+            if attempts >= self.max_attempts or isinstance(exc, OutboundRefused):
                 log.error(
                     "notification %s to %s failed for good after %d attempts: %s",
                     n.id,
-                    n.channel,
+                    mask_channel(n.channel),
                     attempts,
                     error,
                 )
@@ -205,7 +209,7 @@ class Notifier:
                 log.warning(
                     "notification %s to %s failed (attempt %d, next in %.0f s): %s",
                     n.id,
-                    n.channel,
+                    mask_channel(n.channel),
                     attempts,
                     delay,
                     error,

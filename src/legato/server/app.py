@@ -43,11 +43,14 @@ def create_app(
     max_wait: float = MAX_WAIT_SECONDS,
     authenticator: Authenticator | None = None,
     result_storage: str | None = None,
+    outbound_allow: str | None = None,
 ) -> FastAPI:
     """The API over ``store``. ``auth=False`` makes every caller an admin (loopback only: the
     CLI refuses anything else). ``authenticator`` checks tokens elsewhere than in ``store``
     (tests whose store must start empty). Stored results sent to it must point into
-    ``result_storage`` (default: LEGATO_RESULT_STORAGE as this process sees it)."""
+    ``result_storage`` (default: LEGATO_RESULT_STORAGE as this process sees it). Webhook
+    rules must name URLs ``outbound_allow`` lets through (default: LEGATO_OUTBOUND_ALLOW;
+    ``legato.outbound``)."""
     from legato import __version__
 
     @asynccontextmanager
@@ -72,6 +75,13 @@ def create_app(
 
         result_storage = get_settings().results_url
     app.state.result_storage = result_storage.rstrip("/")
+    if outbound_allow is None:
+        from legato.settings import get_settings
+
+        outbound_allow = get_settings().outbound_allow
+    from legato.outbound import Policy
+
+    app.state.outbound = Policy.parse(outbound_allow)
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     app.state.scope = TokenScope(store)  # type: ignore[arg-type]  # the server's SQL store
     _error_handlers(app)
