@@ -15,6 +15,7 @@ so no second lookup can answer otherwise). Redirects are never followed.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -189,6 +190,14 @@ def mask_url(url: str) -> str:
     netloc = (f"[{host}]" if ":" in host else host) + (f":{port}" if port else "")
     hidden = parts.path not in ("", "/") or parts.query or parts.fragment or parts.username
     return f"{parts.scheme}://{netloc}/" + ("***" if hidden else "")
+
+
+_URL = re.compile(r"https?://[^\s'\"<>]+", re.IGNORECASE)
+
+
+def mask_urls(text: str) -> str:
+    """Every http(s) URL in ``text`` (an error message) masked by ``mask_url``."""
+    return _URL.sub(lambda m: mask_url(m.group()), text)
 
 
 def mask_channel(channel: str) -> str:

@@ -10,7 +10,7 @@ from fastapi import Depends, Query, Request
 from legato import audit as details
 from legato.errors import OutboundRefused
 from legato.models import Notification, NotifyRule, Role
-from legato.outbound import Policy, mask_channel
+from legato.outbound import Policy, mask_channel, mask_urls
 from legato.server.routes._common import Audit, Caller, Id, Routes, StoreDep, invalid
 from legato.store.operations import OPERATIONS
 from legato.store.wire import Changed, RuleIn
@@ -31,11 +31,9 @@ def _masked_rule(rule: NotifyRule) -> NotifyRule:
 
 
 def _masked_notification(n: Notification) -> Notification:
-    shown = mask_channel(n.channel)
-    error = n.last_error
-    if error and shown != n.channel:  # an error written before errors were masked
-        error = error.replace(n.channel.partition(":")[2].strip(), shown.partition(":")[2])
-    return dataclasses.replace(n, channel=shown, last_error=error)
+    # an error may quote the URL (those written before sends masked it, a library's message)
+    error = mask_urls(n.last_error) if n.last_error else n.last_error
+    return dataclasses.replace(n, channel=mask_channel(n.channel), last_error=error)
 
 
 @routes.op(OPERATIONS["list_rules"])
