@@ -14,6 +14,7 @@ so no second lookup can answer otherwise). Redirects are never followed.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 import socket
@@ -37,7 +38,9 @@ def refusal(ip: Address) -> str | None:
     """Why ``ip`` is no place to send to unless allowed; None for a public address. An IPv6
     address that carries an IPv4 one (``::ffff:127.0.0.1``, 6to4, Teredo) is judged by it."""
     if isinstance(ip, ipaddress.IPv6Address):
-        for inner in (ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None):
+        if ip.ipv4_mapped is not None:
+            return refusal(ip.ipv4_mapped)
+        for inner in (ip.sixtofour, ip.teredo[1] if ip.teredo else None):
             if inner is not None:
                 why = refusal(inner)
                 if why is not None:
@@ -49,8 +52,8 @@ def refusal(ip: Address) -> str | None:
         ("loopback", ip.is_loopback),
         ("link-local", ip.is_link_local),
         ("multicast", ip.is_multicast),
-        ("private", ip.is_private),
         ("reserved", ip.is_reserved),
+        ("private", ip.is_private),
     ):
         if flag:
             return name
@@ -140,10 +143,8 @@ class Policy:
         host resolves to today. A name that does not resolve yet passes: every send checks
         again."""
         parsed = parse_url(url)
-        try:
+        with contextlib.suppress(socket.gaierror):
             self.vet(parsed.host, default_port(parsed))
-        except socket.gaierror:
-            pass
 
 
 def resolve(host: str, port: int) -> list[Address]:
