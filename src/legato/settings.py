@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=16 * 2**20, gt=0, description="Largest request body the server accepts."
     )
+    max_waits_per_token: int = Field(
+        default=256,
+        ge=1,
+        description="Long-polls (workers waiting for work, flows for remote tasks) one token "
+        "may hold open on the server at once; more are refused with 429 and Retry-After.",
+    )
     session_secret: str | None = Field(
         default=None,
         description="Key that signs dashboard session cookies; random per server start when "

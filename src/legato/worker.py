@@ -182,12 +182,12 @@ class WorkerProcess:
     def _watch_queue(self) -> None:
         """Wake the claim loop when work is queued for the pool (LISTEN/NOTIFY or long-poll)."""
         while not self._draining.is_set():
-            seen = self.store.queue_versions([self.pool])
             try:
+                seen = self.store.queue_versions([self.pool])
                 if self.store.wait_for_queue(seen, timeout=30.0):
                     self._wake.set()
-            except Exception:
-                time.sleep(1.0)
+            except Exception:  # the server is away: the claim loop still polls meanwhile
+                self._draining.wait(1.0)
 
     # -- running one task run -------------------------------------------------------------------
 

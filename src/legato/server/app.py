@@ -31,7 +31,7 @@ from legato.store import Store
 from legato.store.operations import API
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
-MAX_WAIT_SECONDS = 30.0  # a long-poll holds a server thread at most this long
+MAX_WAIT_SECONDS = 30.0  # the longest one long-poll request waits
 __all__ = ["API", "DEFAULT_MAX_BODY_BYTES", "ROLE_KEY", "create_app"]
 
 
@@ -44,20 +44,23 @@ def create_app(
     authenticator: Authenticator | None = None,
     result_storage: str | None = None,
     outbound_allow: str | None = None,
+    max_waits_per_token: int | None = None,
 ) -> FastAPI:
     """The API over ``store``. ``auth=False`` makes every caller an admin (loopback only: the
     CLI refuses anything else). ``authenticator`` checks tokens elsewhere than in ``store``
     (tests whose store must start empty). Stored results sent to it must point into
     ``result_storage`` (default: LEGATO_RESULT_STORAGE as this process sees it). Webhook
     rules must name URLs ``outbound_allow`` lets through (default: LEGATO_OUTBOUND_ALLOW;
-    ``legato.outbound``)."""
+    ``legato.outbound``). A token holds at most ``max_waits_per_token`` long-polls at once
+    (default: LEGATO_MAX_WAITS_PER_TOKEN)."""
     from legato import __version__
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         import anyio.to_thread
 
-        # Route functions run in threads; long-polls hold one each for up to max_wait.
+        # Sync route functions run in these threads (long-polls hold none: server/waits.py);
+        # many, so many workers' short requests do not queue behind one another.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 256
         yield
 
@@ -70,18 +73,20 @@ def create_app(
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
     app.state.store = store
     app.state.max_body_bytes = max_body_bytes
-    if result_storage is None:
-        from legato.settings import get_settings
+    from legato.server.waits import WaitSlots
+    from legato.settings import get_settings
 
+    if result_storage is None:
         result_storage = get_settings().results_url
     app.state.result_storage = result_storage.rstrip("/")
     if outbound_allow is None:
-        from legato.settings import get_settings
-
         outbound_allow = get_settings().outbound_allow
     from legato.outbound import Policy
 
     app.state.outbound = Policy.parse(outbound_allow)
+    if max_waits_per_token is None:
+        max_waits_per_token = get_settings().max_waits_per_token
+    app.state.waits = WaitSlots(max_waits_per_token)
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     app.state.scope = TokenScope(store)  # type: ignore[arg-type]  # the server's SQL store
     _error_handlers(app)

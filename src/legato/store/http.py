@@ -6,13 +6,18 @@ that the server answers 503 (its database is down), is retried with backoff for 
 read raises RunNotFound with the server's message, other 4xx raise UsageError.
 Long waits (``wait_for_queue``, ``wait_for_task_runs``) are long-polls: the server waits on
 its own store's wake-ups, at most 30 s a request, and this client asks again until its timeout.
+A token may hold only so many long-polls at once (LEGATO_MAX_WAITS_PER_TOKEN): one refused
+(429) makes this store's long-polls wait out the answer's Retry-After before asking again (the
+same versions, so a wake-up that came meanwhile is answered at once); any other request
+answered 429 is retried after its Retry-After, as a 503 is.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -36,6 +41,15 @@ from legato.store.ops import LogEntry, Op
 from legato.store.wire import decode, encode, encode_op
 
 SERVER_WAIT = 30.0  # the longest a server holds one long-poll
+MAX_RETRY_AFTER = 30.0  # the longest pause a server's Retry-After may impose
+
+
+class _Refused(Exception):
+    """The server refused a long-poll: the token holds as many as it may (HTTP 429)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
 
 
 class HttpStore(HttpAdmin):
@@ -53,6 +67,7 @@ class HttpStore(HttpAdmin):
         self.url = url.rstrip("/")
         self.retry_seconds = retry_seconds
         self._timeout = timeout
+        self._refused_until = 0.0  # monotonic time before which long-polls are not sent
         headers = {"User-Agent": "legato"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -78,12 +93,15 @@ class HttpStore(HttpAdmin):
         json: Any = None,
         params: Any = None,
         timeout: float | None = None,
+        refusable: bool = False,
     ) -> Any:
-        """Send one request, retrying connection failures and 503; the decoded JSON answer."""
+        """Send one request, retrying connection failures, 503 and 429 (after its
+        Retry-After); the decoded JSON answer. ``refusable``: a 429 raises ``_Refused``."""
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         while True:
             problem: str
+            pause = 0.0
             try:
                 response = self._client.request(
                     method,
@@ -104,12 +122,20 @@ class HttpStore(HttpAdmin):
             except httpx.HTTPError as exc:
                 raise StoreError(f"request to {self.url} failed: {exc}") from exc
             else:
-                if response.status_code != 503:
+                status = response.status_code
+                if status == 429:
+                    pause = _retry_after(response)
+                    if refusable:
+                        raise _Refused(pause)
+                    problem = f"{self.url} refused {method} {path}: {_detail(response)}"
+                elif status == 503:
+                    problem = f"{self.url} is unavailable: {_detail(response)}"
+                else:
                     return self._answer(response, method, path)
-                problem = f"{self.url} is unavailable: {_detail(response)}"
-            if time.monotonic() + delay > deadline:
+            wait = max(pause, delay * (0.5 + random.random()))
+            if time.monotonic() + wait > deadline:
                 raise StoreError(f"{problem}; gave up after {self.retry_seconds:g} s")
-            time.sleep(delay * (0.5 + random.random()))
+            time.sleep(wait)
             delay = min(delay * 2, 2.0)
 
     def _send(
@@ -119,11 +145,42 @@ class HttpStore(HttpAdmin):
         json: Any = None,
         params: Any = None,
         timeout: float | None = None,
+        refusable: bool = False,
         **segments: str,
     ) -> Any:
         """Send the request of a declared operation (its method and path, with ``segments``
         filled in); the decoded JSON answer."""
-        return self._call(op.method, op.url(**segments), json=json, params=params, timeout=timeout)
+        path = op.url(**segments)
+        return self._call(
+            op.method, path, json=json, params=params, timeout=timeout, refusable=refusable
+        )
+
+    def _long_poll(
+        self, op: Operation, body: dict[str, Any], timeout: float, done: Callable[[Any], bool]
+    ) -> Any:
+        """Long-poll ``op`` (``body`` plus the server's wait) until an answer is ``done`` or
+        ``timeout`` passes; the last answer, or None when the server had refused this store's
+        long-polls (429) for all of that time. Once refused, no long-poll of this store is
+        sent before Retry-After has passed: a flow polling in short waits does not hammer
+        the server meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = time.monotonic()
+            if self._refused_until > now:
+                if self._refused_until >= deadline:
+                    time.sleep(max(0.0, deadline - now))
+                    return None
+                time.sleep(self._refused_until - now)
+            wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
+            try:
+                data = self._send(
+                    op, json={**body, "timeout": wait}, timeout=wait + self._timeout, refusable=True
+                )
+            except _Refused as refused:
+                self._refused_until = time.monotonic() + refused.retry_after
+                continue
+            if done(data) or deadline - time.monotonic() <= 0.01:
+                return data
 
     def _answer(self, response: httpx.Response, method: str, path: str) -> Any:
         status = response.status_code
@@ -352,30 +409,15 @@ class HttpStore(HttpAdmin):
         return {str(k): int(v) for k, v in data.items()}
 
     def wait_for_queue(self, seen: dict[str, int], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
-            data = self._send(
-                OPERATIONS["wait_for_queue"],
-                json={"seen": seen, "timeout": wait},
-                timeout=wait + self._timeout,
-            )
-            if data["woke"]:
-                return True
-            if deadline - time.monotonic() <= 0.01:
-                return False
+        op = OPERATIONS["wait_for_queue"]
+        data = self._long_poll(op, {"seen": seen}, timeout, lambda d: bool(d["woke"]))
+        # Refused all along (None): say "look", since the versions may have moved unseen.
+        return data is None or bool(data["woke"])
 
     def wait_for_task_runs(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
-        deadline = time.monotonic() + timeout
-        while True:
-            wait = max(0.0, min(deadline - time.monotonic(), SERVER_WAIT))
-            data = self._send(
-                OPERATIONS["wait_for_task_runs"],
-                json={"ids": list(ids), "timeout": wait},
-                timeout=wait + self._timeout,
-            )
-            if data or deadline - time.monotonic() <= 0.01:
-                return decode(list[TaskRun], data)
+        op = OPERATIONS["wait_for_task_runs"]
+        data = self._long_poll(op, {"ids": list(ids)}, timeout, bool)
+        return decode(list[TaskRun], data or [])
 
     def register_worker(self, worker: Worker) -> None:
         self._send(OPERATIONS["register_worker"], json={"worker": encode(worker)})
@@ -396,6 +438,18 @@ class HttpStore(HttpAdmin):
 
     def close(self) -> None:
         self._client.close()
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """The answer's Retry-After in seconds (1 when missing or a date), from 0.1 (never a
+    busy loop) to MAX_RETRY_AFTER (a server cannot park a worker for long)."""
+    try:
+        seconds = float(response.headers.get("retry-after", "1"))
+    except ValueError:
+        seconds = 1.0
+    if not math.isfinite(seconds):
+        seconds = 1.0
+    return min(max(seconds, 0.1), MAX_RETRY_AFTER)
 
 
 def _detail(response: httpx.Response) -> str:

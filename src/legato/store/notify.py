@@ -2,12 +2,16 @@
 
 A ``Notifier`` keeps a version number per key; a waiter remembers the version it saw, looks
 for work, and if there is none waits for the version to move, so a wake-up that lands between
-the look and the wait is never lost. On PostgreSQL the keys are moved by LISTEN/NOTIFY from
+the look and the wait is never lost. Threads wait on a condition; coroutines (the server's
+long-polls) on a future that a move resolves through their event loop, so a waiting client
+holds no thread. On PostgreSQL the keys are moved by LISTEN/NOTIFY from
 any process; on SQLite, by commits in this process (other processes fall back to a short poll).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -20,11 +24,18 @@ QUEUE_CHANNEL = "legato_queue"  # payload: the pool name
 DONE_CHANNEL = "legato_done"  # payload: the task run id
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class Notifier:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._versions: dict[str, int] = {}
         self._epoch = 0  # moves on every notification: "something happened"
+        # Coroutines waiting, by the keys they watch: a move wakes only its key's waiters.
+        self._futures: dict[str, set[asyncio.Future[None]]] = {}
 
     def version(self, key: str) -> int:
         with self._cond:
@@ -42,6 +53,11 @@ class Notifier:
             self._versions[key] = self._versions.get(key, 0) + 1
             self._epoch += 1
             self._cond.notify_all()
+            futures = self._futures.pop(key, ())
+        for future in futures:
+            # RuntimeError: its loop is closed, so nobody waits on it any more.
+            with contextlib.suppress(RuntimeError):
+                future.get_loop().call_soon_threadsafe(_resolve, future)
 
     def wait(self, seen: dict[str, int], timeout: float) -> bool:
         """Wait until any key's version differs from ``seen``; False on timeout."""
@@ -54,6 +70,31 @@ class Notifier:
                 if left <= 0:
                     return False
                 self._cond.wait(left)
+
+    async def wait_async(self, seen: dict[str, int], timeout: float) -> bool:
+        """``wait`` for a coroutine: the same answer, holding no thread while it waits."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if any(self._versions.get(k, 0) != v for k, v in seen.items()):
+                return True
+            # Registered under the lock that guards the versions: a move after the check
+            # above finds this future and resolves it.
+            for key in seen:
+                self._futures.setdefault(key, set()).add(future)
+        try:
+            async with asyncio.timeout(timeout):
+                await future
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._cond:
+                for key in seen:
+                    waiting = self._futures.get(key)
+                    if waiting is not None:
+                        waiting.discard(future)
+                        if not waiting:
+                            del self._futures[key]
 
 
 class PostgresListener:

@@ -10,6 +10,7 @@ front (``BEGIN IMMEDIATE``), which serialises claimers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Sequence
@@ -57,6 +58,7 @@ class QueueSql:
     _write: Any
     _read: Any
     _listen: Any
+    _listener: Any
 
     # -- wake-ups -------------------------------------------------------------------------
 
@@ -90,9 +92,22 @@ class QueueSql:
         On SQLite another process's commit is not signalled here: the wait is capped at a
         short poll interval instead, unless this process is the only writer (the server).
         """
+        return self.notifier.wait(seen, self._wait_cap(timeout))
+
+    async def wait_for_queue_async(self, seen: dict[str, int], timeout: float) -> bool:
+        """``wait_for_queue`` for an event loop (the server's long-polls): no thread waits."""
+        await self._listen_async()
+        return await self.notifier.wait_async(seen, self._wait_cap(timeout))
+
+    def _wait_cap(self, timeout: float) -> float:
+        """How long one wait may rely on this process's wake-ups alone."""
         if self.dialect == "sqlite" and not self.sole_writer:
-            timeout = min(timeout, 0.25)
-        return self.notifier.wait(seen, timeout)
+            return min(timeout, 0.25)
+        return timeout
+
+    async def _listen_async(self) -> None:
+        if self.dialect == "postgresql" and self._listener is None:
+            await asyncio.to_thread(self._listen)  # connects: not on the event loop
 
     # -- claims -----------------------------------------------------------------------------
 

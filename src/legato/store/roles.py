@@ -8,6 +8,9 @@
   deployments, pool definitions, tokens, dashboard sessions, schedules, triggers,
   notifications, statistics, the audit log.
 
+``AsyncWaits`` is not a role: the long-polls of a store that can wait on an event loop
+without holding a thread (SqlStore); the server serves waits through it where it can.
+
 ``RunStore`` and ``QueueStore`` share ``Writes``: a worker also records its runs' logs and
 marks the flow runs it holds. ``Store`` is every role together (the CLI and the server).
 Each operation's HTTP route and wire model are declared once, in ``operations.py``.
@@ -16,7 +19,7 @@ Each operation's HTTP route and wire model are declared once, in ``operations.py
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from legato.models import (
     ApiToken,
@@ -429,3 +432,14 @@ class AdminStore(Connected, Protocol):
 
 class Store(RunStore, QueueStore, AdminStore, Protocol):
     """Every role together: what the CLI and the server use."""
+
+
+@runtime_checkable
+class AsyncWaits(Protocol):
+    """``wait_for_queue`` and ``wait_for_task_runs`` as coroutines that hold no thread."""
+
+    async def wait_for_queue_async(self, seen: dict[str, int], timeout: float) -> bool:
+        """``QueueStore.wait_for_queue``, awaited."""
+
+    async def wait_for_task_runs_async(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """``RunStore.wait_for_task_runs``, awaited."""

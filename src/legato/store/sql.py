@@ -732,19 +732,39 @@ class SqlStore(QueueSql, _AdminPart):
         self._listen()
         deadline = time.monotonic() + timeout
         keys = [f"done:{i}" for i in ids]
-        c = s.task_runs.c
-        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
         while True:
             seen = self.notifier.versions(keys)
-            with self._read() as conn:
-                rows = conn.execute(
-                    select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
-                ).all()
+            ended = self._ended_task_runs(ids)
             left = deadline - time.monotonic()
-            if rows or left <= 0:
-                return [rowmap.task_run(r) for r in rows]
-            poll = self.dialect == "sqlite" and not self.sole_writer
-            self.notifier.wait(seen, min(left, 0.25) if poll else left)
+            if ended or left <= 0:
+                return ended
+            self.notifier.wait(seen, self._wait_cap(left))
+
+    async def wait_for_task_runs_async(self, ids: Sequence[str], timeout: float) -> list[TaskRun]:
+        """``wait_for_task_runs`` for an event loop (the server's long-polls): the reads run
+        in a thread of their own, the waits hold none."""
+        import asyncio
+
+        await self._listen_async()
+        deadline = time.monotonic() + timeout
+        keys = [f"done:{i}" for i in ids]
+        while True:
+            seen = self.notifier.versions(keys)
+            ended = await asyncio.to_thread(self._ended_task_runs, ids)
+            left = deadline - time.monotonic()
+            if ended or left <= 0:
+                return ended
+            await self.notifier.wait_async(seen, self._wait_cap(left))
+
+    def _ended_task_runs(self, ids: Sequence[str]) -> list[TaskRun]:
+        """The task runs among ``ids`` that are final, CRASHED or PAUSED."""
+        c = s.task_runs.c
+        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
+        with self._read() as conn:
+            rows = conn.execute(
+                select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
+            ).all()
+        return [rowmap.task_run(r) for r in rows]
 
     def close(self) -> None:
         if self._listener is not None:

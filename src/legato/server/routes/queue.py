@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
+from anyio import to_thread
+from fastapi import HTTPException, Query, Request
 
 from legato.audit import queue_action
 from legato.models import FlowRun, Role, State, TaskRun
@@ -20,8 +22,10 @@ from legato.server.routes._common import (
     check_results,
 )
 from legato.server.scope import check_pool
+from legato.server.waits import TOO_MANY, long_poll
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
+from legato.store.roles import AsyncWaits
 
 routes = Routes()
 
@@ -87,10 +91,21 @@ def next_queued_at(store: StoreDep, pool: Id) -> w.NextAt:
     return w.NextAt(at=store.next_queued_at(pool))
 
 
-@routes.op(OPERATIONS["wait_for_queue"])
-def wait_for_queue(store: StoreDep, max_wait: MaxWait, body: w.WaitQueueIn) -> w.Woke:
-    """Long-poll: wait (at most 30 s) until work may have been queued in the pools."""
-    return w.Woke(woke=store.wait_for_queue(body.seen, min(body.timeout, max_wait)))
+@routes.op(OPERATIONS["wait_for_queue"], responses=TOO_MANY)
+async def wait_for_queue(
+    request: Request, store: StoreDep, max_wait: MaxWait, body: w.WaitQueueIn
+) -> w.Woke:
+    """Long-poll: wait (at most 30 s) until work may have been queued in the pools. A token
+    holds at most LEGATO_MAX_WAITS_PER_TOKEN waits at once: 429 and Retry-After beyond."""
+    timeout = min(body.timeout, max_wait)
+
+    def waiting() -> Coroutine[Any, Any, bool]:
+        if isinstance(store, AsyncWaits):
+            return store.wait_for_queue_async(body.seen, timeout)
+        # a store that can only block: one thread per wait
+        return to_thread.run_sync(store.wait_for_queue, body.seen, timeout)
+
+    return w.Woke(woke=await long_poll(request, waiting, gone=False))
 
 
 @routes.op(OPERATIONS["claim_flow_runs"])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Coroutine
+from typing import Annotated, Any
 
-from fastapi import HTTPException, Query
+from anyio import to_thread
+from fastapi import HTTPException, Query, Request
 
 from legato.audit import run_action
 from legato.models import Artifact, FlowRun, Role, State, StateChange, TaskRun
@@ -20,10 +22,12 @@ from legato.server.routes._common import (
     StoreDep,
     check_results,
 )
+from legato.server.waits import TOO_MANY, long_poll
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 from legato.store.ops import SupersedeTaskRun, UpdateFlowRun, UpdateTaskRun
+from legato.store.roles import AsyncWaits
 
 routes = Routes()
 
@@ -142,10 +146,21 @@ def get_task_run(store: StoreDep, task_run_id: Id) -> TaskRun:
     return store.get_task_run(task_run_id)
 
 
-@routes.op(OPERATIONS["wait_for_task_runs"])
-def wait_for_task_runs(store: StoreDep, max_wait: MaxWait, body: w.WaitTaskRunsIn) -> list[TaskRun]:
-    """Long-poll: wait (at most 30 s) until some of ``ids`` end; return those that did."""
-    return store.wait_for_task_runs(body.ids, min(body.timeout, max_wait))
+@routes.op(OPERATIONS["wait_for_task_runs"], responses=TOO_MANY)
+async def wait_for_task_runs(
+    request: Request, store: StoreDep, max_wait: MaxWait, body: w.WaitTaskRunsIn
+) -> list[TaskRun]:
+    """Long-poll: wait (at most 30 s) until some of ``ids`` end; return those that did. A
+    token holds at most LEGATO_MAX_WAITS_PER_TOKEN waits at once: 429 and Retry-After beyond."""
+    timeout = min(body.timeout, max_wait)
+
+    def waiting() -> Coroutine[Any, Any, list[TaskRun]]:
+        if isinstance(store, AsyncWaits):
+            return store.wait_for_task_runs_async(body.ids, timeout)
+        # a store that can only block: one thread per wait
+        return to_thread.run_sync(store.wait_for_task_runs, body.ids, timeout)
+
+    return await long_poll(request, waiting, gone=[])
 
 
 @routes.op(OPERATIONS["get_cached"])

@@ -1,0 +1,183 @@
+"""Issue 15, finding 4: one viewer stalled the API.
+
+The attack: 300 concurrent ``POST /api/v1/queues/wait`` (``timeout: 30``) from one viewer
+token made ``/health`` take 28.8 s, worker heartbeats included: each long-poll held one of
+the server's threads for its whole wait. Now a long-poll is a coroutine waiting on the store's
+wake-ups, and a token holds at most LEGATO_MAX_WAITS_PER_TOKEN of them at once: the rest are
+refused at once with 429 and ``Retry-After``. The server over SQLite is set up as
+``legato server start`` sets it up (the only writer: waits are not cut to a short poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from legato.models import Role
+from legato.runtime import Runtime
+from legato.store import open_store
+from legato.store.http import HttpStore
+from legato.store.operations import API
+from legato.store.sql import SqlStore
+from tests.live_server import LiveServer
+
+STORM = 300  # concurrent long-polls from one viewer token
+CAP = 200  # LEGATO_MAX_WAITS_PER_TOKEN for these tests
+WAIT = 20.0  # each long-poll's timeout (s)
+HEARTBEAT = 4.0  # the worker's LEGATO_HEARTBEAT_SECONDS; its lease is 1.5 times that
+LIVENESS = 5.0  # /health must answer within this (s) while the storm waits
+NOBODY = {"queue:nobody-queues-here": 0, "*": 0}  # versions that do not move
+
+
+@dataclass
+class Served:
+    live: LiveServer
+    store: SqlStore
+    secrets: dict[Role, str]
+    home: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def headers(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secrets[role]}"}
+
+
+@pytest.fixture
+def served(
+    configure: Callable[..., Runtime], legato_home: Path, tmp_path: Path
+) -> Iterator[Served]:
+    configure(max_waits_per_token=CAP)
+    store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
+    assert isinstance(store, SqlStore)
+    store.sole_writer = True  # as `legato server start`: every write goes through it
+    secrets = {role: store.create_token(f"t-{role.value}", role)[1] for role in Role}
+    live = LiveServer(store)
+    made = Served(live, store, secrets, legato_home)
+    try:
+        yield made
+    finally:
+        for proc in made.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
+        live.stop()
+        store.close()
+
+
+def start_worker(served: Served, name: str) -> subprocess.Popen[bytes]:
+    """A real `legato worker start` on the server, with a runner token of its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+    env |= {
+        "LEGATO_HOME": str(served.home),
+        "LEGATO_API_URL": served.live.url,
+        "LEGATO_API_TOKEN": served.secrets[Role.RUNNER],
+        "LEGATO_HEARTBEAT_SECONDS": str(HEARTBEAT),
+    }
+    log = (served.home.parent / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato", "worker", "start", "--pool", "storm"]
+        + ["--name", name, "--resources", "cpu=1", "--grace", "1"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    served.procs.append(proc)
+    deadline = time.monotonic() + 60
+    while not [w for w in served.store.list_workers("storm") if w.name == name]:
+        assert proc.poll() is None, f"the worker exited: {proc.returncode}"
+        assert time.monotonic() < deadline, "the worker did not register"
+        time.sleep(0.05)
+    return proc
+
+
+async def _long_poll(client: httpx.AsyncClient, timeout: float) -> tuple[int, float, Any]:
+    started = time.monotonic()
+    got = await client.post(f"{API}/queues/wait", json={"seen": NOBODY, "timeout": timeout})
+    return got.status_code, time.monotonic() - started, got
+
+
+async def _probe_health(url: str, until: asyncio.Event) -> list[float]:
+    """/health's latency, probed one request after another until ``until`` is set."""
+    took: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+        while not until.is_set():
+            started = time.monotonic()
+            assert (await client.get("/health")).status_code == 200
+            took.append(time.monotonic() - started)
+            await asyncio.sleep(0.2)  # a probe's pace, not a wait for an event
+    return took
+
+
+async def _watch_heartbeats(store: SqlStore, name: str, until: asyncio.Event) -> list[float]:
+    """How old the worker's stored heartbeat is, sampled until ``until`` is set."""
+    ages: list[float] = []
+    while not until.is_set():
+        workers = await asyncio.to_thread(store.list_workers, "storm")
+        [worker] = [w for w in workers if w.name == name]
+        ages.append(time.time() - worker.last_heartbeat)
+        await asyncio.sleep(0.2)  # the sampling pace
+    return ages
+
+
+async def _storm(served: Served, worker: str) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=STORM + 10, max_keepalive_connections=STORM + 10)
+    async with httpx.AsyncClient(
+        base_url=served.live.url,
+        headers=served.headers(Role.VIEWER),
+        timeout=WAIT + 60,
+        limits=limits,
+    ) as viewer:
+        done = asyncio.Event()
+        health = asyncio.create_task(_probe_health(served.live.url, done))
+        beats = asyncio.create_task(_watch_heartbeats(served.store, worker, done))
+        polls = await asyncio.gather(*(_long_poll(viewer, WAIT) for _ in range(STORM)))
+        done.set()
+        return {"polls": polls, "health": await health, "ages": await beats}
+
+
+def test_one_token_cannot_stall_the_api(served: Served) -> None:
+    worker = "storm-box"
+    start_worker(served, worker)
+    seen = asyncio.run(_storm(served, worker))
+
+    refused = [(took, got) for status, took, got in seen["polls"] if status == 429]
+    waited = [(took, got) for status, took, got in seen["polls"] if status == 200]
+    health, ages = seen["health"], seen["ages"]
+    lease = 1.5 * HEARTBEAT
+    print(
+        f"\n{len(refused)} of {STORM} long-polls refused, "
+        f"within {max((t for t, _ in refused), default=0) * 1000:.0f} ms; "
+        f"/health: {len(health)} probes, median {statistics.median(health) * 1000:.1f} ms, "
+        f"max {max(health) * 1000:.1f} ms; heartbeat age max {max(ages):.2f} s "
+        f"(lease {lease:g} s)"
+    )
+    assert len(refused) == STORM - CAP and len(waited) == CAP
+    # Refused at once: answered long before any wait could have ended, and told when to retry.
+    assert max(took for took, _ in refused) < WAIT / 2
+    assert all(int(got.headers["retry-after"]) >= 1 for _, got in refused)
+    assert all("LEGATO_MAX_WAITS_PER_TOKEN" in got.json()["detail"] for _, got in refused)
+    # The admitted ones really waited: nothing moved, so each timed out.
+    assert all(got.json() == {"woke": False} for _, got in waited)
+    # /health kept answering, and the worker's heartbeat never got older than its lease.
+    assert len(health) >= 5 and max(health) < LIVENESS
+    assert max(ages) < lease
+
+    # Every slot came back when the waits ended: the same token may wait again.
+    again = httpx.post(
+        f"{served.live.url}{API}/queues/wait",
+        json={"seen": NOBODY, "timeout": 0},
+        headers=served.headers(Role.VIEWER),
+        timeout=30,
+    )
+    assert again.status_code == 200 and again.json() == {"woke": False}
