@@ -27,7 +27,6 @@ import pytest
 from legato.models import Role
 from legato.runtime import Runtime
 from legato.store import open_store
-from legato.store.http import HttpStore
 from legato.store.operations import API
 from legato.store.sql import SqlStore
 from tests.live_server import LiveServer
@@ -37,6 +36,7 @@ CAP = 200  # LEGATO_MAX_WAITS_PER_TOKEN for these tests
 WAIT = 20.0  # each long-poll's timeout (s)
 HEARTBEAT = 4.0  # the worker's LEGATO_HEARTBEAT_SECONDS; its lease is 1.5 times that
 LIVENESS = 5.0  # /health must answer within this (s) while the storm waits
+LEGATO = (sys.executable, "-m", "legato")
 NOBODY = {"queue:nobody-queues-here": 0, "*": 0}  # versions that do not move
 
 
@@ -85,8 +85,7 @@ def start_worker(served: Served, name: str) -> subprocess.Popen[bytes]:
     }
     log = (served.home.parent / f"{name}.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "worker", "start", "--pool", "storm"]
-        + ["--name", name, "--resources", "cpu=1", "--grace", "1"],
+        [*LEGATO, "worker", "start", "--pool", "storm", "--name", name, "--resources", "cpu=1"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
