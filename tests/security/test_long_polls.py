@@ -2,10 +2,13 @@
 
 The attack: 300 concurrent ``POST /api/v1/queues/wait`` (``timeout: 30``) from one viewer
 token made ``/health`` take 28.8 s, worker heartbeats included: each long-poll held one of
-the server's threads for its whole wait. Now a long-poll is a coroutine waiting on the store's
-wake-ups, and a token holds at most LEGATO_MAX_WAITS_PER_TOKEN of them at once: the rest are
-refused at once with 429 and ``Retry-After``. The server over SQLite is set up as
-``legato server start`` sets it up (the only writer: waits are not cut to a short poll).
+the server's threads for its whole wait. Waiting for work is a runner's now, but a viewer
+still waits for task runs to end (``/task-runs/wait``): the same storm is tried on both.
+
+Now a long-poll is a coroutine waiting on the store's wake-ups, and a token holds at most
+LEGATO_MAX_WAITS_PER_TOKEN of them at once: the rest are refused at once with 429 and
+``Retry-After``. The server over SQLite is set up as ``legato server start`` sets it up (the
+only writer: waits are not cut to a short poll).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from tests.live_server import LiveServer
 STORM = 300  # concurrent long-polls from one viewer token
 CAP = 200  # LEGATO_MAX_WAITS_PER_TOKEN for these tests
 WAIT = 20.0  # each long-poll's timeout (s)
-HEARTBEAT = 4.0  # the worker's LEGATO_HEARTBEAT_SECONDS; its lease is 1.5 times that
+HEARTBEAT = 6.0  # the worker's LEGATO_HEARTBEAT_SECONDS; its lease is 1.5 times that
 LIVENESS = 5.0  # /health must answer within this (s) while the storm waits
 LEGATO = (sys.executable, "-m", "legato")
 NOBODY = {"queue:nobody-queues-here": 0, "*": 0}  # versions that do not move
@@ -45,6 +48,7 @@ class Served:
     live: LiveServer
     store: SqlStore
     secrets: dict[Role, str]
+    worker_secret: str  # the worker's own runner token
     home: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -61,8 +65,9 @@ def served(
     assert isinstance(store, SqlStore)
     store.sole_writer = True  # as `legato server start`: every write goes through it
     secrets = {role: store.create_token(f"t-{role.value}", role)[1] for role in Role}
+    worker_secret = store.create_token("storm-box", Role.RUNNER)[1]
     live = LiveServer(store)
-    made = Served(live, store, secrets, legato_home)
+    made = Served(live, store, secrets, worker_secret, legato_home)
     try:
         yield made
     finally:
@@ -80,7 +85,7 @@ def start_worker(served: Served, name: str) -> subprocess.Popen[bytes]:
     env |= {
         "LEGATO_HOME": str(served.home),
         "LEGATO_API_URL": served.live.url,
-        "LEGATO_API_TOKEN": served.secrets[Role.RUNNER],
+        "LEGATO_API_TOKEN": served.worker_secret,
         "LEGATO_HEARTBEAT_SECONDS": str(HEARTBEAT),
     }
     log = (served.home.parent / f"{name}.log").open("ab")
@@ -100,9 +105,18 @@ def start_worker(served: Served, name: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-async def _long_poll(client: httpx.AsyncClient, timeout: float) -> tuple[int, float, Any]:
+# The long-polls each role may send: (role, route, a body whose wait nothing ends).
+STORMS = {
+    "viewer-task-runs": (Role.VIEWER, "/task-runs/wait", {"ids": ["never-ends"]}, []),
+    "runner-queues": (Role.RUNNER, "/queues/wait", {"seen": NOBODY}, {"woke": False}),
+}
+
+
+async def _long_poll(
+    client: httpx.AsyncClient, route: str, body: dict[str, Any]
+) -> tuple[int, float, Any]:
     started = time.monotonic()
-    got = await client.post(f"{API}/queues/wait", json={"seen": NOBODY, "timeout": timeout})
+    got = await client.post(API + route, json=body | {"timeout": WAIT})
     return got.status_code, time.monotonic() - started, got
 
 
@@ -129,33 +143,36 @@ async def _watch_heartbeats(store: SqlStore, name: str, until: asyncio.Event) ->
     return ages
 
 
-async def _storm(served: Served, worker: str) -> dict[str, Any]:
+async def _storm(served: Served, worker: str, storm: str) -> dict[str, Any]:
+    role, route, body, _ = STORMS[storm]
     limits = httpx.Limits(max_connections=STORM + 10, max_keepalive_connections=STORM + 10)
     async with httpx.AsyncClient(
         base_url=served.live.url,
-        headers=served.headers(Role.VIEWER),
+        headers=served.headers(role),
         timeout=WAIT + 60,
         limits=limits,
-    ) as viewer:
+    ) as client:
         done = asyncio.Event()
         health = asyncio.create_task(_probe_health(served.live.url, done))
         beats = asyncio.create_task(_watch_heartbeats(served.store, worker, done))
-        polls = await asyncio.gather(*(_long_poll(viewer, WAIT) for _ in range(STORM)))
+        polls = await asyncio.gather(*(_long_poll(client, route, body) for _ in range(STORM)))
         done.set()
         return {"polls": polls, "health": await health, "ages": await beats}
 
 
-def test_one_token_cannot_stall_the_api(served: Served) -> None:
+@pytest.mark.parametrize("storm", sorted(STORMS))
+def test_one_token_cannot_stall_the_api(served: Served, storm: str) -> None:
+    role, route, body, nothing = STORMS[storm]
     worker = "storm-box"
     start_worker(served, worker)
-    seen = asyncio.run(_storm(served, worker))
+    seen = asyncio.run(_storm(served, worker, storm))
 
     refused = [(took, got) for status, took, got in seen["polls"] if status == 429]
     waited = [(took, got) for status, took, got in seen["polls"] if status == 200]
     health, ages = seen["health"], seen["ages"]
     lease = 1.5 * HEARTBEAT
     print(
-        f"\n{len(refused)} of {STORM} long-polls refused, "
+        f"\n{storm}: {len(refused)} of {STORM} long-polls refused, "
         f"within {max((t for t, _ in refused), default=0) * 1000:.0f} ms; "
         f"/health: {len(health)} probes, median {statistics.median(health) * 1000:.1f} ms, "
         f"max {max(health) * 1000:.1f} ms; heartbeat age max {max(ages):.2f} s "
@@ -167,16 +184,16 @@ def test_one_token_cannot_stall_the_api(served: Served) -> None:
     assert all(int(got.headers["retry-after"]) >= 1 for _, got in refused)
     assert all("LEGATO_MAX_WAITS_PER_TOKEN" in got.json()["detail"] for _, got in refused)
     # The admitted ones really waited: nothing moved, so each timed out.
-    assert all(got.json() == {"woke": False} for _, got in waited)
+    assert all(got.json() == nothing for _, got in waited)
     # /health kept answering, and the worker's heartbeat never got older than its lease.
     assert len(health) >= 5 and max(health) < LIVENESS
     assert max(ages) < lease
 
     # Every slot came back when the waits ended: the same token may wait again.
     again = httpx.post(
-        f"{served.live.url}{API}/queues/wait",
-        json={"seen": NOBODY, "timeout": 0},
-        headers=served.headers(Role.VIEWER),
+        served.live.url + API + route,
+        json=body | {"timeout": 0},
+        headers=served.headers(role),
         timeout=30,
     )
-    assert again.status_code == 200 and again.json() == {"woke": False}
+    assert again.status_code == 200 and again.json() == nothing

@@ -91,7 +91,7 @@ def server_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[SqlS
 
 def serve(store: SqlStore, cap: int) -> tuple[LiveServer, str]:
     live = LiveServer(store, max_waits_per_token=cap)
-    return live, store.create_token("waiter", Role.VIEWER)[1]
+    return live, store.create_token("waiter", Role.RUNNER)[1]
 
 
 def test_a_commit_wakes_waiting_clients_at_once(server_store: SqlStore) -> None:
