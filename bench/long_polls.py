@@ -5,7 +5,7 @@ woken, and how /health answers while one token holds hundreds of waits open.
 
 Wake-up latency: a client blocked in ``wait_for_queue`` (HttpStore, as a worker's watcher),
 another queueing one task run at a time through the API; from just before the queueing
-request to the waiter's return. Then ``--storm`` long-polls (30 s) from one viewer token,
+request to the waiter's return. Then ``--storm`` long-polls (30 s) from one runner token,
 and /health probed one request after another meanwhile. Prints medians; asserts nothing.
 """
 
@@ -126,7 +126,7 @@ def main() -> None:
     subprocess.run(
         [sys.executable, "-m", "legato", "db", "upgrade"], env=env, check=True, capture_output=True
     )
-    runner, viewer = _token(env, "runner"), _token(env, "viewer")
+    runner = _token(env, "runner")
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -160,7 +160,7 @@ def main() -> None:
             f"wake-up: {len(took)} wakes, median {statistics.median(took) * 1000:.1f} ms, "
             f"p90 {took[int(len(took) * 0.9)] * 1000:.1f} ms"
         )
-        statuses, health = asyncio.run(storm(url, viewer, args.storm))
+        statuses, health = asyncio.run(storm(url, runner, args.storm))
         print(
             f"/health with {args.storm} long-polls open from one token: median "
             f"{statistics.median(health) * 1000:.1f} ms, max {max(health) * 1000:.1f} ms; "
