@@ -197,3 +197,15 @@ def test_one_token_cannot_stall_the_api(served: Served, storm: str) -> None:
         timeout=30,
     )
     assert again.status_code == 200 and again.json() == nothing
+
+
+def test_one_wait_cannot_watch_more_keys_than_versions_answers(served: Served) -> None:
+    # Each key of ``seen`` registers the waiter once: a body's worth of keys is refused.
+    seen = {f"queue:p{i}": 0 for i in range(1002)}
+    got = httpx.post(
+        f"{served.live.url}{API}/queues/wait",
+        json={"seen": seen, "timeout": 0},
+        headers=served.headers(Role.RUNNER),
+        timeout=30,
+    )
+    assert got.status_code == 422 and "seen" in got.text

@@ -613,7 +613,9 @@ class RequeueIn(Body):
 
 
 class WaitQueueIn(Body):
-    seen: dict[str, int]
+    # A waiter is registered under each key: as many as /queues/versions answers (1,000
+    # pools and "*"), so one wait cannot register a body's worth of keys.
+    seen: dict[str, int] = Field(max_length=1001)
     timeout: float = Field(ge=0, le=3600)
 
 
