@@ -22,7 +22,6 @@ from legato.models import ApiToken
 T = TypeVar("T")
 
 RETRY_AFTER = 1  # seconds: a slot frees whenever one of the token's waits ends
-TOO_MANY = {429: {"description": "This token already holds as many long-polls as allowed"}}
 
 
 class WaitSlots:

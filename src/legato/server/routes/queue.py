@@ -22,7 +22,7 @@ from legato.server.routes._common import (
     check_results,
 )
 from legato.server.scope import check_pool
-from legato.server.waits import TOO_MANY, long_poll
+from legato.server.waits import long_poll
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 from legato.store.roles import AsyncWaits
@@ -91,7 +91,7 @@ def next_queued_at(store: StoreDep, pool: Id) -> w.NextAt:
     return w.NextAt(at=store.next_queued_at(pool))
 
 
-@routes.op(OPERATIONS["wait_for_queue"], responses=TOO_MANY)
+@routes.op(OPERATIONS["wait_for_queue"])
 async def wait_for_queue(
     request: Request, store: StoreDep, max_wait: MaxWait, body: w.WaitQueueIn
 ) -> w.Woke:

@@ -22,7 +22,7 @@ from legato.server.routes._common import (
     StoreDep,
     check_results,
 )
-from legato.server.waits import TOO_MANY, long_poll
+from legato.server.waits import long_poll
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
@@ -146,7 +146,7 @@ def get_task_run(store: StoreDep, task_run_id: Id) -> TaskRun:
     return store.get_task_run(task_run_id)
 
 
-@routes.op(OPERATIONS["wait_for_task_runs"], responses=TOO_MANY)
+@routes.op(OPERATIONS["wait_for_task_runs"])
 async def wait_for_task_runs(
     request: Request, store: StoreDep, max_wait: MaxWait, body: w.WaitTaskRunsIn
 ) -> list[TaskRun]:
