@@ -30,7 +30,7 @@ from legato.models import (
     now,
 )
 from legato.notify.rules import make_rule
-from legato.store import InsertFlowRun, InsertQuestion, UpdateFlowRun, open_store
+from legato.store import InsertFlowRun, InsertQuestion, UpdateFlowRun
 from legato.store.http import HttpStore
 from legato.store.sql import SqlStore
 from legato.triggers.scheduler import make_schedule
@@ -38,19 +38,6 @@ from tests.live_server import LiveServer
 
 FLOWS = Path(__file__).parents[1] / "acceptance" / "flows.py"
 ACTIVE = [s for s in State if not s.is_final]
-
-
-@pytest.fixture
-def server_store(tmp_path: Path) -> Iterator[SqlStore]:
-    store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
-    assert isinstance(store, SqlStore)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def secrets_by_role(server_store: SqlStore) -> dict[Role, str]:
-    return {role: server_store.create_token(f"t-{role.value}", role)[1] for role in Role}
 
 
 @pytest.fixture

@@ -32,19 +32,6 @@ COOKIE = "legato_session"
 
 
 @pytest.fixture
-def server_store(tmp_path: Path) -> Iterator[SqlStore]:
-    store = open_store(f"sqlite:///{tmp_path / 'server.db'}")
-    assert isinstance(store, SqlStore)
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def secrets_by_role(server_store: SqlStore) -> dict[Role, str]:
-    return {role: server_store.create_token(f"t-{role.value}", role)[1] for role in Role}
-
-
-@pytest.fixture
 def serve(
     server_store: SqlStore, legato_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Callable[..., LiveServer]]:

@@ -529,18 +529,22 @@ def runs_cancel(
     )
 
 
+# `runs resume|retry --here`: server mode queues the run for its pool's workers by default.
+Here = Annotated[
+    bool,
+    typer.Option(
+        "--here",
+        help="With LEGATO_API_URL: run it in this shell (a runner token) instead of "
+        "queueing it for its pool's workers.",
+    ),
+]
+
+
 @runs_app.command("resume")
 def runs_resume(
     run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
-    here: Annotated[
-        bool,
-        typer.Option(
-            "--here",
-            help="With LEGATO_API_URL: run it in this shell (a runner token) instead of "
-            "queueing it for its pool's workers.",
-        ),
-    ] = False,
+    here: Here = False,
 ) -> None:
     """Carry on a paused or crashed run; finished tasks are not run again."""
     from legato.resume import continue_run
@@ -587,14 +591,7 @@ def _audited(action: str) -> Any:
 def runs_retry(
     run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
-    here: Annotated[
-        bool,
-        typer.Option(
-            "--here",
-            help="With LEGATO_API_URL: run it in this shell (a runner token) instead of "
-            "queueing it for its pool's workers.",
-        ),
-    ] = False,
+    here: Here = False,
 ) -> None:
     """Run a failed or cancelled run again: only failed and never-started tasks run."""
     from legato.resume import continue_run
