@@ -108,10 +108,10 @@ def test_each_audited_action_through_the_api_leaves_one_row_naming_the_token(
     run = _run(server_store, State.RUNNING)
     assert op.transition_flow_run(run.id, State.CANCELLED, allowed_from=ACTIVE)
     expect("t-operator", "run.cancel", run.id)
-    assert op.queue_flow_run(run.id, "cpu", allowed_from=[State.CANCELLED, State.FAILED])
+    assert op.queue_flow_run(run.id, "default", allowed_from=[State.CANCELLED, State.FAILED])
     expect("t-operator", "run.retry", run.id)
     paused = _run(server_store, State.PAUSED)
-    assert op.queue_flow_run(paused.id, "cpu", allowed_from=[State.PAUSED, State.CRASHED])
+    assert op.queue_flow_run(paused.id, "default", allowed_from=[State.PAUSED, State.CRASHED])
     expect("t-operator", "run.resume", paused.id)
     failed = _run(server_store, State.FAILED)
     assert runner.transition_flow_run(

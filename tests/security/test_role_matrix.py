@@ -275,12 +275,21 @@ def test_an_operator_cancels_and_queues_stopped_runs_but_changes_nothing_else(
     operator = store.create_token("person", Role.OPERATOR)[1]
     running = FlowRun(id=new_id(), flow="f", state=State.RUNNING, created_at=time.time())
     failed = FlowRun(id=new_id(), flow="f", state=State.RUNNING, created_at=time.time())
+    failed.pool = "cpu"
     store.apply([InsertFlowRun(running), InsertFlowRun(failed)])
     store.transition_flow_run(failed.id, State.FAILED, allowed_from=[State.RUNNING])
     with _client(live, operator) as client:
         forge = {"state": "COMPLETED", "allowed_from": ["RUNNING"], "values": {}}
         got = client.post(f"{API}/flow-runs/{running.id}/transition", json=forge)
         assert got.status_code == 403 and "may only cancel" in got.text
+        # Cancelling is no way to give a run code or a pool of one's choosing.
+        for values in ({"source": "/elsewhere/evil.py:f"}, {"pool": "gpu"}, {"parameters": {}}):
+            sneak = {"state": "CANCELLED", "allowed_from": ["RUNNING"], "values": values}
+            got = client.post(f"{API}/flow-runs/{running.id}/transition", json=sneak)
+            assert got.status_code == 403 and "may only cancel" in got.text, values
+        elsewhere = {"pool": "gpu", "allowed_from": ["FAILED"]}
+        got = client.post(f"{API}/flow-runs/{failed.id}/queue", json=elsewhere)
+        assert got.status_code == 403 and "for their own pool (cpu)" in got.text
         yank = {"pool": "cpu", "allowed_from": ["RUNNING"]}
         got = client.post(f"{API}/flow-runs/{running.id}/queue", json=yank)
         assert got.status_code == 403 and "paused, failed, cancelled or crashed" in got.text
@@ -294,6 +303,72 @@ def test_an_operator_cancels_and_queues_stopped_runs_but_changes_nothing_else(
         assert got.json() == {"changed": True}
     assert store.get_flow_run(running.id).state is State.CANCELLED
     assert store.get_flow_run(failed.id).state is State.PENDING
+
+
+def test_a_pool_scoped_runner_registers_code_and_starts_work_only_in_its_pools(
+    live: LiveServer, store: SqlStore
+) -> None:
+    from legato.models import Deployment
+
+    store.put_deployment(Deployment("gpu-job", "f", "/lab/f.py:f", "gpu", created_at=1.0))
+    cpu_box = store.create_token("cpu-box", Role.RUNNER, pools=["cpu"])[1]
+    with _client(live, cpu_box) as client:
+        dep = {"name": "gpu-job", "flow": "f", "source": "/x.py:f", "pool": "cpu"}
+        got = client.put(f"{API}/deployments/gpu-job", json={"deployment": dep})
+        assert got.status_code == 403 and "change deployments of pool 'gpu'" in got.text
+        assert client.delete(f"{API}/deployments/gpu-job").status_code == 403
+        dep = {**dep, "name": "mine", "pool": "gpu"}
+        got = client.put(f"{API}/deployments/mine", json={"deployment": dep})
+        assert got.status_code == 403 and "deploy to pool 'gpu'" in got.text
+        run = FlowRun(id=new_id(), flow="f", state=State.PENDING, created_at=time.time())
+        run.pool = "gpu"
+        got = client.post(
+            f"{API}/ops", json={"ops": [{"op": "insert_flow_run", "run": encode(run)}]}
+        )
+        assert got.status_code == 403 and "start flow runs in pool 'gpu'" in got.text
+        run.pool = "cpu"
+        task = TaskRun(
+            id=new_id(),
+            flow_run_id=run.id,
+            task="t",
+            key="t:0",
+            state=State.PENDING,
+            created_at=time.time(),
+            pool="gpu",
+        )
+        ops = [
+            {"op": "insert_flow_run", "run": encode(run)},
+            {"op": "insert_task_run", "run": encode(task)},
+        ]
+        got = client.post(f"{API}/ops", json={"ops": ops})
+        assert got.status_code == 403 and "queue tasks for pool 'gpu'" in got.text
+        assert client.post(f"{API}/ops", json={"ops": ops[:1]}).status_code == 204
+    assert store.get_deployment("gpu-job").source == "/lab/f.py:f"  # type: ignore[union-attr]
+
+
+def test_a_runner_cannot_expire_leases_early_but_may_cancel_a_task_another_holds(
+    live: LiveServer, store: SqlStore
+) -> None:
+    box_a = store.create_token("box-a", Role.RUNNER)[1]
+    flow_process = store.create_token("member", Role.RUNNER)[1]
+    task = _queued_task(store, "cpu")
+    worker = _worker("cpu")
+    with _client(live, box_a) as a, _client(live, flow_process) as member:
+        assert _register(a, worker).status_code == 204
+        claim = {"pool": "cpu", "worker": worker.name, "free": {"cpu": 1.0}}
+        assert [t["id"] for t in a.post(f"{API}/claims", json=claim).json()] == [task.id]
+        # "now" far ahead would expire every lease in every pool: the server's clock counts.
+        far = {"now": 250_000_000_000.0}
+        assert member.post(f"{API}/task-runs/requeue-expired", json=far).json() == []
+        assert member.post(f"{API}/flow-runs/requeue-expired", json=far).json() == {"ids": []}
+        assert store.get_task_run(task.id).state is State.RUNNING
+        # The flow that queued the task cancels it although another token's worker holds it
+        # (a cancel that also sets a result is a write like any other: the holder's only).
+        cancel = {"op": "update_task_run", "id": task.id, "state": "CANCELLED", "at": time.time()}
+        forged = {**cancel, "values": {"result": {"v": 1}}}
+        assert member.post(f"{API}/ops", json={"ops": [forged]}).status_code == 403
+        assert member.post(f"{API}/ops", json={"ops": [cancel]}).status_code == 204
+    assert store.get_task_run(task.id).state is State.CANCELLED
 
 
 def test_an_expired_token_is_refused_even_while_remembered(
@@ -331,7 +406,7 @@ def test_tokens_limited_to_pools_and_with_expiry_are_made_and_listed(
         listed = {t["name"]: t for t in client.get(f"{API}/tokens").json()}
         assert listed["gpu-box"]["expires_at"] == 4e9
         bad = client.post(f"{API}/tokens", json={"name": "x", "role": "admin", "pools": ["gpu"]})
-        assert bad.status_code == 400 and "admin token cannot be limited" in bad.text
+        assert bad.status_code == 400 and "only runner tokens can be limited" in bad.text
         past = client.post(f"{API}/tokens", json={"name": "x", "role": "viewer", "expires_at": 1.0})
         assert past.status_code == 400 and "must be in the future" in past.text
 

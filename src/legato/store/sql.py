@@ -294,7 +294,9 @@ class _Batch:
             store._bulk(conn, "task_runs", _INSERT_TASK_RUN, list(self.new_tasks.values()))
         queued = {r["pool"] for r in self.new_tasks.values() if r.get("queued_at") is not None}
         queued.update(
-            self.pools.get(u["_id"]) for u in self.task_updates if u.get("queued_at") is not None
+            u.get("pool") or self.pools.get(u["_id"])  # the pool it is queued in now
+            for u in self.task_updates
+            if u.get("queued_at") is not None
         )
         store._signal(conn, QUEUE_CHANNEL, {p for p in queued | self.flow_pools if p})
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates

@@ -31,7 +31,10 @@ def parameter_errors(schema: dict[str, Any], params: dict[str, Any]) -> list[tup
 
     props: dict[str, Any] = schema.get("properties") or {}
     takes = ", ".join(props) or "no parameters"
-    found = [(k, f"unknown parameter (it takes: {takes})") for k in params if k not in props]
+    closed = schema.get("additionalProperties") is False  # open for a flow taking **kwargs
+    found = [
+        (k, f"unknown parameter (it takes: {takes})") for k in params if closed and k not in props
+    ]
     found += [(k, "missing") for k in schema.get("required") or [] if k not in params]
     try:
         validator = jsonschema.Draft202012Validator(schema)

@@ -45,8 +45,11 @@ class TokenSql:
             pools = sorted({p.strip() for p in pools if p.strip()})
             if not pools:
                 raise UsageError("--pools names no pool: leave it out for every pool")
-            if Role(role) is Role.ADMIN:
-                raise UsageError("an admin token cannot be limited to pools: admins manage all")
+            if Role(role) is not Role.RUNNER:
+                raise UsageError(
+                    "only runner tokens can be limited to pools (--pools): they are what "
+                    "workers and flow processes use"
+                )
         if expires_at is not None and not (now < expires_at < 253402300799):
             raise UsageError("a token's expiry must be in the future (e.g. --expires 90d)")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)

@@ -530,7 +530,7 @@ class QuestionUpdateIn(Body):
 
 class AnswerIn(Body):
     value: Any = Field(description="The answer; it must fit the question's JSON schema.")
-    by: str | None = Field(default=None, max_length=200, description="Who answers.")
+    by: Name | None = Field(default=None, max_length=200, description="Who answers.")
 
 
 class ClaimIn(Body):

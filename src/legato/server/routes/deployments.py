@@ -35,18 +35,24 @@ def get_deployment(store: StoreDep, name: Id) -> w.FoundDeployment:
 
 
 @routes.op(OPERATIONS["put_deployment"])
-def put_deployment(store: StoreDep, name: Id, body: w.DeploymentIn, audit: Audit) -> None:
-    """Create or replace a deployment (its name must match the path)."""
+def put_deployment(
+    store: StoreDep, name: Id, body: w.DeploymentIn, audit: Audit, token: Caller
+) -> None:
+    """Create or replace a deployment (its name must match the path). A runner limited to
+    pools registers code only for its pools, and replaces only deployments in them."""
     if body.deployment.name != name:
         raise invalid((("body", "deployment", "name"), "must match the path"))
+    check_pool(token, body.deployment.pool, "deploy to")
+    _check_existing(store, token, name)
     _check_schema(body.deployment.parameter_schema)
     store.put_deployment(body.deployment)
     audit("deployment.put", name, details.deployment(body.deployment))
 
 
 @routes.op(OPERATIONS["delete_deployment"])
-def delete_deployment(store: StoreDep, name: Id, audit: Audit) -> w.Changed:
+def delete_deployment(store: StoreDep, name: Id, audit: Audit, token: Caller) -> w.Changed:
     """Remove a deployment; ``changed`` is false if there was none."""
+    _check_existing(store, token, name)
     changed = store.delete_deployment(name)
     if changed:
         audit("deployment.delete", name)
@@ -75,6 +81,12 @@ def start_deployment(
         ) from None
     audit("deployment.start", dep.name, {"flow_run_id": run.id, "pool": dep.pool})
     return run
+
+
+def _check_existing(store: StoreDep, token: Caller, name: str) -> None:
+    existing = store.get_deployment(name)
+    if existing is not None:
+        check_pool(token, existing.pool, "change deployments of")
 
 
 def _check_schema(schema: dict[str, Any] | None) -> None:

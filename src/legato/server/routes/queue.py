@@ -9,6 +9,7 @@ from anyio import to_thread
 from fastapi import HTTPException, Query, Request
 
 from legato.audit import queue_action
+from legato.deployments import DEFAULT_POOL
 from legato.models import FlowRun, Role, State, TaskRun
 from legato.server.routes._common import (
     Audit,
@@ -63,9 +64,11 @@ def finish_task_run(
 
 
 @routes.op(OPERATIONS["requeue_expired"])
-def requeue_expired(store: StoreDep, body: w.RequeueIn) -> list[TaskRun]:
-    """CRASHED for every expired lease, queued again while attempts remain."""
-    return store.requeue_expired(body.now)
+def requeue_expired(store: StoreDep, token: Caller, body: w.RequeueIn) -> list[TaskRun]:
+    """CRASHED for every expired lease, queued again while attempts remain. Expired by the
+    server's clock: only an admin may name another time (a runner could otherwise expire
+    every lease in every pool)."""
+    return store.requeue_expired(body.now if token.role is Role.ADMIN else None)
 
 
 @routes.op(OPERATIONS["queue_depths"])
@@ -130,16 +133,19 @@ def queue_flow_run(
     audit: Audit,
 ) -> w.Changed:
     """Queue an existing flow run for a pool (compare-and-set on its state). Operators queue
-    runs that stopped (resume, retry); handing a running run back is for its lease holder."""
+    runs that stopped (resume, retry) for their own pool; handing a running run back is for
+    its lease holder."""
     check_pool(token, body.pool, "queue work for")
     stopped = {State.PAUSED, State.FAILED, State.CANCELLED, State.CRASHED}
-    if not set(body.allowed_from) <= stopped:
-        if not token.role.allows(Role.RUNNER):
+    if not token.role.allows(Role.RUNNER):
+        own = store.get_flow_run(run_id).pool or DEFAULT_POOL
+        if not set(body.allowed_from) <= stopped or body.pool != own:
             raise HTTPException(
                 403,
                 detail=f"token {token.name!r} (role {token.role.value}) may queue only "
-                "paused, failed, cancelled or crashed runs",
+                f"paused, failed, cancelled or crashed runs, for their own pool ({own})",
             )
+    elif not set(body.allowed_from) <= stopped:
         scope.check_holds(token, [], [run_id])
     changed = store.queue_flow_run(run_id, body.pool, allowed_from=body.allowed_from)
     action = queue_action(body.allowed_from)
@@ -149,9 +155,11 @@ def queue_flow_run(
 
 
 @routes.op(OPERATIONS["requeue_expired_flow_runs"])
-def requeue_expired_flow_runs(store: StoreDep, body: w.RequeueIn) -> w.Ids:
-    """Flow runs whose lease expired: CRASHED, then queued again."""
-    return w.Ids(ids=store.requeue_expired_flow_runs(body.now))
+def requeue_expired_flow_runs(store: StoreDep, token: Caller, body: w.RequeueIn) -> w.Ids:
+    """Flow runs whose lease expired (by the server's clock, as above): CRASHED, then
+    queued again."""
+    now = body.now if token.role is Role.ADMIN else None
+    return w.Ids(ids=store.requeue_expired_flow_runs(now))
 
 
 @routes.op(OPERATIONS["set_engine_job"])

@@ -22,11 +22,18 @@ from legato.server.routes._common import (
     StoreDep,
     check_results,
 )
+from legato.server.scope import check_pool
 from legato.server.waits import long_poll
 from legato.store import LogEntry
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
-from legato.store.ops import SupersedeTaskRun, UpdateFlowRun, UpdateTaskRun
+from legato.store.ops import (
+    InsertFlowRun,
+    InsertTaskRun,
+    SupersedeTaskRun,
+    UpdateFlowRun,
+    UpdateTaskRun,
+)
 from legato.store.roles import AsyncWaits
 
 routes = Routes()
@@ -39,10 +46,34 @@ def apply_ops(
     """Commit a batch of operations in one transaction (all or nothing)."""
     check_results(root, body)
     ops = [op.to_op() for op in body.ops]
-    tasks = [op.id for op in ops if isinstance(op, UpdateTaskRun | SupersedeTaskRun)]
-    flows = [op.id for op in ops if isinstance(op, UpdateFlowRun)]
+    for op in ops:  # where a runner limited to pools may put work
+        if isinstance(op, InsertFlowRun):
+            check_pool(token, op.run.pool or "default", "start flow runs in")
+        elif isinstance(op, InsertTaskRun) and op.run.pool is not None:
+            check_pool(token, op.run.pool, "queue tasks for")
+        elif isinstance(op, UpdateTaskRun | UpdateFlowRun) and "pool" in op.values:
+            check_pool(token, op.values["pool"] or "default", "move runs to")
+    # Only a claimed run's lease holder writes it; cancelling one is anyone's (a flow
+    # cancels its remote tasks, which another token's worker holds).
+    tasks = [
+        op.id
+        for op in ops
+        if isinstance(op, UpdateTaskRun | SupersedeTaskRun) and not _is_cancel(op)
+    ]
+    flows = [op.id for op in ops if isinstance(op, UpdateFlowRun) and not _is_cancel(op)]
     scope.check_holds(token, tasks, flows)
     store.apply(ops, request_id=body.request_id)
+
+
+CANCEL_VALUES = frozenset({"ended_at", "error"})
+
+
+def _is_cancel(op: object) -> bool:
+    return (
+        isinstance(op, UpdateTaskRun | UpdateFlowRun)
+        and op.state is State.CANCELLED
+        and not set(op.values) - CANCEL_VALUES
+    )
 
 
 @routes.op(OPERATIONS["list_flow_runs"])
@@ -86,14 +117,17 @@ def transition_flow_run(
     Operators may cancel; any other change is for runners, and for a claimed run only its
     lease holder's."""
     check_results(root, body)
-    if body.state is not State.CANCELLED:
-        if not token.role.allows(Role.RUNNER):
+    if not token.role.allows(Role.RUNNER):
+        if body.state is not State.CANCELLED or set(body.values) - CANCEL_VALUES:
             raise HTTPException(
                 403,
-                detail=f"token {token.name!r} (role {token.role.value}) may only cancel runs; "
-                f"moving one to {body.state.value} needs a runner token",
+                detail=f"token {token.name!r} (role {token.role.value}) may only cancel runs "
+                "(setting at most ended_at and error); any other change needs a runner token",
             )
+    elif body.state is not State.CANCELLED:
         scope.check_holds(token, [], [run_id])
+    if "pool" in body.values:
+        check_pool(token, body.values["pool"] or "default", "move runs to")
     changed = store.transition_flow_run(
         run_id,
         body.state,

@@ -9,7 +9,8 @@ from fastapi import Query
 from legato import audit as details
 from legato.errors import UsageError
 from legato.models import Schedule
-from legato.server.routes._common import Audit, Id, Routes, StoreDep
+from legato.server.routes._common import Audit, Caller, Id, Routes, StoreDep
+from legato.server.scope import check_pool
 from legato.store.operations import OPERATIONS
 from legato.store.wire import Count, SchedulesIn
 from legato.triggers.scheduler import check_schedule
@@ -27,8 +28,13 @@ def list_schedules(
 
 
 @routes.op(OPERATIONS["replace_schedules"])
-def replace_schedules(store: StoreDep, name: Id, body: SchedulesIn, audit: Audit) -> None:
+def replace_schedules(
+    store: StoreDep, name: Id, body: SchedulesIn, audit: Audit, token: Caller
+) -> None:
     """Make these the deployment's only schedules (an empty list removes them)."""
+    dep = store.get_deployment(name)
+    if dep is not None:
+        check_pool(token, dep.pool, "schedule runs in")
     for sch in body.schedules:
         if sch.deployment != name:
             raise UsageError("every schedule's deployment must match the path")

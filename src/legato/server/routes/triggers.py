@@ -11,7 +11,7 @@ from fastapi import Query, Request
 from legato import audit as details
 from legato.errors import UsageError
 from legato.models import Role
-from legato.server.routes._common import Audit, Id, Routes, StoreDep, error
+from legato.server.routes._common import Audit, Id, Routes, StoreDep, error, invalid
 from legato.store.operations import API, OPERATIONS
 from legato.store.wire import Changed, Count, FoundTrigger, TriggerIn
 
@@ -38,7 +38,7 @@ def get_trigger(store: StoreDep, name: Id) -> FoundTrigger:
 def put_trigger(store: StoreDep, name: Id, body: TriggerIn, audit: Audit) -> None:
     """Create or replace a trigger (its name must match the path)."""
     if body.trigger.name != name:
-        raise UsageError("body.trigger.name must match the path")
+        raise invalid((("body", "trigger", "name"), "must match the path"))
     if body.trigger.kind not in ("files", "webhook"):
         raise UsageError("a trigger's kind is files or webhook")
     store.put_trigger(body.trigger)
