@@ -31,6 +31,10 @@ class State(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED})
+# The stopped runs a person may carry on by queueing them for their pool's workers (the
+# dashboard, Slack, the CLI and the API's queue route): retried, or resumed.
+RETRY_FROM = (State.FAILED, State.CANCELLED, State.CRASHED)
+RESUME_FROM = (State.PAUSED, State.CRASHED)
 SUCCESS_STATES = frozenset({State.COMPLETED, State.CACHED})
 
 # Which state may follow which; the store refuses any other change (IllegalTransition).

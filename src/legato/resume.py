@@ -11,12 +11,12 @@ from typing import Any
 
 from legato.engine import run_flow
 from legato.errors import Cancelled, Paused, UsageError
-from legato.models import FlowRun, State
+from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, State
 from legato.owners import owner_alive
 from legato.runtime import get_runtime
 
 RESUMABLE = {State.PAUSED, State.CRASHED, State.RUNNING, State.PENDING, State.AWAITING_RETRY}
-RETRYABLE = {State.FAILED, State.CANCELLED, State.CRASHED}
+RETRYABLE = set(RETRY_FROM)
 
 
 def root_of(store: Any, run: FlowRun) -> FlowRun:
@@ -114,9 +114,7 @@ def queue_for_workers(store: Any, run_id: str, *, retry: bool) -> tuple[FlowRun,
     from legato.deployments import DEFAULT_POOL
 
     root = root_of(store, store.get_flow_run(run_id))
-    allowed = (
-        [State.FAILED, State.CANCELLED, State.CRASHED] if retry else [State.PAUSED, State.CRASHED]
-    )
+    allowed = list(RETRY_FROM if retry else RESUME_FROM)
     pool = root.pool or DEFAULT_POOL
     if not store.queue_flow_run(root.id, pool, allowed_from=allowed):
         verb = "retried" if retry else "resumed"

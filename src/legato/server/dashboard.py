@@ -35,6 +35,7 @@ from legato.audit import Actor
 from legato.errors import InvalidAnswer, RunNotFound, UsageError
 from legato.models import (
     FINAL_STATES,
+    RETRY_FROM,
     FlowRun,
     PoolType,
     Question,
@@ -62,8 +63,6 @@ ITEMS_PAGE = 100
 LOG_LINES = 500
 POLL = "every 2s"
 NON_FINAL = [s for s in State if s not in FINAL_STATES]
-RETRY_FROM = [State.FAILED, State.CANCELLED, State.CRASHED]
-RESUME_FROM = [State.PAUSED, State.CRASHED]
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
 AUDIT_LINES = 200
 LEVELS = {"": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
@@ -550,14 +549,9 @@ class Dashboard:
                 raise UsageError(f"flow run {run.id} is {run.state.value}: nothing to cancel")
             _actor(session).record(self.store, "run.cancel", run.id, {"via": "dashboard"})
             return "Cancelled."
-        root = _root(self.store, run)
-        allowed = RETRY_FROM if verb == "retry" else RESUME_FROM
-        pool = root.pool or "default"
-        if not self.store.queue_flow_run(root.id, pool, allowed_from=allowed):
-            states = " or ".join(s.value for s in allowed)
-            raise UsageError(
-                f"flow run {root.id} is {root.state.value}: only a {states} run can be {verb}d"
-            )
+        from legato.resume import queue_for_workers
+
+        root, pool = queue_for_workers(self.store, run.id, retry=verb == "retry")
         detail = {"via": "dashboard", "pool": pool}
         _actor(session).record(self.store, f"run.{verb}", root.id, detail)
         which = "" if root.id == run.id else f" (through its top-level run {root.id[:8]})"
@@ -597,12 +591,6 @@ def _actor(session: Session | None) -> Actor:
     if session is None:  # actions need a session (action_form): only a guard
         return Actor("unknown", "unknown")
     return Actor(session.name, session.role.value)
-
-
-def _root(store: Any, run: FlowRun) -> FlowRun:
-    while run.parent_task_run_id:
-        run = store.get_flow_run(store.get_task_run(run.parent_task_run_id).flow_run_id)
-    return run
 
 
 def _back(run_id: str, *, to: str = "", **message: str) -> Response:

@@ -16,6 +16,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from legato.models import ApiToken
 from legato.store import rows as rowmap
 from legato.store import schema as s
+from legato.store.tokens import live_token
 
 SESSION_ID_BYTES = 32  # random bytes behind each id (43 URL-safe characters)
 
@@ -62,8 +63,7 @@ class SessionSql:
                 d.id == session_id,
                 d.revoked_at.is_(None),
                 d.expires_at > now,
-                t.revoked_at.is_(None),
-                or_(t.expires_at.is_(None), t.expires_at > now),
+                live_token(now),
             )
         )
         with self._read() as conn:

@@ -8,7 +8,7 @@ import secrets
 import time
 from typing import Any
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 
 from legato.errors import UsageError
 from legato.models import ApiToken, Role, new_id
@@ -16,6 +16,12 @@ from legato.store import rows as rowmap
 from legato.store import schema as s
 
 TOKEN_PREFIX = "lgt_"
+
+
+def live_token(now: float) -> ColumnElement[bool]:
+    """A token neither revoked nor expired at ``now``: ``ApiToken.live`` in SQL."""
+    t = s.api_tokens.c
+    return and_(t.revoked_at.is_(None), or_(t.expires_at.is_(None), t.expires_at > now))
 
 
 def hash_secret(secret: str) -> str:
@@ -76,11 +82,7 @@ class TokenSql:
     def verify_token(self, secret: str) -> ApiToken | None:
         """The live (unrevoked, unexpired) token with this secret, or None."""
         t = s.api_tokens.c
-        q = select(s.api_tokens).where(
-            t.hash == hash_secret(secret),
-            t.revoked_at.is_(None),
-            or_(t.expires_at.is_(None), t.expires_at > time.time()),
-        )
+        q = select(s.api_tokens).where(t.hash == hash_secret(secret), live_token(time.time()))
         with self._read() as conn:
             row = conn.execute(q).first()
         return None if row is None else rowmap.token(row)

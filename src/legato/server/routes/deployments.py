@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import HTTPException
-from fastapi.exceptions import RequestValidationError
 
 from legato import audit as details
 from legato.models import Deployment, FlowRun
@@ -73,11 +72,8 @@ def start_deployment(
     try:
         run = store.start_deployment(dep.name, body.parameters)
     except InvalidParameters as exc:
-        raise RequestValidationError(
-            [
-                {"loc": ("body", "parameters", param), "msg": why, "type": "value_error"}
-                for param, why in exc.errors
-            ]
+        raise invalid(
+            *((("body", "parameters", param), why) for param, why in exc.errors)
         ) from None
     audit("deployment.start", dep.name, {"flow_run_id": run.id, "pool": dep.pool})
     return run
@@ -98,6 +94,4 @@ def _check_schema(schema: dict[str, Any] | None) -> None:
     try:
         jsonschema.Draft202012Validator.check_schema(schema)
     except jsonschema.SchemaError as exc:
-        loc = ("body", "deployment", "parameter_schema")
-        why = [{"loc": loc, "msg": exc.message, "type": "value_error"}]
-        raise RequestValidationError(why) from None
+        raise invalid((("body", "deployment", "parameter_schema"), exc.message)) from None

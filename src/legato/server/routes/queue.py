@@ -10,7 +10,7 @@ from fastapi import HTTPException, Query, Request
 
 from legato.audit import queue_action
 from legato.deployments import DEFAULT_POOL
-from legato.models import FlowRun, Role, State, TaskRun
+from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, Role, TaskRun
 from legato.server.routes._common import (
     Audit,
     Caller,
@@ -136,7 +136,7 @@ def queue_flow_run(
     runs that stopped (resume, retry) for their own pool; handing a running run back is for
     its lease holder."""
     check_pool(token, body.pool, "queue work for")
-    stopped = {State.PAUSED, State.FAILED, State.CANCELLED, State.CRASHED}
+    stopped = {*RETRY_FROM, *RESUME_FROM}
     if not token.role.allows(Role.RUNNER):
         own = store.get_flow_run(run_id).pool or DEFAULT_POOL
         if not set(body.allowed_from) <= stopped or body.pool != own:

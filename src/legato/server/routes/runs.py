@@ -9,6 +9,7 @@ from anyio import to_thread
 from fastapi import HTTPException, Query, Request
 
 from legato.audit import run_action
+from legato.deployments import DEFAULT_POOL
 from legato.models import Artifact, FlowRun, Role, State, StateChange, TaskRun
 from legato.server.routes._common import (
     Audit,
@@ -48,11 +49,11 @@ def apply_ops(
     ops = [op.to_op() for op in body.ops]
     for op in ops:  # where a runner limited to pools may put work
         if isinstance(op, InsertFlowRun):
-            check_pool(token, op.run.pool or "default", "start flow runs in")
+            check_pool(token, op.run.pool or DEFAULT_POOL, "start flow runs in")
         elif isinstance(op, InsertTaskRun) and op.run.pool is not None:
             check_pool(token, op.run.pool, "queue tasks for")
         elif isinstance(op, UpdateTaskRun | UpdateFlowRun) and "pool" in op.values:
-            check_pool(token, op.values["pool"] or "default", "move runs to")
+            check_pool(token, op.values["pool"] or DEFAULT_POOL, "move runs to")
     # Only a claimed run's lease holder writes it; cancelling one is anyone's (a flow
     # cancels its remote tasks, which another token's worker holds).
     tasks = [
@@ -127,7 +128,7 @@ def transition_flow_run(
     elif body.state is not State.CANCELLED:
         scope.check_holds(token, [], [run_id])
     if "pool" in body.values:
-        check_pool(token, body.values["pool"] or "default", "move runs to")
+        check_pool(token, body.values["pool"] or DEFAULT_POOL, "move runs to")
     changed = store.transition_flow_run(
         run_id,
         body.state,
