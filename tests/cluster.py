@@ -47,8 +47,9 @@ class Cluster:
         )
 
     def start_worker(
-        self, name: str, pool: str, resources: str, concurrency: int = 4, **env: str
+        self, name: str, pool: str, resources: str | None, concurrency: int | None = 4, **env: str
     ) -> None:
+        """``None`` for resources or concurrency: the worker's defaults, as a user gets them."""
         log = (self.logs / f"{name}.log").open("ab")
         self._logs.append(log)
         self.workers[name] = subprocess.Popen(
@@ -62,10 +63,8 @@ class Cluster:
                 pool,
                 "--name",
                 name,
-                "--resources",
-                resources,
-                "--concurrency",
-                str(concurrency),
+                *(["--resources", resources] if resources is not None else []),
+                *(["--concurrency", str(concurrency)] if concurrency is not None else []),
                 "--grace",
                 "5",
             ],

@@ -24,6 +24,8 @@ R = TypeVar("R")
 
 _RESERVED = ("key", "wait_for")
 ReplayMode = Literal["rerun", "strict"]
+# "process": every run in a fresh process (a clean interpreter; nothing outlives it).
+Isolation = Literal["process"] | None
 _STORED = STORED_PARAMETER
 _ARBITRARY: Any = {"arbitrary_types_allowed": True}
 
@@ -80,6 +82,7 @@ class Task(Generic[P, R]):
         cache_expiration: float | None = None,
         tags: Iterable[str] = (),
         version: str | None = None,
+        isolation: Isolation = None,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@task needs a function, got {fn!r}")
@@ -110,6 +113,11 @@ class Task(Generic[P, R]):
         if timeout is not None and timeout <= 0:
             raise UsageError(f"task {self.name!r}: timeout must be > 0 seconds")
         self.timeout = timeout
+        if isolation not in (None, "process"):
+            raise UsageError(
+                f"task {self.name!r}: isolation must be None or 'process', got {isolation!r}"
+            )
+        self.isolation = isolation
         self.cache = cache
         self.cache_expiration = cache_expiration
         self.tags = tuple(tags)
@@ -122,8 +130,13 @@ class Task(Generic[P, R]):
 
     @property
     def needs_process(self) -> bool:
-        """Runs in a child process: a timeout must really stop it, a GPU must be isolated."""
-        return self.timeout is not None or self.resources.get("gpu", 0) > 0
+        """Runs in a fresh child process: a timeout must really stop it, a GPU must be
+        isolated, or the task asked for a clean interpreter (``isolation="process"``)."""
+        return (
+            self.timeout is not None
+            or self.resources.get("gpu", 0) > 0
+            or self.isolation == "process"
+        )
 
     @functools.cached_property
     def ref(self) -> str | None:
@@ -415,6 +428,7 @@ def task(
     cache_expiration: float | None = ...,
     tags: Iterable[str] = ...,
     version: str | None = ...,
+    isolation: Isolation = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -1,15 +1,14 @@
-"""Where task bodies run in embedded mode: inline, in threads, or in a child process.
+"""Where task bodies run: inline, in threads, in a fresh child process, or in a warm one.
 
-A task with a ``timeout`` or a GPU runs in a child process of its own session, so a timeout or
-a cancellation kills the whole process tree (nothing it started keeps running) and
-``CUDA_VISIBLE_DEVICES`` can name exactly the GPUs it was given.
+A task with a ``timeout``, a GPU or ``isolation="process"`` runs in a fresh child process of
+its own session, so a timeout or a cancellation kills the whole process tree (nothing it
+started keeps running) and ``CUDA_VISIBLE_DEVICES`` can name exactly the GPUs it was given.
+On a worker, other task runs go to warm children reused across runs (``warm_pool``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from legato.errors import Cancelled, NoWorkerForPool, ProcessCrashed, TaskTimeout
+from legato.processes import kill_tree, session_options, start_mode
+from legato.warm_pool import WarmPool
 
 
 @dataclass
@@ -94,10 +95,11 @@ class ChildResult:
 
 
 class _Child:
-    """A child forked by the fork server."""
+    """A task's fresh child: forked by the fork server, or spawned."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, proc: subprocess.Popen[bytes] | None = None) -> None:
         self.pid = pid
+        self.proc = proc
         self.status: int | None = None
         self.exited = threading.Event()
 
@@ -192,8 +194,9 @@ def run_in_child(
     gpus: list[int] | None,
     cancelled: threading.Event,
 ) -> ChildResult:
-    """Run ``fn(*args, **kwargs)`` in a child process of its own session, forked by the fork
-    server; kill its whole process group on timeout or cancellation. Raises TaskTimeout,
+    """Run ``fn(*args, **kwargs)`` in a fresh child process of its own session (forked by the
+    fork server, or spawned: ``processes.start_mode``); kill its whole process group on
+    timeout or cancellation. Raises TaskTimeout,
     Cancelled or ProcessCrashed."""
     import cloudpickle
 
@@ -201,11 +204,15 @@ def run_in_child(
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     with tempfile.TemporaryDirectory(prefix="legato-child-") as tmp:
-        payload_path = os.path.join(tmp, "call.pkl")
+        payload = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
         out_path = os.path.join(tmp, "result.pkl")
-        with open(payload_path, "wb") as fh:
-            fh.write(cloudpickle.dumps((list(sys.path), fn, args, kwargs, context)))
-        child = fork_server().start(payload_path, out_path, env)
+        if start_mode() == "fork":
+            payload_path = os.path.join(tmp, "call.pkl")
+            with open(payload_path, "wb") as fh:
+                fh.write(payload)
+            child = fork_server().start(payload_path, out_path, env)
+        else:
+            child = _spawn(payload, out_path, env)
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while not child.exited.wait(0.05):
@@ -216,10 +223,10 @@ def run_in_child(
                         f"the task ran past its timeout of {timeout:g} s and was stopped"
                     )
         except BaseException:
-            _kill_pgid(child.pid)  # timeout, cancel, Ctrl-C: nothing the task started survives
+            kill_tree(child.pid, child.proc)  # timeout, cancel, Ctrl-C: nothing it started survives
             child.exited.wait(10)
             raise
-        _kill_pgid(child.pid)  # anything the task left behind in its group
+        kill_tree(child.pid, child.proc)  # anything the task left behind in its group
         if not os.path.exists(out_path):
             raise ProcessCrashed(
                 f"the task's process exited with status {child.status} without a result"
@@ -229,6 +236,46 @@ def run_in_child(
         return ChildResult(value, error, logs, artifacts)
 
 
-def _kill_pgid(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+def _spawn(payload: bytes, out_path: str, env: dict[str, str]) -> _Child:
+    """The portable model: a new interpreter per task run (``legato._child``), in its own
+    session or process group, given its call on stdin."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato._child", out_path],
+        stdin=subprocess.PIPE,
+        env=env,
+        **session_options(),
+    )
+    child = _Child(proc.pid, proc)
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(payload)
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # it died at once: its exit status tells
+
+    def reap() -> None:
+        child.status = proc.wait()
+        child.exited.set()
+
+    threading.Thread(target=reap, name="legato-child-reaper", daemon=True).start()
+    return child
+
+
+def run_warm(
+    pool: WarmPool,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    context: dict[str, Any],
+    cancelled: threading.Event,
+) -> ChildResult:
+    """Run ``fn(*args, **kwargs)`` in one of ``pool``'s warm children. Raises Cancelled or
+    ProcessCrashed."""
+    import cloudpickle
+
+    call = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
+    result: ChildResult = pool.run(
+        call, cancelled, lambda reply: ChildResult(*cloudpickle.loads(reply))
+    )
+    return result

@@ -14,25 +14,54 @@ outcome is recorded under the same lease, fencing and retry rules.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from legato.attempts import Outcome, RetryRule, decide
 from legato.engines import Backend, EngineCancelled, EngineLost
 from legato.errors import Cancelled, EngineJobFailed, TaskTimeout
-from legato.executors import ChildResult, LocalResources, run_in_child
+from legato.executors import ChildResult, LocalResources, run_in_child, run_warm
+from legato.grouping import GroupCommit
 from legato.models import FlowRun, State, TaskRun, Worker, WorkerState, new_id
 from legato.results import ResultStorage
-from legato.store import InsertArtifact, InsertLogs
+from legato.store import Finish, InsertArtifact, InsertLogs, Op
 from legato.store import QueueStore as Store  # the worker's role of the store
+from legato.warm_pool import WarmPool
 
 log = logging.getLogger("legato.worker")
+
+
+# Light task runs (a median under LIGHT_SECONDS over the last runs) are claimed PREFETCH per
+# process: the next ones are at hand when one ends, and claims and outcomes go in batches.
+LIGHT_SECONDS = 0.1
+PREFETCH = 8
+
+
+class RecentDurations:
+    """How long this worker's last task runs took: light ones are claimed ahead."""
+
+    def __init__(self, keep: int = 32) -> None:
+        self._keep = keep
+        self._seen: list[float] = []
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seen.append(seconds)
+            del self._seen[: -self._keep]
+
+    def light(self) -> bool:
+        with self._lock:
+            seen = sorted(self._seen)
+        return len(seen) >= 4 and seen[len(seen) // 2] < LIGHT_SECONDS
 
 
 @dataclass
@@ -41,7 +70,7 @@ class Running:
     needs: dict[str, float]
     gpus: list[int]
     cancelled: threading.Event = field(default_factory=threading.Event)
-    thread: threading.Thread | None = None
+    done: Future[None] | None = None
 
 
 class WorkerProcess:
@@ -63,7 +92,19 @@ class WorkerProcess:
         self.pool = pool
         self.capacity = capacity
         self.name = name or f"{pool}@{socket.gethostname()}:{os.getpid()}"
+        # Processes at once: as asked, or one per CPU. Without --concurrency, light task runs
+        # are claimed ahead of the processes (see slots()).
         self.concurrency = concurrency or max(1, int(capacity.get("cpu", os.cpu_count() or 1)))
+        self.adaptive = concurrency is None
+        self.durations = RecentDurations()
+        self.warm = WarmPool(self.concurrency) if backend is None else None
+        # One thread per claimed run (it waits on a process or an engine), kept for the next.
+        self._threads = ThreadPoolExecutor(
+            max_workers=self.concurrency * PREFETCH, thread_name_prefix="legato-run"
+        )
+        self._outcomes: GroupCommit[tuple[Finish, list[Op]], bool] = GroupCommit(
+            self._write_outcomes
+        )
         self.heartbeat_every = heartbeat
         # A lease outlives one missed heartbeat; the sweep runs four times per interval, so a
         # dead worker's runs are back in the queue within two heartbeat intervals.
@@ -108,6 +149,9 @@ class WorkerProcess:
             self._loop()
         finally:
             self._stopped.set()
+            if self.warm is not None:
+                self.warm.close()
+            self._threads.shutdown(wait=False)
             self.store.set_worker_state(self.id, WorkerState.OFFLINE)
             log.info("worker %s stopped", self.name)
 
@@ -135,9 +179,10 @@ class WorkerProcess:
             if claimed:
                 continue
             timeout = self.heartbeat_every / 4
-            due = self.store.next_queued_at(self.pool)
-            if due is not None:
-                timeout = max(0.0, min(timeout, due - time.time()))
+            if claimed == 0:  # the queue looked empty: wake when the next retry is due
+                due = self.store.next_queued_at(self.pool)
+                if due is not None:
+                    timeout = max(0.0, min(timeout, due - time.time()))
             self._wake.wait(timeout)
         self._drain_running()
 
@@ -150,12 +195,23 @@ class WorkerProcess:
         except Exception as exc:
             log.warning("could not re-queue expired leases: %s", exc)
 
-    def _claim(self) -> int:
+    def slots(self) -> int:
+        """Claimed runs this worker holds at most: its processes, times PREFETCH while its
+        task runs are light and no --concurrency was given."""
+        if self.adaptive and self.backend is None and self.durations.light():
+            return self.concurrency * PREFETCH
+        return self.concurrency
+
+    def _claim(self) -> int | None:
+        """Claim what fits; the number claimed, or None when not worth a round trip yet
+        (every process is busy and fewer than half the slots are free: batch later)."""
+        limit = self.slots()
         with self._lock:
-            slots = self.concurrency - len(self._running)
+            running = len(self._running)
             free = {k: v - self.resources._used.get(k, 0.0) for k, v in self.capacity.items()}
-        if slots <= 0:
-            return 0
+        slots = limit - running
+        if slots <= 0 or (running >= self.concurrency and slots < limit // 2):
+            return None
         try:
             flows = self.store.claim_flow_runs(
                 self.pool, self.name, limit=slots, lease_seconds=self.lease
@@ -198,10 +254,7 @@ class WorkerProcess:
         item = Running(tr, needs, gpus)
         with self._lock:
             self._running[tr.id] = item
-        item.thread = threading.Thread(
-            target=self._execute, args=(item,), name=f"legato-run-{tr.id}", daemon=True
-        )
-        item.thread.start()
+        item.done = self._threads.submit(self._execute, item)
 
     def _execute(self, item: Running) -> None:
         tr = item.run
@@ -276,7 +329,9 @@ class WorkerProcess:
             "log_level": "INFO",
             "capture_output": False,
         }
+        ops: list[Op] = []
         try:
+            began = time.monotonic()
             out = self._run_body(
                 item,
                 task.fn,
@@ -285,12 +340,13 @@ class WorkerProcess:
                 context,
                 task.timeout,
                 item.gpus if item.needs.get("gpu") else None,
+                fresh=task.needs_process,
             )
+            self.durations.add(time.monotonic() - began)
             error = out.error
-            ops: list[Any] = [InsertLogs(out.logs)] if out.logs else []
+            if out.logs:
+                ops.append(InsertLogs(out.logs))
             ops.extend(InsertArtifact(a) for a in out.artifacts)
-            if ops:
-                self.store.apply(ops)
         except Cancelled:
             if self._draining.is_set():
                 self._finish(tr, State.PENDING, {}, "handed back: the worker is stopping")
@@ -307,9 +363,8 @@ class WorkerProcess:
             error = exc
         if error is None:
             stored = self.results.encode(out.value, what=f"result of task {task.name!r}")
-            self._finish(
-                tr, State.COMPLETED, {"result": stored, "error": None, "ended_at": time.time()}
-            )
+            values = {"result": stored, "error": None, "ended_at": time.time()}
+            self._finish(tr, State.COMPLETED, values, ops=ops)
             return
         described = f"{type(error).__name__}: {error}"
         step = decide(RetryRule.of(task), tr.attempts, tr.max_attempts, Outcome.FAILED, error)
@@ -319,9 +374,10 @@ class WorkerProcess:
                 State.AWAITING_RETRY,
                 {"error": described, "queued_at": time.time() + step.delay},
                 f"retry in {step.delay:.3g} s after attempt {tr.attempts}: {described[:300]}",
+                ops=ops,
             )
             return
-        self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()})
+        self._finish(tr, State.FAILED, {"error": described, "ended_at": time.time()}, ops=ops)
 
     def _run_body(
         self,
@@ -332,8 +388,13 @@ class WorkerProcess:
         context: dict[str, Any],
         timeout: float | None,
         gpus: list[int] | None,
+        *,
+        fresh: bool = True,
     ) -> ChildResult:
-        """Run the call in a child process, or hand it to the engine (a bridge)."""
+        """Run the call in a warm child process, a fresh one (``fresh``: a timeout, GPUs,
+        ``isolation="process"``, a flow run), or hand it to the engine (a bridge)."""
+        if self.backend is None and not fresh and self.warm is not None:
+            return run_warm(self.warm, fn, args, kwargs, context=context, cancelled=item.cancelled)
         if self.backend is None:
             return run_in_child(
                 fn,
@@ -374,12 +435,27 @@ class WorkerProcess:
         self._finish(tr, State.CRASHED, {"error": f"CRASHED: {exc}", "ended_at": time.time()})
 
     def _finish(
-        self, tr: TaskRun, state: State, values: dict[str, Any], msg: str | None = None
+        self,
+        tr: TaskRun,
+        state: State,
+        values: dict[str, Any],
+        msg: str | None = None,
+        *,
+        ops: list[Op] | None = None,
     ) -> None:
-        if not self.store.finish_task_run(tr.id, tr.attempts, state, values, msg):
+        """Record the outcome (and the run's logs and artifacts, ``ops``), grouped with the
+        outcomes of other runs that end meanwhile: one round trip for all of them."""
+        finish = Finish(tr.id, tr.attempts, state, values, msg)
+        if not self._outcomes.submit((finish, ops or [])):
             log.warning(
                 "task run %s: result of attempt %d refused (lease lost)", tr.key, tr.attempts
             )
+
+    def _write_outcomes(self, batch: list[tuple[Finish, list[Op]]]) -> list[bool]:
+        ops = [op for _, run_ops in batch for op in run_ops]
+        if ops:
+            self.store.apply(ops)
+        return self.store.finish_task_runs([finish for finish, _ in batch])
 
     # -- heartbeats and draining ---------------------------------------------------------------
 
@@ -411,5 +487,6 @@ class WorkerProcess:
         for item in items:
             item.cancelled.set()  # killed, then handed back in _execute_claimed
         for item in items:
-            if item.thread is not None:
-                item.thread.join(30)
+            if item.done is not None:
+                with contextlib.suppress(TimeoutError):
+                    item.done.result(30)

@@ -25,11 +25,13 @@ def _overlap_max(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_tasks_land_on_their_pools_workers_with_exclusive_gpus(
-    cluster: Any, tmp_path: Path
+    cluster: Any, tmp_path: Path, start: str
 ) -> None:
-    cluster.start_worker("cpu-box", "cpu", "cpu=4", concurrency=4)
-    cluster.start_worker("gpu-box", "gpu", "gpu=2", concurrency=4)
+    """Under both process models (spawn: the portable one, forced here)."""
+    cluster.start_worker("cpu-box", "cpu", "cpu=4", concurrency=4, LEGATO_PROCESS_START=start)
+    cluster.start_worker("gpu-box", "gpu", "gpu=2", concurrency=4, LEGATO_PROCESS_START=start)
     cluster.wait_for_workers("cpu-box", "gpu-box")
     proc = cluster.legato(
         "run", f"{FLOWS}:placed", "-p", "n=6", "-p", f"marker={tmp_path / 'flaky'}", "--json"

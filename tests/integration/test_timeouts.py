@@ -14,6 +14,14 @@ from legato.store import Store
 from legato.testing import last_flow_run
 
 
+@pytest.fixture(autouse=True, params=["fork", "spawn"])
+def process_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test under both process models: the fork server (Linux), and the portable
+    one (a new interpreter per task run) chosen where fork is missing, forced here."""
+    monkeypatch.setenv("LEGATO_PROCESS_START", request.param)
+    return str(request.param)
+
+
 def store() -> Store:
     return get_runtime().store
 
@@ -81,3 +89,53 @@ def test_an_exception_in_a_timed_task_comes_back_with_its_type() -> None:
     assert child_error() == "from the child process"
     [tr] = store().get_task_runs(last_flow_run(store()).id)
     assert (tr.state, tr.error) == (State.FAILED, "LookupError: from the child process")
+
+
+def test_a_timeout_stops_what_the_task_started_too(tmp_path: Path) -> None:
+    """The task's whole process group is killed, in both models: a subprocess it started
+    does not live on."""
+    pid_file = tmp_path / "grandchild.pid"
+
+    @task(timeout=1.0)
+    def starts_a_process(path: str) -> None:
+        import subprocess
+
+        proc = subprocess.Popen(["sleep", "300"])
+        Path(path).write_text(str(proc.pid))
+        time.sleep(300)
+
+    @flow
+    def leaves_a_process(path: str) -> None:
+        starts_a_process(path)
+
+    with pytest.raises(TaskTimeout):
+        leaves_a_process(str(pid_file))
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _running(grandchild):
+        time.sleep(0.05)
+    assert not _running(grandchild)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_the_chosen_model_starts_the_process(process_start: str) -> None:
+    """Forked children descend from the fork server; spawned ones from the flow's process."""
+    import os
+
+    @task(timeout=30)
+    def parent_pid() -> int:
+        return os.getppid()
+
+    @flow
+    def whose_child() -> int:
+        return parent_pid()
+
+    spawned = whose_child() == os.getpid()
+    assert spawned is (process_start == "spawn")

@@ -50,6 +50,7 @@ MATRIX: dict[tuple[str, str], Role] = {
     # queues and workers: runners work; operators queue stopped runs (resume, retry)
     ("POST", "/claims"): R,
     ("POST", "/task-runs/{task_run_id}/finish"): R,
+    ("POST", "/task-runs/finish"): R,
     ("POST", "/task-runs/requeue-expired"): R,
     ("GET", "/queues/depths"): V,
     ("GET", "/queues/versions"): V,
@@ -249,6 +250,9 @@ def test_only_the_token_that_registered_a_worker_acts_for_it_and_its_leases(
         finish = {"attempt": attempt, "state": "COMPLETED", "values": {"result": {"v": "forged"}}}
         forged = b.post(f"{API}/task-runs/{task.id}/finish", json=finish)
         assert forged.status_code == 403 and "holds its lease" in forged.text
+        many = {"finishes": [{**finish, "task_run_id": task.id}]}
+        forged = b.post(f"{API}/task-runs/finish", json=many)
+        assert forged.status_code == 403 and "holds its lease" in forged.text
         op = {
             "op": "update_task_run",
             "id": task.id,
@@ -265,6 +269,9 @@ def test_only_the_token_that_registered_a_worker_acts_for_it_and_its_leases(
         # The lease holder finishes its run.
         finish["values"] = {"result": {"v": 42}}
         assert a.post(f"{API}/task-runs/{task.id}/finish", json=finish).json() == {"changed": True}
+        # A stale attempt (here: the same one again) is refused in a batch too, item by item.
+        again = a.post(f"{API}/task-runs/finish", json=many)
+        assert again.json() == {"changed": [False]}
         done = store.get_task_run(task.id)
         assert done.state is State.COMPLETED and done.result == {"v": 42}
 

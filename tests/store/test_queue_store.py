@@ -290,3 +290,37 @@ def test_the_engine_job_id_is_fenced_by_the_attempt(store: Store) -> None:
     assert store.finish_task_run(tr.id, 1, State.COMPLETED, {"result": {"v": 1}})
     assert not store.set_engine_job(tr.id, 1, "slurm:13")  # ended: nothing changes
     assert store.get_task_run(tr.id).engine_job_id == "slurm:12"
+
+
+def test_outcomes_finished_together_are_fenced_one_by_one(store: Store) -> None:
+    """A worker's grouped completions: each outcome is accepted or refused by its own
+    attempt, in one batch; a refused one changes nothing and the others still land."""
+    from legato.store import Finish
+
+    ids = queued(store, 4)
+    claimed = store.claim_task_runs("gpu", "w1", {"gpu": 4}, limit=4)
+    assert [t.id for t in claimed] == ids
+    stale, a, b, retry = claimed
+    # the first one's lease is lost and claimed again: its first attempt is stale now
+    store.apply([UpdateTaskRun(stale.id, State.PENDING, time.time(), {"queued_at": 0.0})])
+    [again] = store.claim_task_runs("gpu", "w2", {"gpu": 4})
+    assert again.id == stale.id and again.attempts == stale.attempts + 1
+    accepted = store.finish_task_runs(
+        [
+            Finish(stale.id, stale.attempts, State.COMPLETED, {"result": {"v": "late"}}),
+            Finish(a.id, a.attempts, State.COMPLETED, {"result": {"v": 1}, "ended_at": 1.0}),
+            Finish(b.id, b.attempts, State.FAILED, {"error": "boom", "ended_at": 1.0}),
+            Finish(retry.id, retry.attempts, State.AWAITING_RETRY, {"error": "again"}, "retry"),
+        ]
+    )
+    assert accepted == [False, True, True, True]
+    assert store.get_task_run(stale.id).state is State.RUNNING  # the new attempt's, untouched
+    assert store.get_task_run(stale.id).result is None
+    assert store.get_task_run(a.id).result == {"v": 1}
+    assert store.get_task_run(b.id).state is State.FAILED
+    queued_again = store.get_task_run(retry.id)
+    assert queued_again.state is State.AWAITING_RETRY and queued_again.worker is None
+    assert queued_again.queued_at is not None
+    assert states(store, a.id)[-1] is State.COMPLETED
+    # the retried one is claimable again
+    assert [t.id for t in store.claim_task_runs("gpu", "w3", {"gpu": 4})] == [retry.id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from legato.store.ops import (
     PAGE_MAX,
+    Finish,
     InsertArtifact,
     InsertFlowRun,
     InsertLogs,
@@ -36,6 +37,7 @@ def open_store(url: str, *, auto_upgrade: bool = True, token: str | None = None)
 __all__ = [
     "PAGE_MAX",
     "AdminStore",
+    "Finish",
     "InsertArtifact",
     "InsertFlowRun",
     "InsertLogs",

@@ -37,7 +37,7 @@ from legato.models import (
 )
 from legato.store.http_admin import HttpAdmin
 from legato.store.operations import API, OPERATIONS, Operation
-from legato.store.ops import LogEntry, Op
+from legato.store.ops import Finish, LogEntry, Op
 from legato.store.wire import decode, encode, encode_op
 
 SERVER_WAIT = 30.0  # the longest a server holds one long-poll
@@ -399,6 +399,23 @@ class HttpStore(HttpAdmin):
         body = {"attempt": attempt, "state": state.value, "values": values, "message": message}
         data = self._send(OPERATIONS["finish_task_run"], task_run_id=task_run_id, json=body)
         return bool(data["changed"])
+
+    def finish_task_runs(self, finishes: Sequence[Finish]) -> list[bool]:
+        accepted: list[bool] = []
+        for start in range(0, len(finishes), 1000):  # the route's bound
+            items = [
+                {
+                    "task_run_id": f.task_run_id,
+                    "attempt": f.attempt,
+                    "state": f.state.value,
+                    "values": f.values,
+                    "message": f.message,
+                }
+                for f in finishes[start : start + 1000]
+            ]
+            data = self._send(OPERATIONS["finish_task_runs"], json={"finishes": items})
+            accepted.extend(bool(c) for c in data["changed"])
+        return accepted
 
     def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
         data = self._send(OPERATIONS["requeue_expired"], json={"now": now})

@@ -179,6 +179,16 @@ _ALL = [
         tag="queues",
     ),
     Operation(
+        "finish_task_runs",
+        "POST",
+        "/task-runs/finish",
+        R,
+        "queue",
+        w.FinishManyIn,
+        w.ChangedMany,
+        tag="queues",
+    ),
+    Operation(
         "requeue_expired",
         "POST",
         "/task-runs/requeue-expired",

@@ -16,6 +16,18 @@ PAGE_MAX = 10_000
 
 
 @dataclass(slots=True)
+class Finish:
+    """A claimed attempt's outcome, as a worker reports it (``finish_task_runs``): accepted
+    only while attempt ``attempt`` still holds the run."""
+
+    task_run_id: str
+    attempt: int
+    state: State
+    values: dict[str, Any] = field(default_factory=dict)
+    message: str | None = None
+
+
+@dataclass(slots=True)
 class InsertFlowRun:
     run: FlowRun
     message: str | None = None

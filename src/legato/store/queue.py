@@ -23,6 +23,7 @@ from legato.models import FlowRun, Pool, State, TaskRun, Worker, WorkerState, ch
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
+from legato.store.ops import Finish
 
 # A queued task run: waiting for its first claim, or for its next attempt after a failure.
 _QUEUED = (State.PENDING.value, State.AWAITING_RETRY.value)
@@ -355,32 +356,57 @@ class QueueSql:
     ) -> bool:
         """Record the outcome of a claimed attempt; False (nothing written) if that attempt no
         longer holds the run: a late result from a dead attempt is refused."""
-        check_transition(f"task run {task_run_id}", State.RUNNING, state)  # it is claimed
+        return self.finish_task_runs([Finish(task_run_id, attempt, state, values, message)])[0]
+
+    def finish_task_runs(self, finishes: Sequence[Finish]) -> list[bool]:
+        """``finish_task_run`` for many outcomes in one transaction (a worker's completions
+        are grouped: one commit for all that ended meanwhile); one answer per outcome."""
+        for f in finishes:
+            check_transition(f"task run {f.task_run_id}", State.RUNNING, f.state)  # claimed
+        if not finishes:
+            return []
         now = time.time()
         c = s.task_runs.c
-        row = rowmap.encode(values)
-        row.update(state=state.value, lease_expires_at=None)
-        requeue = state in (State.PENDING, State.AWAITING_RETRY)
-        if requeue:  # handed back (drain) or to be retried: queued again
-            row.setdefault("queued_at", now)
-            row["worker"] = None
+        ids = [f.task_run_id for f in finishes]
+        held = select(c.id, c.attempts, c.pool).where(c.id.in_(ids), c.state == State.RUNNING.value)
+        if self.dialect == "postgresql":
+            held = held.with_for_update()  # nobody changes them between this look and the write
         with self._write() as conn:
-            done = conn.execute(
-                update(s.task_runs)
-                .where(c.id == task_run_id, c.attempts == attempt, c.state == State.RUNNING.value)
-                .values(row)
-            ).rowcount
-            if not done:
-                return False
-            conn.execute(
-                insert(s.state_history), [rowmap.history(task_run_id, "task", state, now, message)]
-            )
-            if requeue:
-                pool = conn.execute(select(c.pool).where(c.id == task_run_id)).scalar_one()
-                self._signal(conn, QUEUE_CHANNEL, {pool})
-            else:
-                self._signal(conn, DONE_CHANNEL, {task_run_id})
-        return True
+            holders = {r.id: (r.attempts, r.pool) for r in conn.execute(held)}
+            accepted = [holders.get(f.task_run_id, (None,))[0] == f.attempt for f in finishes]
+            groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            history, pools, done = [], set(), set()
+            for f, ok in zip(finishes, accepted, strict=True):
+                if not ok:
+                    continue
+                row = rowmap.encode(f.values)
+                row.update(state=f.state.value, lease_expires_at=None)
+                if f.state in (State.PENDING, State.AWAITING_RETRY):  # handed back or retried
+                    row.setdefault("queued_at", now)
+                    row["worker"] = None
+                    pools.add(holders[f.task_run_id][1])
+                else:
+                    done.add(f.task_run_id)
+                row.update(_id=f.task_run_id, _attempt=f.attempt)
+                groups.setdefault(tuple(sorted(row)), []).append(row)
+                history.append(rowmap.history(f.task_run_id, "task", f.state, now, f.message))
+            for columns, rows in groups.items():
+                # One statement per shape of outcome; the WHERE stays as the race backstop.
+                stmt = (
+                    update(s.task_runs)
+                    .where(
+                        c.id == bindparam("_id"),
+                        c.attempts == bindparam("_attempt"),
+                        c.state == State.RUNNING.value,
+                    )
+                    .values({k: bindparam(k) for k in columns if not k.startswith("_")})
+                )
+                conn.execute(stmt, rows)
+            if history:
+                conn.execute(insert(s.state_history), history)
+            self._signal(conn, QUEUE_CHANNEL, pools)
+            self._signal(conn, DONE_CHANNEL, done)
+        return accepted
 
     def requeue_expired(self, now: float | None = None) -> list[TaskRun]:
         """Task runs whose lease ran out: CRASHED, then queued again while attempts remain.

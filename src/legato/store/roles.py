@@ -40,7 +40,7 @@ from legato.models import (
     Trigger,
     Worker,
 )
-from legato.store.ops import LogEntry, Op
+from legato.store.ops import Finish, LogEntry, Op
 
 
 class Connected(Protocol):
@@ -179,6 +179,9 @@ class QueueStore(Writes, Protocol):
         message: str | None = None,
     ) -> bool:
         """Record a claimed attempt's outcome; False if that attempt no longer holds the run."""
+
+    def finish_task_runs(self, finishes: Sequence[Finish]) -> list[bool]:
+        """Many outcomes in one transaction (one request); one answer for each."""
 
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         """Queue an existing flow run for ``pool`` (compare-and-set on its state)."""

@@ -53,7 +53,7 @@ from legato.models import (
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.migrate import check_schema
-from legato.store.notify import QUEUE_CHANNEL, Notifier, PostgresListener
+from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier, PostgresListener
 from legato.store.ops import (
     InsertArtifact,
     InsertFlowRun,
@@ -72,6 +72,12 @@ from legato.store.queue import QueueSql
 _INSERT_TASK_RUN = insert(s.task_runs)
 _INSERT_HISTORY = insert(s.state_history)
 _INSERT_LOG = insert(s.logs)
+
+# Where a flow's wait for a remote task run stops: it ended, or crashed for good.
+_STOPS = frozenset([*(st for st in State if st.is_final), State.CRASHED])
+# A run read unfinished is read again after this long even without a wake-up (a safety net;
+# every way a task run stops signals its waiters).
+UNENDED_FOR = 5.0
 
 
 def _sqlite_insert(table: Any) -> str:
@@ -299,6 +305,9 @@ class _Batch:
             if u.get("queued_at") is not None
         )
         store._signal(conn, QUEUE_CHANNEL, {p for p in queued | self.flow_pools if p})
+        # Task runs that stop here (a cancel, a flow's own end): their waiters learn of it.
+        stops = {u["_id"] for u in self.task_updates if State(u["state"]) in _STOPS}
+        store._signal(conn, DONE_CHANNEL, stops)
         # Updates of task runs inserted by an earlier batch, in order; consecutive updates
         # that set the same columns go in one executemany. Each was checked (read_states);
         # the WHERE state IN its legal sources is the backstop against a concurrent writer.
@@ -378,6 +387,8 @@ class SqlStore(QueueSql, _AdminPart):
         self._write_lock = threading.Lock()
         self._write_conn: Connection | None = None
         self._update_stmts: dict[tuple[str, frozenset[str], State | None], Any] = {}
+        # task run id -> (its wake-up's version, "*"'s, when) when last read unfinished
+        self._unended: dict[str, tuple[int, int, float]] = {}
         self.notifier = Notifier()
         self._listener: PostgresListener | None = None
         parsed = make_url(url)
@@ -736,7 +747,7 @@ class SqlStore(QueueSql, _AdminPart):
         keys = [f"done:{i}" for i in ids]
         while True:
             seen = self.notifier.versions(keys)
-            ended = self._ended_task_runs(ids)
+            ended = self._ended_task_runs(self._to_read(ids, seen), seen)
             left = deadline - time.monotonic()
             if ended or left <= 0:
                 return ended
@@ -752,21 +763,52 @@ class SqlStore(QueueSql, _AdminPart):
         keys = [f"done:{i}" for i in ids]
         while True:
             seen = self.notifier.versions(keys)
-            ended = await asyncio.to_thread(self._ended_task_runs, ids)
+            ended = await asyncio.to_thread(self._ended_task_runs, self._to_read(ids, seen), seen)
             left = deadline - time.monotonic()
             if ended or left <= 0:
                 return ended
             await self.notifier.wait_async(seen, self._wait_cap(left))
 
-    def _ended_task_runs(self, ids: Sequence[str]) -> list[TaskRun]:
-        """The task runs among ``ids`` that are final, CRASHED or PAUSED."""
+    def _to_read(self, ids: Sequence[str], seen: dict[str, int]) -> list[str]:
+        """The ids whose state must be read now. Where every end is signalled (PostgreSQL's
+        LISTEN, or this process is the only writer), a run read unfinished is read again
+        only once its wake-up moved (or every key's, "*", after a reconnect), and at the
+        latest after UNENDED_FOR seconds: a flow waiting on thousands of runs reads the few
+        that ended, not all of them, on every wake-up."""
+        if not (self.dialect == "postgresql" or self.sole_writer):
+            return list(ids)
+        star, now = seen["*"], time.monotonic()
+        known = self._unended
+        return [
+            i
+            for i in ids
+            if (mark := known.get(i)) is None
+            or mark[0] != seen[f"done:{i}"]
+            or mark[1] != star
+            or now - mark[2] > UNENDED_FOR
+        ]
+
+    def _ended_task_runs(self, ids: Sequence[str], seen: dict[str, int]) -> list[TaskRun]:
+        """The task runs among ``ids`` that are final, CRASHED or PAUSED; the others are
+        remembered as unended at the versions ``seen`` before the read."""
+        if not ids:
+            return []
         c = s.task_runs.c
-        stops = [st.value for st in State if st.is_final] + [State.CRASHED.value]
+        stops = [st.value for st in _STOPS]
         with self._read() as conn:
             rows = conn.execute(
                 select(s.task_runs).where(c.id.in_(list(ids)), c.state.in_(stops))
             ).all()
-        return [rowmap.task_run(r) for r in rows]
+        ended = [rowmap.task_run(r) for r in rows]
+        known = self._unended
+        if len(known) > 100_000:  # runs nobody waits for any more
+            known.clear()
+        star, now = seen["*"], time.monotonic()
+        for i in ids:
+            known[i] = (seen.get(f"done:{i}", 0), star, now)
+        for tr in ended:
+            known.pop(tr.id, None)
+        return ended
 
     def close(self) -> None:
         if self._listener is not None:

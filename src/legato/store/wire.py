@@ -479,6 +479,9 @@ def stored_results(body: BaseModel) -> Iterator[tuple[Loc, Any]]:
                 yield (*loc, "result"), op.result
     elif isinstance(body, TransitionIn | FinishIn):
         yield from _in_columns(body.values, ("values",))
+    elif isinstance(body, FinishManyIn):
+        for i, item in enumerate(body.finishes):
+            yield from _in_columns(item.values, ("finishes", i, "values"))
 
 
 def result_ref_errors(body: BaseModel, root: str) -> list[tuple[Loc, str]]:
@@ -606,6 +609,18 @@ class FinishIn(Body):
     @classmethod
     def _columns(cls, values: dict[str, Any]) -> dict[str, Any]:
         return check_values(TaskRun, values)
+
+
+class FinishItemIn(FinishIn):
+    task_run_id: str = Field(min_length=1, max_length=64)
+
+
+class FinishManyIn(Body):
+    finishes: list[FinishItemIn] = Field(min_length=1, max_length=1000)
+
+
+class ChangedMany(BaseModel):
+    changed: list[bool]
 
 
 class RequeueIn(Body):
