@@ -42,7 +42,7 @@ log = logging.getLogger("legato.worker")
 # Light task runs (a median under LIGHT_SECONDS over the last runs) are claimed PREFETCH per
 # process: the next ones are at hand when one ends, and claims and outcomes go in batches.
 LIGHT_SECONDS = 0.1
-PREFETCH = 8
+PREFETCH = 32
 
 
 class RecentDurations:
