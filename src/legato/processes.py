@@ -17,14 +17,12 @@ import subprocess
 import sys
 from typing import Any
 
-MODES = ("auto", "fork", "spawn")
-
 
 def start_mode() -> str:
     """``fork`` or ``spawn``: what ``LEGATO_PROCESS_START`` asks for, or what fits here."""
-    wanted = os.environ.get("LEGATO_PROCESS_START", "auto").strip().lower() or "auto"
-    if wanted not in MODES:
-        raise ValueError(f"LEGATO_PROCESS_START must be one of {', '.join(MODES)}, got {wanted!r}")
+    from legato.settings import get_settings
+
+    wanted = get_settings().process_start
     if wanted == "auto":
         # macOS has fork, but forking a process with threads there is unsafe.
         return "fork" if hasattr(os, "fork") and sys.platform.startswith("linux") else "spawn"

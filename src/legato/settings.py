@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(
         default=5.0, gt=0, description="How often workers renew their leases."
     )
+    process_start: Literal["auto", "fork", "spawn"] = Field(
+        default="auto",
+        description="How fresh task processes start: fork (a fork server; Linux), spawn (a "
+        "new interpreter each; portable), auto (fork on Linux, spawn elsewhere).",
+    )
     user: str | None = Field(
         default=None, description="Who answers questions from this shell (default user@host)."
     )

@@ -43,8 +43,17 @@ def test_a_stopped_worker_resumed_after_its_lease_has_its_result_refused(
     cluster.start_worker("stopped", "cpu", None, concurrency=None)
     cluster.wait_for_workers("stopped")
     flow = subprocess.Popen(
-        [sys.executable, "-m", "legato", "run", f"{FLOWS}:one_slow", "-p", f"effects={effects}"]
-        + ["--json", "-q"],
+        [
+            sys.executable,
+            "-m",
+            "legato",
+            "run",
+            f"{FLOWS}:one_slow",
+            "-p",
+            f"effects={effects}",
+            "--json",
+            "-q",
+        ],
         env=cluster.env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -58,10 +67,10 @@ def test_a_stopped_worker_resumed_after_its_lease_has_its_result_refused(
         cluster.start_worker("steady", "cpu", None, concurrency=None)
         # The lease runs out, the run is queued again, and the steady worker completes it.
         _wait(
-            lambda: cluster.sql(
-                "SELECT state, worker FROM task_runs WHERE task = 'takes_a_second'"
-            )
-            == [("COMPLETED", "steady")],
+            lambda: (
+                cluster.sql("SELECT state, worker FROM task_runs WHERE task = 'takes_a_second'")
+                == [("COMPLETED", "steady")]
+            ),
             60,
             "the steady worker to complete the re-queued run",
         )

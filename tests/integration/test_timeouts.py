@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,16 @@ from legato.testing import last_flow_run
 
 
 @pytest.fixture(autouse=True, params=["fork", "spawn"])
-def process_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def process_start(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every test under both process models: the fork server (Linux), and the portable
     one (a new interpreter per task run) chosen where fork is missing, forced here."""
+    from legato.settings import reset_settings
+
     monkeypatch.setenv("LEGATO_PROCESS_START", request.param)
-    return str(request.param)
+    reset_settings()
+    yield str(request.param)
+    monkeypatch.undo()
+    reset_settings()  # later tests read the settings of their own environment
 
 
 def store() -> Store:

@@ -24,6 +24,7 @@ from legato.server.routes._common import (
 )
 from legato.server.scope import check_pool
 from legato.server.waits import long_poll
+from legato.store import Finish
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
 from legato.store.roles import AsyncWaits
@@ -61,6 +62,20 @@ def finish_task_run(
     scope.check_holds(token, [task_run_id])
     done = store.finish_task_run(task_run_id, body.attempt, body.state, body.values, body.message)
     return w.Changed(changed=done)
+
+
+@routes.op(OPERATIONS["finish_task_runs"])
+def finish_task_runs(
+    store: StoreDep, scope: ScopeDep, token: Caller, root: ResultRoot, body: w.FinishManyIn
+) -> w.ChangedMany:
+    """Many claimed attempts' outcomes in one transaction; one ``changed`` for each, false
+    for a stale attempt."""
+    check_results(root, body)
+    scope.check_holds(token, [f.task_run_id for f in body.finishes])
+    finishes = [
+        Finish(f.task_run_id, f.attempt, f.state, f.values, f.message) for f in body.finishes
+    ]
+    return w.ChangedMany(changed=store.finish_task_runs(finishes))
 
 
 @routes.op(OPERATIONS["requeue_expired"])
