@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import threading
 import time
@@ -20,8 +21,40 @@ from typing import Any
 
 log = logging.getLogger("legato.store")
 
-QUEUE_CHANNEL = "legato_queue"  # payload: the pool name
-DONE_CHANNEL = "legato_done"  # payload: the task run id
+QUEUE_CHANNEL = "legato_queue"  # payload: pool names
+DONE_CHANNEL = "legato_done"  # payload: task run ids
+# One NOTIFY carries many keys as a JSON list (a pool's name may hold any character): a
+# worker finishing 50 runs in one transaction sends one notification, not 50. PostgreSQL caps
+# a payload below 8,000 bytes.
+PAYLOAD_BYTES = 7000
+
+
+def pack(keys: Iterable[str]) -> list[str]:
+    """``keys`` as few JSON-list payloads as fit PostgreSQL's limit."""
+    payloads: list[str] = []
+    current: list[str] = []
+    size = 2
+    for key in keys:
+        cost = len(json.dumps(key).encode()) + 1
+        if current and size + cost > PAYLOAD_BYTES:
+            payloads.append(json.dumps(current, separators=(",", ":")))
+            current, size = [], 2
+        current.append(key)
+        size += cost
+    if current:
+        payloads.append(json.dumps(current, separators=(",", ":")))
+    return payloads
+
+
+def unpack(payload: str) -> list[str]:
+    """The keys of one payload; a payload that is not ours moves nothing but "*"."""
+    try:
+        keys = json.loads(payload)
+    except ValueError:
+        return ["*"]
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        return ["*"]
+    return keys
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -49,11 +82,17 @@ class Notifier:
             return seen
 
     def notify(self, key: str) -> None:
+        self.notify_many((key,))
+
+    def notify_many(self, keys: Iterable[str]) -> None:
+        """Move every key once, under one lock; wake their waiters."""
+        futures: set[asyncio.Future[None]] = set()
         with self._cond:
-            self._versions[key] = self._versions.get(key, 0) + 1
-            self._epoch += 1
+            for key in keys:
+                self._versions[key] = self._versions.get(key, 0) + 1
+                self._epoch += 1
+                futures.update(self._futures.pop(key, ()))
             self._cond.notify_all()
-            futures = self._futures.pop(key, ())
         for future in futures:
             # RuntimeError: its loop is closed, so nobody waits on it any more.
             with contextlib.suppress(RuntimeError):
@@ -134,8 +173,12 @@ class PostgresListener:
                 backoff = min(backoff * 2, 5.0)
 
     def _deliver(self, note: Any) -> None:
+        keys = unpack(note.payload)
+        if keys == ["*"]:  # an older process's plain payload: wake everyone, lose nothing
+            self.notifier.notify("*")
+            return
         channel = "queue:" if note.channel == QUEUE_CHANNEL else "done:"
-        self.notifier.notify(channel + note.payload)
+        self.notifier.notify_many(channel + key for key in keys)
 
     def close(self) -> None:
         self._stop.set()

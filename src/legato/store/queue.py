@@ -22,7 +22,7 @@ from legato.attempts import Outcome, RetryRule, decide
 from legato.models import FlowRun, Pool, State, TaskRun, Worker, WorkerState, check_transition
 from legato.store import rows as rowmap
 from legato.store import schema as s
-from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier
+from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier, pack
 from legato.store.ops import Finish
 
 # A queued task run: waiting for its first claim, or for its next attempt after a failure.
@@ -70,7 +70,7 @@ class QueueSql:
         if self.dialect == "postgresql":
             conn.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
-                [{"channel": channel, "payload": p} for p in sorted(payloads)],
+                [{"channel": channel, "payload": p} for p in pack(sorted(payloads))],
             )
         else:
             pending = conn.info.setdefault("legato_signals", [])
@@ -79,8 +79,7 @@ class QueueSql:
 
     def _deliver_local(self, conn: Connection) -> None:
         """After a SQLite commit: wake waiters in this process."""
-        for key in conn.info.pop("legato_signals", []):
-            self.notifier.notify(key)
+        self.notifier.notify_many(conn.info.pop("legato_signals", []))
 
     def queue_versions(self, pools: Sequence[str]) -> dict[str, int]:
         """Remember before looking for work; pass to ``wait_for_queue``."""
