@@ -21,16 +21,19 @@ VENVS = BENCH / ".venvs"
 
 PREFECT = "prefect==3.9.1"
 DASK = "dask[distributed]==2026.8.0"
+DBOS = "dbos==3.4.0"
 
 # peer name -> venv folder; legato uses the project's own venv, made by `make install`.
 VENV_OF: dict[str, Path] = {
     "legato": ROOT / ".venv",
     "prefect": VENVS / "prefect",
+    "dbos": VENVS / "dbos",
     "threads": VENVS / "dask",  # plain stdlib; any interpreter would do
     "dask": VENVS / "dask",
     "dask-distributed": VENVS / "dask",  # a LocalCluster of worker processes
 }
-PEERS = tuple(VENV_OF)
+# bench/run.py's peers; dbos takes part in the cold start only (bench/cold_start.py).
+PEERS = tuple(name for name in VENV_OF if name != "dbos")
 
 
 def python_of(peer: str) -> Path:
@@ -90,6 +93,7 @@ def _install_prefect(venv: Path) -> None:
 INSTALLERS = {
     "prefect": (PREFECT, _install_prefect),
     "dask": (DASK, lambda venv: _pip(venv, DASK)),
+    "dbos": (DBOS, lambda venv: _pip(venv, DBOS)),
 }
 
 

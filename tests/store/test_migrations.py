@@ -1,6 +1,7 @@
 """Migrations: `alembic upgrade head` on an empty database gives exactly the schema in
-``legato.store.schema`` (a drift test, on each dialect), and a database from a newer Legato is
-refused without being touched."""
+``legato.store.schema`` (a drift test, on each dialect), the one-step creation of a fresh
+database gives the same schema as every migration in turn, and a database from a newer Legato
+is refused without being touched."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import hashlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -21,22 +23,64 @@ from legato import flow
 from legato.errors import SchemaOutOfDate, SchemaTooNew
 from legato.store import open_store
 from legato.store import schema as s
-from legato.store.migrate import MIGRATIONS_DIR, current_revision, upgrade
+from legato.store.migrate import (
+    MIGRATIONS_DIR,
+    check_schema,
+    create_head,
+    current_revision,
+    upgrade,
+)
 
 from .conftest import PostgresServer
 
+DIALECTS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """A SQLAlchemy engine on an empty database of each dialect."""
+
+def _empty_database(request: pytest.FixtureRequest, path: Path) -> Iterator[Engine]:
+    """A SQLAlchemy engine on an empty database of the dialect ``request.param``."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'empty.db'}"
+        url: Any = f"sqlite:///{path}"
     else:
         server: PostgresServer = request.getfixturevalue("postgres_server")
         url = make_url(server.create_database()).set(drivername="postgresql+psycopg")
     engine = create_engine(url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(params=DIALECTS)
+def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    yield from _empty_database(request, tmp_path / "empty.db")
+
+
+@pytest.fixture(params=DIALECTS)
+def two_empty_engines(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Engine, Engine]]:
+    """Two empty databases of the same dialect."""
+    for first in _empty_database(request, tmp_path / "first.db"):
+        for second in _empty_database(request, tmp_path / "second.db"):
+            yield first, second
+
+
+def _schema(engine: Engine) -> dict[str, Any]:
+    """Everything SQLAlchemy's inspector tells about every table, in a comparable form."""
+    found = inspect(engine)
+    tables: dict[str, Any] = {}
+    for table in sorted(found.get_table_names()):
+        columns = [
+            {**col, "type": str(col["type"]), "default": str(col.get("default"))}
+            for col in found.get_columns(table)
+        ]
+        tables[table] = {
+            "columns": columns,
+            "primary_key": found.get_pk_constraint(table),
+            "foreign_keys": found.get_foreign_keys(table),
+            "indexes": sorted(found.get_indexes(table), key=lambda i: str(i["name"])),
+            "unique": sorted(found.get_unique_constraints(table), key=lambda u: str(u["name"])),
+            "checks": found.get_check_constraints(table),
+        }
+    return tables
 
 
 def test_head_revision_is_alembics_head() -> None:
@@ -56,6 +100,48 @@ def test_migrations_produce_exactly_the_schema(empty_engine: Engine) -> None:
     assert diffs == []
     tables = set(inspect(empty_engine).get_table_names())
     assert tables == set(s.metadata.tables) | {"alembic_version"}
+
+
+def test_one_step_creation_gives_the_schema_every_migration_gives(
+    two_empty_engines: tuple[Engine, Engine],
+) -> None:
+    migrated, created = two_empty_engines
+    upgrade(migrated)
+    assert create_head(created) is True
+    with created.connect() as conn:
+        assert current_revision(conn) == s.HEAD_REVISION
+    made = _schema(created)
+    assert set(made) == set(s.metadata.tables) | {"alembic_version"}
+    assert made["task_runs"]["indexes"] and made["task_runs"]["unique"]  # it reads them
+    assert made == _schema(migrated)
+
+
+def test_one_step_creation_leaves_a_database_with_tables_alone(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0001")
+    assert create_head(empty_engine) is False
+    with empty_engine.connect() as conn:
+        assert current_revision(conn) == "0001"
+    check_schema(empty_engine, auto_upgrade=True)  # an older schema is migrated, not created
+    with empty_engine.connect() as conn:
+        assert current_revision(conn) == s.HEAD_REVISION
+        assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
+
+
+def test_a_database_created_in_one_step_takes_later_migrations(empty_engine: Engine) -> None:
+    """Stamped at head, it is what Alembic expects: ``downgrade`` and ``upgrade`` run on it."""
+    from alembic import command
+
+    assert create_head(empty_engine) is True
+    with empty_engine.begin() as conn:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, s.KNOWN_REVISIONS[-2])
+        assert current_revision(conn) == s.KNOWN_REVISIONS[-2]
+    upgrade(empty_engine)
+    with empty_engine.connect() as conn:
+        assert current_revision(conn) == s.HEAD_REVISION
+        assert compare_metadata(MigrationContext.configure(conn), s.metadata) == []
 
 
 def test_an_empty_database_without_auto_upgrade_asks_for_db_upgrade(tmp_path: Path) -> None:

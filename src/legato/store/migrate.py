@@ -1,6 +1,9 @@
-"""Schema versions: check what a database holds, and upgrade it with Alembic.
+"""Schema versions: check what a database holds, create it, or upgrade it with Alembic.
 
-Alembic is imported only when an upgrade is needed: opening an up-to-date database costs
+An empty database gets the schema at head in one step (``create_head``: the current
+metadata's DDL, stamped with the head revision), so a fresh home pays neither Alembic's
+import nor every migration in turn; later migrations apply to it as to any other. Alembic is
+imported only when an older database must be upgraded: opening an up-to-date database costs
 one SELECT.
 """
 
@@ -8,12 +11,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, inspect, text
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    inspect,
+    text,
+)
 
 from legato.errors import SchemaOutOfDate, SchemaTooNew
-from legato.store.schema import HEAD_REVISION, KNOWN_REVISIONS
+from legato.store.schema import HEAD_REVISION, KNOWN_REVISIONS, metadata
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+# Alembic's own version table, as ``alembic upgrade`` creates it (a test compares the two).
+_version = Table(
+    "alembic_version",
+    MetaData(),
+    Column("version_num", String(32), nullable=False),
+    PrimaryKeyConstraint("version_num", name="alembic_version_pkc"),
+)
+# Any fixed number: PostgreSQL sessions creating a schema at the same time take turns on it.
+_CREATE_LOCK = 0x1E6A70
 
 
 def current_revision(conn: Connection) -> str | None:
@@ -34,6 +57,23 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+
+
+def create_head(engine: Engine) -> bool:
+    """Create the schema at head in an empty database, in one transaction, and stamp it with
+    the head revision. False (nothing done) if the database is not empty by then: another
+    process created it first, or it holds something else."""
+    with engine.connect() as conn:
+        conn.info["write"] = True  # SQLite: BEGIN IMMEDIATE, so two creators take turns
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+            if inspect(conn).get_table_names():
+                return False
+            metadata.create_all(conn)
+            _version.create(conn)
+            conn.execute(_version.insert().values(version_num=HEAD_REVISION))
+    return True
 
 
 def check_schema(engine: Engine, *, auto_upgrade: bool, create_empty: bool = False) -> None:
@@ -60,4 +100,6 @@ def check_schema(engine: Engine, *, auto_upgrade: bool, create_empty: bool = Fal
             f"the database schema is at {found or 'nothing (empty database)'}, this Legato "
             f"needs {HEAD_REVISION}: run `legato db upgrade` first."
         )
+    if found is None and create_head(engine):
+        return
     upgrade(engine)
