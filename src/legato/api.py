@@ -262,6 +262,21 @@ class Flow(Generic[P, R]):
             **fields,
         )
 
+    def _adapter(self, name: str) -> Any:
+        """The TypeAdapter of parameter ``name``, built on first use and kept: building one
+        costs far more than using it, and every run dumps its parameters through them."""
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            from pydantic import TypeAdapter
+
+            annotation = self._model.model_fields[name].annotation
+            adapter = self._adapters[name] = TypeAdapter(annotation, config=_ARBITRARY)
+        return adapter
+
+    @functools.cached_property
+    def _adapters(self) -> dict[str, Any]:
+        return {}
+
     def parameter_schema(self) -> dict[str, Any]:
         """The parameters as a JSON schema, recorded by `legato deploy` so the server checks
         a run's parameters without importing the flow. Types JSON schema cannot describe
@@ -301,7 +316,7 @@ class Flow(Generic[P, R]):
 
     def validate_some(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """Validate the parameters given (defaults for a deployment); others may come later."""
-        from pydantic import TypeAdapter, ValidationError
+        from pydantic import ValidationError
 
         unknown = [k for k in kwargs if k not in self.signature.parameters]
         if unknown:
@@ -309,26 +324,20 @@ class Flow(Generic[P, R]):
             raise ParameterError(
                 f"flow {self.name!r}: unknown parameter {unknown[0]!r} (it takes: {takes})"
             )
-        fields = self._model.model_fields
         out = {}
         for name, value in kwargs.items():
             try:
-                adapter = TypeAdapter(fields[name].annotation, config=_ARBITRARY)
-                out[name] = adapter.validate_python(value)
+                out[name] = self._adapter(name).validate_python(value)
             except ValidationError as exc:
                 raise ParameterError(_explain(self.name, exc, prefix=name)) from None
         return out
 
     def dump_params(self, params: dict[str, Any], results: ResultStorage) -> dict[str, Any]:
         """Parameters as JSON for the store; values JSON cannot hold go to result storage."""
-        from pydantic import TypeAdapter
-
-        fields = self._model.model_fields
         out: dict[str, Any] = {}
         for name, value in params.items():
             try:
-                adapter = TypeAdapter(fields[name].annotation, config=_ARBITRARY)
-                out[name] = adapter.dump_python(value, mode="json", warnings=False)
+                out[name] = self._adapter(name).dump_python(value, mode="json", warnings=False)
             except Exception:
                 out[name] = {_STORED: results.encode(value, what=f"parameter {name!r}")}
         return out

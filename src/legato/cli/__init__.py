@@ -190,7 +190,9 @@ def run(
     if ":" not in ref and not ref.endswith(".py"):
         _run_deployment(ref, param or [], params_file, json_out, quiet, wait=not no_wait)
     flow = load_flow(ref)
-    params = flow.validate((), parse_params(flow.parameter_schema(), param or [], params_file))
+    # The schema only tells which -p values are strings: not built when there are none.
+    schema = flow.parameter_schema() if param else None
+    params = flow.validate((), parse_params(schema, param or [], params_file))
     rt = get_runtime()
     _console_logs()
     run_id = new_id()
