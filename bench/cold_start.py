@@ -19,6 +19,7 @@ ever asserted.
 
     .venv/bin/python bench/cold_start.py            # 7 reps
     .venv/bin/python bench/cold_start.py --reps 3 --peers legato dbos
+    .venv/bin/python bench/cold_start.py --baseline main   # also Legato as of a git ref
 """
 
 from __future__ import annotations
@@ -118,6 +119,30 @@ def _prefect_env(home: Path) -> dict[str, str]:
     )
 
 
+def baseline_cases(work: Path, ref: str) -> list[Case]:
+    """Legato as of git ``ref`` (its src/ exported, first on PYTHONPATH), fresh and existing."""
+    import run as bench_run  # bench/run.py exports baselines the same way
+
+    src = bench_run.export_baseline(ref)
+    legato = [str(peers.python_of("legato")), "-m", "legato", "run", "-q"]
+    flow = f"{work / 'legato_one.py'}:one"
+    home = work / "baseline-existing"
+    home.mkdir()
+
+    def env(legato_home: Path) -> dict[str, str]:
+        return _env(LEGATO_HOME=str(legato_home), PYTHONPATH=str(src))
+
+    return [
+        Case("fresh home", f"legato@{ref}", lambda d: ([*legato, flow], env(d / "home"))),
+        Case("existing home", f"legato@{ref}", lambda d: ([*legato, flow], env(home))),
+        Case(
+            "import",
+            f"legato@{ref}",
+            lambda d: ([legato[0], "-c", "import legato"], _env(PYTHONPATH=str(src))),
+        ),
+    ]
+
+
 def make_cases(work: Path, names: list[str]) -> list[Case]:
     files = {"legato": LEGATO_FLOW, "dbos": DBOS_FLOW, "prefect": PREFECT_FLOW}
     for peer, text in files.items():
@@ -191,6 +216,7 @@ def main() -> None:
     )
     p.add_argument("--reps", type=int, default=7, help="timed runs of each case (default 7)")
     p.add_argument("--peers", nargs="+", default=["legato", "dbos", "prefect"])
+    p.add_argument("--baseline", metavar="GIT_REF", help="also time Legato as of GIT_REF")
     args = p.parse_args()
     names = [n for value in args.peers for n in value.split(",") if n]
     for name in names:
@@ -200,6 +226,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="legato-cold-"))
     try:
         cases = make_cases(work, names)
+        if args.baseline:
+            cases += baseline_cases(work, args.baseline)
         for case in cases:  # bytecode caches, file cache, and the existing homes' first run
             run_once(case, work / "warm-up" / f"{case.peer}-{case.name.replace(' ', '-')}")
         for rep in range(args.reps):
@@ -220,7 +248,8 @@ def report(cases: list[Case], reps: int) -> None:
         lo, hi = min(c.times), max(c.times)
         print(f"{c.peer:<9} {c.name:<14} {medians[(c.peer, c.name)]:7.3f}   [{lo:.3f}..{hi:.3f}]")
     print("\nratios (peer / legato, same case, same run)")
-    for peer in ("dbos", "prefect"):
+    others = sorted({c.peer for c in cases} - {"legato"})
+    for peer in others:
         for name in ("fresh home", "existing home", "import"):
             if (peer, name) in medians and ("legato", name) in medians:
                 ratio = medians[(peer, name)] / medians[("legato", name)]
