@@ -116,6 +116,9 @@ def _prefect_env(home: Path) -> dict[str, str]:
         PREFECT_HOME=str(home),
         PREFECT_LOGGING_LEVEL="WARNING",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        # Not a timing: on a loaded machine its server may take past the 20 s default to
+        # answer, and the run then fails instead of being timed.
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300",
     )
 
 
