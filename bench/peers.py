@@ -22,6 +22,7 @@ VENVS = BENCH / ".venvs"
 PREFECT = "prefect==3.9.1"
 DASK = "dask[distributed]==2026.8.0"
 DBOS = "dbos==3.4.0"
+CELERY = "celery[redis]==5.7.0"
 
 # peer name -> venv folder; legato uses the project's own venv, made by `make install`.
 VENV_OF: dict[str, Path] = {
@@ -31,9 +32,11 @@ VENV_OF: dict[str, Path] = {
     "threads": VENVS / "dask",  # plain stdlib; any interpreter would do
     "dask": VENVS / "dask",
     "dask-distributed": VENVS / "dask",  # a LocalCluster of worker processes
+    "celery": VENVS / "celery",  # bench/fanout.py only: a broker-and-worker queue
 }
-# bench/run.py's peers; dbos takes part in the cold start only (bench/cold_start.py).
-PEERS = tuple(name for name in VENV_OF if name != "dbos")
+# bench/run.py's peers: dbos takes part in the cold start only (bench/cold_start.py), celery
+# in the fan-out only (bench/fanout.py).
+PEERS = tuple(name for name in VENV_OF if name not in ("dbos", "celery"))
 
 
 def python_of(peer: str) -> Path:
@@ -94,6 +97,7 @@ INSTALLERS = {
     "prefect": (PREFECT, _install_prefect),
     "dask": (DASK, lambda venv: _pip(venv, DASK)),
     "dbos": (DBOS, lambda venv: _pip(venv, DBOS)),
+    "celery": (CELERY, lambda venv: _pip(venv, CELERY)),
 }
 
 
@@ -120,5 +124,5 @@ def ensure_venv(peer: str) -> Path:
 
 
 if __name__ == "__main__":
-    for name in sys.argv[1:] or ["prefect", "dask"]:
+    for name in sys.argv[1:] or ["prefect", "dask", "celery"]:
         print(ensure_venv(name))

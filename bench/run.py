@@ -10,9 +10,11 @@ line; its stderr goes to bench/results/<peer>-<workload>.log. Results: bench/res
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -69,25 +71,44 @@ def parse_args() -> argparse.Namespace:
 
 
 def run_one(
-    python: Path, peer: str, workload: str, n: int, reps: int, src: Path | None = None
+    python: Path,
+    peer: str,
+    workload: str,
+    n: int,
+    reps: int,
+    src: Path | None = None,
+    *,
+    script: Path | None = None,
+    env: dict[str, str] | None = None,
+    log_name: str | None = None,
 ) -> dict[str, Any]:
-    """One peer on one workload. ``src``: run Legato from that source tree instead."""
-    script = peers.BENCH / "workloads" / f"{peer.split('@')[0].replace('-', '_')}.py"
+    """One peer on one workload. ``src``: run Legato from that source tree instead.
+    ``script``, ``env``, ``log_name``: another workload script, environment and log file
+    than the peer's own (bench/fanout.py runs Legato's remote modes this way)."""
+    script = script or peers.BENCH / "workloads" / f"{peer.split('@')[0].replace('-', '_')}.py"
     cmd = [str(python), str(script), "--workload", workload, "--n", str(n), "--reps", str(reps)]
-    log = RESULTS / f"{peer.replace('@', '-at-')}-{workload}.log"
-    env = dict(os.environ)
+    log = RESULTS / (log_name or f"{peer.replace('@', '-at-')}-{workload}.log")
+    env = dict(os.environ if env is None else env)
     if src is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
     with log.open("w") as err:
-        proc = subprocess.run(
-            cmd, stdout=subprocess.PIPE, stderr=err, text=True, timeout=GUARD_S, env=env
+        # A session of its own, so that what the peer starts (servers, worker processes)
+        # is stopped with it even when it fails or hangs.
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=err, text=True, env=env, start_new_session=True
         )
+        try:
+            stdout, _ = proc.communicate(timeout=GUARD_S)
+        finally:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if proc.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-15:])
         raise RuntimeError(
             f"{peer} {workload} exited {proc.returncode}; end of {log.name}:\n{tail}"
         )
-    row: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    row: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     row["peer"] = peer
     row["task_runs"] = task_runs(workload, n)
     row["median_s"] = statistics.median(row["times_s"])

@@ -23,6 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).parent
 FLOWS = str(HERE / "flows" / "scale_flows.py")
+LEGATO = [sys.executable, "-m", "legato"]
 DEFAULT_PG = os.environ.get("LEGATO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -83,60 +84,55 @@ def embedded(items: int) -> dict[str, object]:
     return {"mode": "embedded (SQLite)", **run_flow_sampled(items)}
 
 
+def start_server(
+    env: dict[str, str], port: int, token: str | None = None
+) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    """`legato server start` on env's database (`--no-auth` without a token), once it answers
+    /health; returns it and the environment of a process that uses it over HTTP."""
+    import httpx
+
+    auth = ["--no-auth"] if token is None else []
+    proc = subprocess.Popen(
+        [*LEGATO, "server", "start", "--port", str(port), "--log-level", "warning", *auth],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    api = {**env, "LEGATO_API_URL": f"http://127.0.0.1:{port}"}
+    api.pop("LEGATO_DATABASE_URL")
+    if token is not None:
+        api["LEGATO_API_TOKEN"] = token
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"legato server start exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{api['LEGATO_API_URL']}/health", timeout=5).status_code == 200:
+                return proc, api
+        time.sleep(0.1)  # not up yet: nothing to wait on but the port
+
+
 def server(items: int, pg_url: str) -> dict[str, object]:
     sys.path.insert(0, str(HERE))
     from claims import fresh_database
+    from remote import legato_env, start_workers, stop
 
     url, admin, name = fresh_database(pg_url)
-    home = Path(tempfile.mkdtemp(prefix="legato-scale-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env.update(LEGATO_HOME=str(home), LEGATO_DATABASE_URL=url)
-    legato = [sys.executable, "-m", "legato"]
+    env = legato_env(url)
     procs: dict[str, subprocess.Popen[bytes]] = {}
     peaks: dict[str, float] = {}
     try:
-        subprocess.run([*legato, "db", "upgrade"], env=env, check=True, capture_output=True)
-        port = 18000 + os.getpid() % 1000
-        procs["server"] = subprocess.Popen(
-            [
-                *legato,
-                "server",
-                "start",
-                "--port",
-                str(port),
-                "--no-auth",
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        api = {**env, "LEGATO_API_URL": f"http://127.0.0.1:{port}"}
-        api.pop("LEGATO_DATABASE_URL")
-        time.sleep(3)
+        subprocess.run([*LEGATO, "db", "upgrade"], env=env, check=True, capture_output=True)
+        procs["server"], api = start_server(env, 18000 + os.getpid() % 1000)
         for pool in ("io", "cpu", "gpu"):
-            procs[pool] = subprocess.Popen(
-                [
-                    *legato,
-                    "worker",
-                    "start",
-                    "--pool",
-                    pool,
-                    "--resources",
-                    "cpu=8",
-                    "--concurrency",
-                    "8",
-                ],
-                env=api,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            (procs[pool],) = start_workers(
+                api, 1, pool, ["--resources", "cpu=8", "--concurrency", "8"]
             )
         time.sleep(2)
-        stop = threading.Event()
+        stop_sampling = threading.Event()
 
         def sample() -> None:
-            while not stop.wait(0.5):
+            while not stop_sampling.wait(0.5):
                 for key, proc in procs.items():
                     with contextlib.suppress(OSError):
                         peaks[key] = max(peaks.get(key, 0.0), rss_mb(proc.pid))
@@ -145,7 +141,7 @@ def server(items: int, pg_url: str) -> dict[str, object]:
         os.environ.update({k: v for k, v in api.items() if k.startswith("LEGATO_")})
         os.environ.pop("LEGATO_DATABASE_URL", None)
         result = run_flow_sampled(items)
-        stop.set()
+        stop_sampling.set()
         report = {
             "mode": "server + PostgreSQL + 3 workers",
             **result,
@@ -154,14 +150,7 @@ def server(items: int, pg_url: str) -> dict[str, object]:
         print(json.dumps(report, indent=2), flush=True)  # before the clean-up, come what may
         return report
     finally:
-        for proc in procs.values():
-            proc.terminate()
-        for proc in procs.values():
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(30)
+        stop(procs.values())
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')  # type: ignore[arg-type]
         admin.close()
 
