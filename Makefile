@@ -63,6 +63,7 @@ bench: install
 	$(BIN)/python bench/remote.py
 	$(BIN)/python bench/long_polls.py
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/fanout.py
 
 # 10,000 recordings through the 7-step pipeline shape (70,000 task runs), memory sampled.
 scale: install
