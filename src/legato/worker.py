@@ -156,11 +156,11 @@ class WorkerProcess:
             log.info("worker %s stopped", self.name)
 
     def drain(self) -> None:
-        if not self._draining.is_set():
-            log.info("draining: no new claims; %d running", len(self._running))
-            self._draining.set()
-            self.store.set_worker_state(self.id, WorkerState.DRAINING)
-            self._wake.set()
+        """No new claims; the claim loop records DRAINING and waits for what runs. Called from
+        a signal handler too, so it only sets flags: a store call here could wait on a lock the
+        interrupted thread holds (the HTTP client's pool, a database connection) forever."""
+        self._draining.set()
+        self._wake.set()
 
     def stop(self) -> None:
         self.drain()
@@ -184,6 +184,11 @@ class WorkerProcess:
                 if due is not None:
                     timeout = max(0.0, min(timeout, due - time.time()))
             self._wake.wait(timeout)
+        log.info("draining: no new claims; %d running", len(self._running))
+        try:
+            self.store.set_worker_state(self.id, WorkerState.DRAINING)
+        except Exception as exc:  # the server is away: draining goes on regardless
+            log.warning("could not record the worker as draining: %s", exc)
         self._drain_running()
 
     def _sweep(self) -> None:
