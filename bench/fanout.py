@@ -172,15 +172,7 @@ def print_report(rows: list[dict[str, Any]], ratio: dict[str, float], chain: int
                 f"{lat['median']} / {lat['p90']}" if lat else "-",
             )
         )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    print()
-    for line in lines:
-        print(
-            "  ".join(
-                cell.rjust(w) if i >= 2 else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-            )
-        )
+    run.print_table(lines)
     print(f"\n(dependency latency: a chain of {chain} task runs, workers' clocks)")
     print("task runs/s ratios: " + ", ".join(f"{k} = {v:.2f}x" for k, v in ratio.items()))
 

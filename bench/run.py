@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,15 +163,7 @@ def print_report(rows: list[dict[str, Any]], ratio: dict[str, dict[str, float]])
         )
         for r in rows
     ]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
-    print()
-    for line in lines:
-        print(
-            "  ".join(
-                cell.rjust(w) if i >= 2 else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
-            )
-        )
+    print_table(lines)
     print()
     for w, pairs in ratio.items():
         print(f"{w}: " + ", ".join(f"{k} = {v:.1f}x" for k, v in pairs.items()))
@@ -231,6 +224,19 @@ def main() -> None:
 
 def _cpus() -> int | None:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def print_table(lines: Sequence[Sequence[str]]) -> None:
+    """Rows under their header, the first two columns left-aligned, the rest right."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    print()
+    for line in lines:
+        print(
+            "  ".join(
+                cell.rjust(w) if i >= 2 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
 
 
 if __name__ == "__main__":
