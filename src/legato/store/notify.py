@@ -32,28 +32,29 @@ PAYLOAD_BYTES = 7000
 def pack(keys: Iterable[str]) -> list[str]:
     """``keys`` as few JSON-list payloads as fit PostgreSQL's limit."""
     payloads: list[str] = []
-    current: list[str] = []
-    size = 2
+    current: list[str] = []  # each key JSON-encoded once
+    size = 2  # the brackets
     for key in keys:
-        cost = len(json.dumps(key).encode()) + 1
+        encoded = json.dumps(key)
+        cost = len(encoded.encode()) + 1  # and its comma
         if current and size + cost > PAYLOAD_BYTES:
-            payloads.append(json.dumps(current, separators=(",", ":")))
+            payloads.append("[" + ",".join(current) + "]")
             current, size = [], 2
-        current.append(key)
+        current.append(encoded)
         size += cost
     if current:
-        payloads.append(json.dumps(current, separators=(",", ":")))
+        payloads.append("[" + ",".join(current) + "]")
     return payloads
 
 
-def unpack(payload: str) -> list[str]:
-    """The keys of one payload; a payload that is not ours moves nothing but "*"."""
+def unpack(payload: str) -> list[str] | None:
+    """The keys of one payload; None for a payload that is not a list of keys."""
     try:
         keys = json.loads(payload)
     except ValueError:
-        return ["*"]
+        return None
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
-        return ["*"]
+        return None
     return keys
 
 
@@ -174,7 +175,7 @@ class PostgresListener:
 
     def _deliver(self, note: Any) -> None:
         keys = unpack(note.payload)
-        if keys == ["*"]:  # an older process's plain payload: wake everyone, lose nothing
+        if keys is None:  # an older process's plain payload: wake everyone, lose nothing
             self.notifier.notify("*")
             return
         channel = "queue:" if note.channel == QUEUE_CHANNEL else "done:"
