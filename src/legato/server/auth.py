@@ -17,8 +17,9 @@ import functools
 import hashlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+from anyio import to_thread
 from fastapi import HTTPException, Request
 
 from legato.models import ApiToken, Role
@@ -53,17 +54,30 @@ class Authenticator:
         self.on_forget: list[Callable[[], None]] = []
 
     def check(self, authorization: str | None, needed: Role) -> ApiToken:
-        """The caller's token if it has ``needed``'s role; HTTP 401 or 403 otherwise."""
+        """The caller's token if it has ``needed``'s role; HTTP 401 or 403 otherwise. It may
+        read and write the store: the server calls it off the event loop, and only when
+        ``check_remembered`` could not answer."""
         if not self.enabled:
             return NO_AUTH
-        scheme, _, secret = (authorization or "").partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not secret:
-            raise _unauthorized(
-                "this API needs a token: send `Authorization: Bearer TOKEN` "
-                "(create one with `legato tokens create`)"
-            )
-        token = self._verify(secret)
+        token = self._admit(self._verify(_secret(authorization)), needed)
+        self._touch(token)
+        return token
+
+    def check_remembered(self, authorization: str | None, needed: Role) -> ApiToken | None:
+        """``check`` without the store: the caller's token when it is remembered and its
+        ``last_used_at`` needs no write now, None when ``check`` must go to the store. A
+        dictionary lookup, so the event loop may run it: most requests then skip the thread
+        pool, which a storm of them would otherwise queue on."""
+        if not self.enabled:
+            return NO_AUTH
+        token = self._remembered(_key(_secret(authorization)), time.monotonic())
+        if token is None or self._touch_due(token, time.monotonic()):
+            return None
+        return self._admit(token, needed)
+
+    @staticmethod
+    def _admit(token: ApiToken | None, needed: Role) -> ApiToken:
+        """``token`` if it is live and has ``needed``'s role; HTTP 401 or 403 otherwise."""
         if token is None or not token.live(time.time()):  # a remembered token may expire
             raise _unauthorized("the API token is wrong or revoked (or expired)")
         if not token.role.allows(needed):
@@ -72,7 +86,6 @@ class Authenticator:
                 detail=f"token {token.name!r} has role {token.role.value}; "
                 f"this needs {needed.value} or above",
             )
-        self._touch(token)
         return token
 
     def forget(self) -> None:
@@ -82,13 +95,16 @@ class Authenticator:
         for then in self.on_forget:
             then()
 
-    def _verify(self, secret: str) -> ApiToken | None:
-        key = hashlib.sha256(secret.encode()).hexdigest()
-        now = time.monotonic()
+    def _remembered(self, key: str, now: float) -> ApiToken | None:
         with self._lock:
             hit = self._cache.get(key)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        return hit[0] if hit is not None and hit[1] > now else None
+
+    def _verify(self, secret: str) -> ApiToken | None:
+        key, now = _key(secret), time.monotonic()
+        remembered = self._remembered(key, now)
+        if remembered is not None:
+            return remembered
         token = self.store.verify_token(secret)
         if token is not None:
             with self._lock:
@@ -96,6 +112,11 @@ class Authenticator:
                     self._cache.clear()
                 self._cache[key] = (token, now + self.cache_seconds)
         return token
+
+    def _touch_due(self, token: ApiToken, now: float) -> bool:
+        with self._lock:
+            last = self._touched.get(token.id)
+        return last is None or now - last >= self.touch_every
 
     def _touch(self, token: ApiToken) -> None:
         now = time.monotonic()
@@ -107,13 +128,32 @@ class Authenticator:
         self.store.touch_token(token.id)
 
 
+def _secret(authorization: str | None) -> str:
+    """The bearer secret of an Authorization header; 401 when there is none."""
+    scheme, _, secret = (authorization or "").partition(" ")
+    secret = secret.strip()
+    if scheme.lower() != "bearer" or not secret:
+        raise _unauthorized(
+            "this API needs a token: send `Authorization: Bearer TOKEN` "
+            "(create one with `legato tokens create`)"
+        )
+    return secret
+
+
+def _key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
 @functools.cache  # one callable per role: FastAPI then runs it once per request
-def require(role: Role) -> Callable[[Request], ApiToken]:
+def require(role: Role) -> Callable[[Request], Awaitable[ApiToken]]:
     """A FastAPI dependency: the caller's token, which must have ``role`` or above."""
 
-    def dependency(request: Request) -> ApiToken:
+    async def dependency(request: Request) -> ApiToken:
         auth: Authenticator = request.app.state.auth
-        token = auth.check(request.headers.get("authorization"), role)
+        header = request.headers.get("authorization")
+        token = auth.check_remembered(header, role)
+        if token is None:  # the store must answer (or be written): off the event loop
+            token = await to_thread.run_sync(auth.check, header, role)
         request.state.token = token  # the audit log names it (routes/_common.py: Audit)
         return token
 
