@@ -11,6 +11,7 @@ from legato.ask import ask
 from legato.futures import Future
 from legato.logs import get_logger
 from legato.models import State
+from legato.sharing import share
 
 __version__ = "0.1.0"
 
@@ -23,6 +24,7 @@ __all__ = [
     "ask",
     "flow",
     "get_logger",
+    "share",
     "task",
     "wait",
 ]

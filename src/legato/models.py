@@ -6,7 +6,7 @@ import enum
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 
 class State(enum.StrEnum):
@@ -617,4 +617,77 @@ class AuditEvent:
             "action": self.action,
             "target": self.target,
             "detail": self.detail,
+        }
+
+
+@dataclass
+class ShareItem:
+    """One thing a share link gives: ``artifacts`` (the run's artifacts, rendered),
+    ``results`` (the files of its stored results), or ``path`` (a file or a prefix, under one
+    of the roots the server serves from: ``path`` is its URL or absolute folder)."""
+
+    kind: Literal["artifacts", "results", "path"]
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path}
+
+
+@dataclass
+class Share:
+    """A link that lets someone without an account read what a run's owner chose to give
+    (``legato.sharing``). The link's secret is never stored, only its SHA-256, and a password
+    only as a scrypt hash; ``has_password`` says whether one is asked."""
+
+    id: str
+    flow_run_id: str
+    items: list[ShareItem]
+    created_at: float
+    expires_at: float
+    created_by: str
+    note: str | None = None
+    revoked_at: float | None = None
+    has_password: bool = False
+
+    def live(self, now: float) -> bool:
+        """Neither revoked nor expired at ``now``."""
+        return self.revoked_at is None and now < self.expires_at
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "flow_run_id": self.flow_run_id,
+            "items": [item.to_json() for item in self.items],
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "created_by": self.created_by,
+            "note": self.note,
+            "revoked_at": self.revoked_at,
+            "has_password": self.has_password,
+        }
+
+
+@dataclass
+class ShareAccess:
+    """One use of a share link: the page opened, a file (or part of one) or the zip sent.
+    ``item`` names what (``page``, ``zip``, ``results/NAME``, ``files/N/PATH``), ``bytes`` how
+    much of it went out, ``status`` the HTTP status answered."""
+
+    share_id: str
+    at: float
+    client: str
+    item: str
+    bytes: int
+    status: int
+    id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "share_id": self.share_id,
+            "at": self.at,
+            "client": self.client,
+            "item": self.item,
+            "bytes": self.bytes,
+            "status": self.status,
         }

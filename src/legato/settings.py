@@ -139,6 +139,17 @@ class Settings(BaseSettings):
         description="Address people open for the dashboard (https://legato.lab.org): run "
         "links in notifications and Slack messages.",
     )
+    share_roots: str = Field(
+        default="",
+        description="Folders or fsspec URLs (comma-separated) whose files share links may "
+        "give, besides the result storage, e.g. /data/recordings,s3://lab-extracted; "
+        "anything outside them is refused.",
+    )
+    share_max_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="Longest a share link may live, in days (its default is 7 days).",
+    )
     scheduler_tick: float = Field(
         default=5.0, gt=0, description="Seconds between scheduler and file-trigger passes."
     )

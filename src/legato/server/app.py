@@ -11,7 +11,8 @@ anything wrong with the request, 503 when the store cannot be reached.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,6 +46,8 @@ def create_app(
     result_storage: str | None = None,
     outbound_allow: str | None = None,
     max_waits_per_token: int | None = None,
+    share_roots: str | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """The API over ``store``. ``auth=False`` makes every caller an admin (loopback only: the
     CLI refuses anything else). ``authenticator`` checks tokens elsewhere than in ``store``
@@ -52,7 +55,8 @@ def create_app(
     ``result_storage`` (default: LEGATO_RESULT_STORAGE as this process sees it). Webhook
     rules must name URLs ``outbound_allow`` lets through (default: LEGATO_OUTBOUND_ALLOW;
     ``legato.outbound``). A token holds at most ``max_waits_per_token`` long-polls at once
-    (default: LEGATO_MAX_WAITS_PER_TOKEN)."""
+    (default: LEGATO_MAX_WAITS_PER_TOKEN). Share links give files from the result storage
+    and ``share_roots`` (default: LEGATO_SHARE_ROOTS), and expire by ``clock`` (tests)."""
     from legato import __version__
 
     @asynccontextmanager
@@ -87,6 +91,14 @@ def create_app(
     if max_waits_per_token is None:
         max_waits_per_token = get_settings().max_waits_per_token
     app.state.waits = WaitSlots(max_waits_per_token)
+    from legato.sharing.policy import Roots
+
+    settings = get_settings()
+    roots = share_roots if share_roots is not None else settings.share_roots
+    app.state.share_roots = Roots.configured(result_storage, roots)
+    app.state.share_max_days = settings.share_max_days
+    app.state.public_url = settings.public_url.rstrip("/") + "/" if settings.public_url else None
+    app.state.clock = clock
     app.state.auth = authenticator or Authenticator(store, enabled=auth)
     app.state.scope = TokenScope(store)  # type: ignore[arg-type]  # the server's SQL store
     _error_handlers(app)
@@ -97,6 +109,9 @@ def create_app(
     from legato.server.dashboard import mount_dashboard
 
     mount_dashboard(app, store, auth=app.state.auth)  # the pages at /, over a SqlStore
+    from legato.server.share_links import mount_share_links
+
+    mount_share_links(app, store, roots=app.state.share_roots, clock=clock)  # /s/TOKEN
     _declare_bearer(app)
     return app
 

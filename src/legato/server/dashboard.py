@@ -68,7 +68,8 @@ AUDIT_LINES = 200
 LEVELS = {"": 0, "DEBUG": 10, "INFO": 20, "WARNING": 30, "ERROR": 40}
 
 
-def _env() -> Any:
+def template_env() -> Any:
+    """The pages' Jinja environment (the dashboard's and the share links')."""
     import jinja2
     from markdown_it import MarkdownIt
     from markupsafe import Markup
@@ -88,8 +89,20 @@ def _env() -> Any:
         n, "CRITICAL" if n >= 50 else str(n)
     )
     env.filters["svg"] = Markup
+    env.filters["filesize"] = _filesize
     env.globals["final"] = lambda state: state in FINAL_STATES
     return env
+
+
+def _filesize(n: int | None) -> str:
+    if n is None:
+        return ""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
 
 
 def _when(ts: float | None) -> str:
@@ -131,7 +144,7 @@ class Dashboard:
         # Sessions live with the tokens they were made with (auth.store), in the database.
         self.sessions = SessionKeeper(auth.store, keys=keys, hours=hours, auth=auth.enabled)
         auth.on_forget.append(self.sessions.forget)  # a token revoked here ends its sessions
-        self.env = _env()
+        self.env = template_env()
 
     # -- plumbing ---------------------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """The SQL of the admin role: concurrency limits, deployments and pool definitions, and
 ``AdminSql``, which gathers every admin and view part (tokens, dashboard sessions, schedules,
-triggers, notifications, dashboard queries, statistics, the audit log).
+triggers, notifications, dashboard queries, statistics, the audit log, share links).
 
 SqlStore loads this module on first use of one of its methods (see ``sql.py``): an embedded
 flow run never needs it, so it never pays for importing it.
@@ -20,6 +20,7 @@ from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.audit import AuditSql
 from legato.store.sessions import SessionSql
+from legato.store.shares import ShareSql
 from legato.store.stats import StatsSql
 from legato.store.tokens import TokenSql
 from legato.store.triggers import TriggerSql
@@ -124,5 +125,7 @@ class SettingsSql:
             return bool(conn.execute(delete(s.pools).where(s.pools.c.name == name)).rowcount)
 
 
-class AdminSql(SettingsSql, TokenSql, SessionSql, TriggerSql, ViewsSql, StatsSql, AuditSql):
+class AdminSql(
+    SettingsSql, TokenSql, SessionSql, TriggerSql, ViewsSql, StatsSql, AuditSql, ShareSql
+):
     """Every admin and view method of SqlStore."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from legato.errors import UsageError
+from legato.errors import RunNotFound, UsageError
 from legato.models import (
     ApiToken,
     AuditEvent,
@@ -22,6 +22,9 @@ from legato.models import (
     Question,
     Role,
     Schedule,
+    Share,
+    ShareAccess,
+    ShareItem,
     StateChange,
     Trigger,
 )
@@ -196,6 +199,71 @@ class HttpAdmin:
     def record_audit(self, event: AuditEvent) -> None:
         # A client must not write who did what: the server records its own routes' actions.
         _server_only("the audit log")
+
+    # -- share links ----------------------------------------------------------------------------
+
+    def create_share(
+        self,
+        flow_run_id: str,
+        items: Sequence[ShareItem],
+        *,
+        expires_at: float,
+        created_by: str,
+        note: str | None = None,
+        password: str | None = None,
+    ) -> tuple[Share, str]:
+        # created_by is not sent: the server names the token that asked.
+        share, secret, _url = self.create_share_link(
+            flow_run_id, items, expires_at=expires_at, note=note, password=password
+        )
+        return share, secret
+
+    def create_share_link(
+        self,
+        flow_run_id: str,
+        items: Sequence[ShareItem],
+        *,
+        expires_at: float | None,
+        note: str | None = None,
+        password: str | None = None,
+    ) -> tuple[Share, str, str]:
+        """``create_share`` with the link as the server spells it (LEGATO_PUBLIC_URL)."""
+        body = {
+            "flow_run_id": flow_run_id,
+            "items": [item.to_json() for item in items],
+            "expires_at": expires_at,
+            "note": note,
+            "password": password,
+        }
+        data = self._send(OPERATIONS["create_share"], json=body)
+        return decode(Share, data["share"]), str(data["secret"]), str(data["url"])
+
+    def list_shares(self, flow_run_id: str | None = None, *, limit: int = 1000) -> list[Share]:
+        params: dict[str, Any] = {"limit": limit}
+        if flow_run_id is not None:
+            params["flow_run_id"] = flow_run_id
+        return decode(list[Share], self._send(OPERATIONS["list_shares"], params=params))
+
+    def get_share(self, share_id: str) -> Share | None:
+        try:
+            return decode(Share, self._send(OPERATIONS["get_share"], share_id=share_id))
+        except RunNotFound:
+            return None
+
+    def revoke_share(self, share_id: str) -> bool:
+        return bool(self._send(OPERATIONS["revoke_share"], share_id=share_id)["changed"])
+
+    def list_share_accesses(self, share_id: str, *, limit: int = 100) -> list[ShareAccess]:
+        data = self._send(
+            OPERATIONS["list_share_accesses"], share_id=share_id, params={"limit": limit}
+        )
+        return decode(list[ShareAccess], data)
+
+    def open_share(self, secret: str) -> tuple[Share, str | None] | None:
+        _server_only("a share link")
+
+    def record_share_access(self, access: ShareAccess) -> None:
+        _server_only("a share link")
 
     # -- the server's own work ------------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from legato.models import (
     Question,
     Role,
     Schedule,
+    Share,
+    ShareAccess,
     StateChange,
     TaskRun,
     Worker,
@@ -561,6 +563,23 @@ _ALL = [
         list[Notification],
         tag="notifications",
     ),
+    # Share links (legato.sharing): the link pages themselves are /s/{token}, not the API.
+    Operation("list_shares", "GET", "/shares", O, "admin", None, list[Share], tag="shares"),
+    Operation("create_share", "POST", "/shares", O, "admin", w.ShareIn, w.NewShare, 201, "shares"),
+    Operation("get_share", "GET", "/shares/{share_id}", O, "admin", None, Share, tag="shares"),
+    Operation(
+        "revoke_share", "DELETE", "/shares/{share_id}", O, "admin", None, w.Changed, tag="shares"
+    ),
+    Operation(
+        "list_share_accesses",
+        "GET",
+        "/shares/{share_id}/accesses",
+        O,
+        "admin",
+        None,
+        list[ShareAccess],
+        tag="shares",
+    ),
     # Read only: rows are written by the server itself (record_audit is SERVER_ONLY).
     Operation("list_audit", "GET", "/audit", A, "admin", None, list[AuditEvent], tag="audit"),
 ]
@@ -592,5 +611,7 @@ SERVER_ONLY = frozenset(
         "create_session",
         "live_session",
         "revoke_session",
+        "open_share",
+        "record_share_access",
     }
 )

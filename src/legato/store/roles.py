@@ -6,7 +6,7 @@
   expired leases, wait for work, register itself, and the pool definition it serves.
 - ``AdminStore``: what people and the server manage and look at: concurrency limits,
   deployments, pool definitions, tokens, dashboard sessions, schedules, triggers,
-  notifications, statistics, the audit log.
+  notifications, statistics, the audit log, share links.
 
 ``AsyncWaits`` is not a role: the long-polls of a store that can wait on an event loop
 without holding a thread (SqlStore); the server serves waits through it where it can.
@@ -34,6 +34,9 @@ from legato.models import (
     QuestionState,
     Role,
     Schedule,
+    Share,
+    ShareAccess,
+    ShareItem,
     State,
     StateChange,
     TaskRun,
@@ -431,6 +434,39 @@ class AdminStore(Connected, Protocol):
         limit: int = 100,
     ) -> list[AuditEvent]:
         """Audit events, newest first; ``action`` ending in a dot is a prefix."""
+
+    # -- share links (shares.py) -------------------------------------------------------------
+
+    def create_share(
+        self,
+        flow_run_id: str,
+        items: Sequence[ShareItem],
+        *,
+        expires_at: float,
+        created_by: str,
+        note: str | None = None,
+        password: str | None = None,
+    ) -> tuple[Share, str]:
+        """A new share link and its secret (the secret is not stored, a password only
+        hashed). Which items a server will serve is ``legato.sharing``'s to check."""
+
+    def list_shares(self, flow_run_id: str | None = None, *, limit: int = 1000) -> list[Share]:
+        """Shares, newest first, revoked and expired ones too; of one run if given."""
+
+    def get_share(self, share_id: str) -> Share | None:
+        """The share with this id."""
+
+    def revoke_share(self, share_id: str) -> bool:
+        """Revoke a live share by id or id prefix; False if none matched."""
+
+    def open_share(self, secret: str) -> tuple[Share, str | None] | None:
+        """The share of a link's secret and its password hash (the server only: no route)."""
+
+    def record_share_access(self, access: ShareAccess) -> None:
+        """Add a row to a share's access log (the server only: no route)."""
+
+    def list_share_accesses(self, share_id: str, *, limit: int = 100) -> list[ShareAccess]:
+        """A share's accesses, newest first."""
 
 
 class Store(RunStore, QueueStore, AdminStore, Protocol):

@@ -24,6 +24,9 @@ from legato.models import (
     QuestionState,
     Role,
     Schedule,
+    Share,
+    ShareAccess,
+    ShareItem,
     State,
     StateChange,
     TaskRun,
@@ -388,3 +391,29 @@ def question_row(q: Question) -> dict[str, Any]:
 
 def state_change(row: Any) -> StateChange:
     return StateChange(row.run_id, row.kind, State(row.state), row.at, row.message)
+
+
+def share(row: Any) -> Share:
+    return Share(
+        id=row.id,
+        flow_run_id=row.flow_run_id,
+        items=[ShareItem(i["kind"], i.get("path")) for i in json.loads(row.items)],
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        created_by=row.created_by,
+        note=row.note,
+        revoked_at=row.revoked_at,
+        has_password=row.password is not None,
+    )
+
+
+def share_access(row: Any) -> ShareAccess:
+    return ShareAccess(
+        id=row.id,
+        share_id=row.share_id,
+        at=row.at,
+        client=row.client,
+        item=row.item,
+        bytes=row.bytes,
+        status=row.status,
+    )

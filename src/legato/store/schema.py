@@ -31,6 +31,7 @@ KNOWN_REVISIONS = (
     "0009",
     "0010",
     "0011",
+    "0012",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
@@ -402,4 +403,36 @@ audit_events = Table(
     Column("detail", Text, nullable=False),
     Index("ix_audit_events_at", "at"),
     Index("ix_audit_events_action", "action", "id"),
+)
+
+# 0012: share links (legato.sharing). Only a SHA-256 of a link's secret is stored, and a
+# password only as a scrypt hash; ``items`` is the JSON list of what the link gives.
+shares = Table(
+    "shares",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("flow_run_id", String(36), nullable=False),
+    Column("items", Text, nullable=False),
+    Column("note", Text),
+    Column("password", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("revoked_at", Float),
+    Index("ix_shares_flow_run", "flow_run_id"),
+)
+
+# 0012: every use of a share link: when, from where, what, how many bytes went out.
+share_accesses = Table(
+    "share_accesses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("share_id", String(36), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("client", String(100), nullable=False),
+    Column("item", String(1000), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("status", Integer, nullable=False),
+    Index("ix_share_accesses_share", "share_id", "id"),
 )

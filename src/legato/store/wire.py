@@ -41,6 +41,7 @@ from legato.models import (
     QuestionState,
     Role,
     Schedule,
+    Share,
     State,
     StateChange,
     TaskRun,
@@ -668,6 +669,32 @@ class NewToken(BaseModel):
 
     token: ApiToken
     secret: str
+
+
+SharedPath = Annotated[str, Field(min_length=1, max_length=4000), AfterValidator(_no_nul)]
+
+
+class ShareItemIn(Body):
+    kind: Literal["artifacts", "results", "path"]
+    path: SharedPath | None = None
+
+
+class ShareIn(Body):
+    """A share link to make: what of which run, until when (the server names its maker)."""
+
+    flow_run_id: Name
+    items: list[ShareItemIn] = Field(min_length=1, max_length=100)
+    expires_at: Timestamp | None = None  # None: the server's default span from now
+    note: Annotated[str, Field(max_length=2000), AfterValidator(_no_nul)] | None = None
+    password: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+
+
+class NewShare(BaseModel):
+    """The answer to making a share: its record, its secret (shown this once) and its link."""
+
+    share: Share
+    secret: str
+    url: str
 
 
 class Changed(BaseModel):

@@ -19,6 +19,7 @@ from legato.server.routes import (
     runs,
     schedules,
     server,
+    shares,
     slack,
     tokens,
     triggers,
@@ -38,6 +39,7 @@ MODULES = (
     schedules,
     triggers,
     notifications,
+    shares,
     slack,
     audit,
 )
