@@ -26,6 +26,7 @@ from legato.cli import output
 from legato.cli import schedules as _schedules
 from legato.cli import serve as _serve
 from legato.cli import server as _server
+from legato.cli import share as _share
 from legato.cli import tokens as _tokens
 from legato.cli import workers as _workers
 from legato.errors import (
@@ -68,6 +69,7 @@ app.add_typer(_notify.notify_app, name="notify")
 app.add_typer(_notify.slack_app, name="slack")
 app.command("serve")(_serve.serve)
 app.add_typer(_audit.audit_app, name="audit")
+app.add_typer(_share.share_app, name="share")
 
 _debug = False
 
