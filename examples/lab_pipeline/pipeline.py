@@ -202,12 +202,21 @@ def sync_to_database(recording: str, row: dict[str, Any]) -> int:
 
 @task(pool="io")
 def publish_share_link(recording: str, uris: list[str]) -> str:
-    """A manifest collaborators can fetch: the recording and its derived data."""
-    manifest = f"{remote_root().rstrip('/')}/shared/{recording}.json"
-    with _open(manifest, "w") as fh:
-        json.dump({"recording": recording, "files": uris}, fh, indent=2)
-    artifact.link(manifest, title=f"share {recording}")
-    return manifest
+    """A link collaborators open without an account: the QC report and the recording with
+    its tracks (``legato.share``), for 30 days. Its files must lie under the server's share
+    roots (LEGATO_SHARE_ROOTS holds the remote storage); where they do not, the link gives
+    the report alone. The link is an artifact too, so the run's Slack message carries it."""
+    from legato import share
+    from legato.errors import UsageError
+
+    note = f"Recording {recording}: QC report, recording and tracks"
+    try:
+        link = share(paths=uris, note=note, expires="30d")
+    except UsageError as exc:
+        get_logger().warning("%s: sharing the report only (%s)", recording, exc)
+        link = share(note=f"Recording {recording}: QC report", expires="30d")
+    artifact.link(link, title=f"Share {recording} with collaborators")
+    return link
 
 
 # -- the flows -------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class DemoSite:
             LEGATO_DATABASE_URL=f"sqlite:///{home / 'legato.db'}",
             LEGATO_RESULT_STORAGE=str(home / "results"),
             LAB_REMOTE_STORAGE=str(home / "remote-storage"),
+            LEGATO_SHARE_ROOTS=str(home / "remote-storage"),  # share links give its files
             LAB_DATABASE_URL=f"sqlite:///{home / 'lab-results.db'}",
         )
         self.env = env

@@ -6,21 +6,24 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import httpx
 import pytest
 
 from legato.ask import answer_question
 from legato.errors import Paused
 from legato.loader import load_flow, load_module
-from legato.models import QuestionState, State
+from legato.models import FlowRun, QuestionState, State
 from legato.resume import continue_run
 from legato.runtime import Runtime
+from tests.live_server import LiveServer
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "lab_pipeline"
 
 
 @pytest.fixture
-def lab(configure: object, tmp_path: Path) -> tuple[Runtime, Path]:
-    rt = configure(resources="gpu=2,cpu=2")  # type: ignore[operator]
+def lab(configure: object, tmp_path: Path, legato_home: Path) -> tuple[Runtime, Path]:
+    remote = legato_home / "lab" / "remote"  # where the example uploads recordings
+    rt = configure(resources="gpu=2,cpu=2", share_roots=str(remote))  # type: ignore[operator]
     generate = load_module(str(EXAMPLE / "generate.py")).generate
     incoming = tmp_path / "incoming"
     generate(incoming, 5, noisy=(3,))
@@ -53,6 +56,7 @@ def test_five_recordings_through_the_lab_pipeline(
         assert kinds == ["image", "link", "markdown"]
         [image] = [a for a in rt.store.get_artifacts(child.id) if a.kind == "image"]
         assert image.data["mime"] == "image/png" and len(image.data["base64"]) > 1000
+    _the_share_links_give_the_recordings(rt, children, legato_home)
     steps = {t.task for c in children for t in rt.store.get_task_runs(c.id)}
     assert steps == {
         "upload",
@@ -75,3 +79,34 @@ def test_five_recordings_through_the_lab_pipeline(
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT recording, approved FROM recording_stats ORDER BY 1").fetchall()
     assert len(rows) == 5 and rows[3] == ("rec-003", "False")
+
+
+def _the_share_links_give_the_recordings(
+    rt: Runtime, children: list[FlowRun], legato_home: Path
+) -> None:
+    """Each recording's run made a share of its recording and tracks, and put the link in an
+    artifact; a server on this database serves the tracks file to a client without a token."""
+    remote = legato_home / "lab" / "remote"
+    child = children[0]
+    [made] = rt.store.list_shares(child.id)
+    assert [i.kind for i in made.items] == ["artifacts", "path", "path", "path"]
+    paths = sorted(str(i.path).removeprefix(str(remote)) for i in made.items[1:])
+    assert [p.split("/")[1] for p in paths] == ["recordings", "tracks", "tracks"], paths
+    [link] = [
+        a.data["url"]
+        for a in rt.store.get_artifacts(child.id)
+        if a.kind == "link" and (a.title or "").startswith("Share")
+    ]
+    tracks = next(i for i, p in enumerate(made.items) if "/tracks/" in str(p.path))
+    name = Path(str(made.items[tracks].path)).name
+    live = LiveServer(rt.store, result_storage=str(legato_home / "results"))
+    try:
+        secret = link.rsplit("/s/", 1)[1]
+        with httpx.Client(base_url=live.url, timeout=30) as c:
+            page = c.get(f"/s/{secret}")
+            assert page.status_code == 200 and name in page.text
+            got = c.get(f"/s/{secret}/f/files/{tracks}/{name}")
+        assert got.status_code == 200
+        assert got.content == Path(str(made.items[tracks].path)).read_bytes()
+    finally:
+        live.stop()

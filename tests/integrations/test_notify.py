@@ -193,3 +193,37 @@ def _fail_a_run_again(rt: Runtime, flows_file: Path) -> None:
 
 def test_unused_store_fixture_is_separate(store: Store) -> None:
     assert store.list_notify_rules() == []
+
+
+def test_a_completed_runs_message_carries_its_share_link(
+    rt: Runtime, tmp_path: Path, fake_slack: FakeSlack, smtp: list[Any]
+) -> None:
+    """What a flow linked to (the lab pipeline's share link) is in its run's message."""
+    flows = tmp_path / "sharing_flows.py"
+    flows.write_text(
+        "from legato import artifact, flow\n\n"
+        "@flow\n"
+        "def publish() -> int:\n"
+        "    artifact.link('https://legato.lab.org/s/lgs_abc', title='Share rec-1 | lab')\n"
+        "    artifact.link('javascript:alert(1)', title='not a web link')\n"
+        "    return 1\n"
+    )
+    store = rt.store
+    notifier = Notifier(store, _settings(fake_slack, smtp[0]))
+    notifier.collect()
+    store.add_notify_rule(make_rule(["completed"], "slack:#lab", "publish"))
+    store.add_notify_rule(make_rule(["completed"], "email:lab@lab.org", "publish"))
+    assert load_flow(f"{flows}:publish")() == 1
+    assert notifier.collect() == 2 and notifier.deliver() == 2
+    (post,) = fake_slack.of("chat.postMessage")
+    from slack_sdk.models.blocks import Block
+
+    for block in post.body["blocks"]:
+        parsed = Block.parse(block)
+        assert parsed is not None
+        parsed.validate_json()
+    text = " ".join(b["text"]["text"] for b in post.body["blocks"])
+    assert "<https://legato.lab.org/s/lgs_abc|Share rec-1 / lab>" in text
+    assert "javascript" not in text
+    (mail,) = smtp[1:]
+    assert "Share rec-1 | lab: https://legato.lab.org/s/lgs_abc" in mail.content.decode()

@@ -25,11 +25,15 @@ class Message:
     error: str | None = None
     fields: dict[str, Any] = field(default_factory=dict)
     blocks: list[dict[str, Any]] | None = None  # Slack only; built from the rest if None
+    # (title, http(s) URL) of what the run linked to with artifact.link: a share link, say
+    links: list[tuple[str, str]] = field(default_factory=list)
 
     def plain(self) -> str:
         lines = [self.title, "", self.text]
         if self.error:
             lines += ["", "Error:", self.error]
+        for title, url in self.links:
+            lines.append(f"{title}: {url}")
         if self.link:
             lines += ["", self.link]
         return "\n".join(lines)
@@ -38,6 +42,8 @@ class Message:
         if self.blocks is not None:
             return self.blocks
         body = f"*{_mrkdwn(self.title)}*\n{_mrkdwn(self.text)}"
+        for title, url in self.links:
+            body += f"\n<{url}|{_mrkdwn(title).replace('|', '/')}>"
         if self.link:
             body += f"\n<{self.link}|Open the run>"
         blocks: list[dict[str, Any]] = [
@@ -109,6 +115,7 @@ def send(channel: str, message: Message, settings: Settings) -> dict[str, Any]:
         "text": message.text,
         "link": message.link,
         "error": message.error,
+        "links": [{"title": title, "url": url} for title, url in message.links],
         **message.fields,
     }
     return {"status": post_json(target, payload, Policy.parse(settings.outbound_allow))}

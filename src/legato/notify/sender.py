@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from legato.errors import OutboundRefused
-from legato.models import FlowRun, Notification, Question, State, new_id
+from legato.models import Artifact, FlowRun, Notification, Question, State, new_id
 from legato.notify.channels import Message, send
 from legato.notify.rules import matches
 from legato.outbound import mask_channel
@@ -43,7 +43,25 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 900.0) -> float:
     return delay * (0.8 + 0.4 * random.random())
 
 
-def run_message(run: FlowRun, state: State, settings: Settings) -> Message:
+MESSAGE_LINKS = 5  # link artifacts a run's message carries
+
+
+def link_artifacts(artifacts: list[Artifact]) -> list[tuple[str, str]]:
+    """(title, URL) of a run's ``artifact.link`` artifacts that Slack and mail can carry: an
+    http(s) URL with none of the characters Slack's link syntax uses."""
+    links = []
+    for a in artifacts:
+        url = a.data.get("url") if isinstance(a.data, dict) else a.data
+        if a.kind != "link" or not isinstance(url, str) or len(url) > 2000:
+            continue
+        if url.startswith(("https://", "http://")) and not any(c in url for c in "<>| \n"):
+            links.append(((a.title or url)[:200], url))
+    return links[:MESSAGE_LINKS]
+
+
+def run_message(
+    run: FlowRun, state: State, settings: Settings, links: list[tuple[str, str]] | None = None
+) -> Message:
     verb = {
         State.FAILED: "failed",
         State.CRASHED: "crashed",
@@ -58,6 +76,7 @@ def run_message(run: FlowRun, state: State, settings: Settings) -> Message:
         link=run_link(settings, run.id),
         error=run.error if state in (State.FAILED, State.CRASHED) else None,
         fields={"flow_run_id": run.id, "flow": run.flow, "state": state.value},
+        links=links or [],
     )
 
 
@@ -180,7 +199,8 @@ class Notifier:
             run = self.store.get_flow_run(q.flow_run_id)
             return question_message(q, run, self.settings)
         run = self.store.get_flow_run(str(n.payload["flow_run_id"]))
-        return run_message(run, State(str(n.payload["state"])), self.settings)
+        links = link_artifacts(self.store.get_artifacts(run.id))
+        return run_message(run, State(str(n.payload["state"])), self.settings, links)
 
     def _send(self, n: Notification, now: float) -> int:
         attempts = n.attempts + 1
