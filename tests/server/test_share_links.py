@@ -14,6 +14,7 @@ import os
 import re
 import zipfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -463,3 +464,66 @@ def test_the_page_escapes_what_runs_wrote(lab: Lab) -> None:
     assert "<img src=x" not in html
     assert "<b>bold</b>" not in html
     assert re.search(r"<script(?! src=\"/static/)", html) is None
+
+
+def _login(lab: Lab, role: Role) -> httpx.Client:
+    c = httpx.Client(base_url=lab.live.url, timeout=30)
+    page = c.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', page.text)
+    assert nonce is not None
+    r = c.post("/login", data={"nonce": nonce.group(1), "token": lab.tokens[role], "next": "/"})
+    assert r.status_code == 303, r.text
+    return c
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found is not None
+    return found.group(1)
+
+
+def test_the_dashboards_share_panel(lab: Lab) -> None:
+    with closing(_login(lab, Role.OPERATOR)) as op, closing(_login(lab, Role.VIEWER)) as viewer:
+        page = op.get(f"/runs/{lab.run.id}")
+        assert 'action="/runs/' + lab.run.id + '/share"' in page.text
+        items = op.get(f"/runs/{lab.run.id}/items")
+        assert 'action="/runs/' + lab.run.id + '/share"' in items.text  # on the items page too
+        csrf = _csrf(page.text)
+        form = {
+            "csrf": csrf,
+            "artifacts": "on",
+            "paths": str(lab.data / "session1") + "\n",
+            "expires": "30d",
+            "note": "for Ana",
+        }
+        made = op.post(f"/runs/{lab.run.id}/share", data=form)
+        assert made.status_code == 200
+        link = re.search(r'value="(http://[^"]+/s/lgs_[^"]+)"', made.text)
+        assert link is not None
+        [share] = lab.store.list_shares(lab.run.id)
+        assert share.created_by == "t-operator" and share.note == "for Ana"
+        assert 29 * 86400 < share.expires_at - share.created_at <= 30 * 86400 + 5
+        refused = op.post(f"/runs/{lab.run.id}/share", data={**form, "paths": str(lab.outside)})
+        assert refused.status_code == 200 and "outside the folders" in refused.text
+        with httpx.Client(timeout=30) as anon:
+            assert anon.get(link.group(1)).status_code == 200
+        # a viewer sees the list, with no form and no revoke button, and may not post either
+        seen = viewer.get(f"/runs/{lab.run.id}")
+        assert share.id[:8] in seen.text and '/share"' not in seen.text
+        assert "Revoke" not in seen.text
+        vcsrf = re.search(r'"X-CSRF-Token": "([^"]+)"', seen.text)
+        assert vcsrf is not None
+        post = {**form, "csrf": vcsrf.group(1)}
+        assert viewer.post(f"/runs/{lab.run.id}/share", data=post).status_code == 403
+        revoke = {"csrf": vcsrf.group(1)}
+        assert viewer.post(f"/shares/{share.id}/revoke", data=revoke).status_code == 403
+        assert op.post(f"/shares/{share.id}/revoke", data={"csrf": "forged"}).status_code == 403
+        assert lab.store.get_share(share.id).revoked_at is None  # type: ignore[union-attr]
+        gone = op.post(f"/shares/{share.id}/revoke", data={"csrf": csrf}, follow_redirects=True)
+        assert gone.status_code == 200 and "Share revoked" in gone.text
+        with httpx.Client(timeout=30) as anon:
+            assert anon.get(link.group(1)).status_code == 410
+        accesses = op.get(f"/runs/{lab.run.id}").text
+        assert "127.0.0.1" in accesses and "(410)" in accesses and "(200)" in accesses
+    actions = [e.action for e in lab.store.list_audit(action="share.")]
+    assert actions.count("share.create") == 1 and actions.count("share.revoke") == 1

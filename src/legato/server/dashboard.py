@@ -145,6 +145,9 @@ class Dashboard:
         self.sessions = SessionKeeper(auth.store, keys=keys, hours=hours, auth=auth.enabled)
         auth.on_forget.append(self.sessions.forget)  # a token revoked here ends its sessions
         self.env = template_env()
+        from legato.server.share_panel import SharePanel
+
+        self.shares = SharePanel(self)
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -247,6 +250,7 @@ class Dashboard:
                 include_in_schema=False,
                 openapi_extra=SESSION,
             )
+        self.shares.mount()
         app.add_api_route(
             "/questions/{question_id}/answer",
             self.answer,
@@ -370,7 +374,8 @@ class Dashboard:
             poll=POLL,
         )
 
-    def run_page(self, request: Request, session: Session) -> HTMLResponse:
+    def run_page(self, request: Request, session: Session, **extra: Any) -> HTMLResponse:
+        """A run's page; ``extra``: what the share panel's answer adds (the new link)."""
         run_id = request.path_params["run_id"]
         ctx = self._run_context(run_id)
         run = ctx["run"]
@@ -392,6 +397,8 @@ class Dashboard:
             levels=list(LEVELS),
             **ctx,
             **logs_ctx,
+            **self.shares.context(run.id),
+            **extra,
         )
 
     def run_live(self, request: Request, session: Session) -> Response:
@@ -461,7 +468,7 @@ class Dashboard:
         )
         if request.headers.get("HX-Request"):
             return self.render(request, "_items.html", session, **ctx)
-        return self.render(request, "items.html", session, **ctx)
+        return self.render(request, "items.html", session, **ctx, **self.shares.context(run.id))
 
     # -- questions, pools -------------------------------------------------------------------
 
@@ -545,8 +552,8 @@ class Dashboard:
             try:
                 message = await run_in_threadpool(self._act, verb, run_id, session)
             except (RunNotFound, UsageError) as exc:
-                return _back(run_id, error=str(exc))
-            return _back(run_id, notice=message)
+                return back_to(run_id, error=str(exc))
+            return back_to(run_id, notice=message)
 
         action.__name__ = f"dashboard_{verb}"
         return action
@@ -584,8 +591,8 @@ class Dashboard:
             value = forms.read(forms.build(question.schema), form)
             await run_in_threadpool(self._answer, question, value, session)
         except (InvalidAnswer, UsageError) as exc:
-            return _back(question.flow_run_id, error=str(exc), to=back)
-        return _back(question.flow_run_id, notice="Answered: the run carries on.", to=back)
+            return back_to(question.flow_run_id, error=str(exc), to=back)
+        return back_to(question.flow_run_id, notice="Answered: the run carries on.", to=back)
 
     def _answer(self, question: Question, value: Any, session: Session | None) -> None:
         from legato.ask import answer_question
@@ -606,7 +613,7 @@ def _actor(session: Session | None) -> Actor:
     return Actor(session.name, session.role.value)
 
 
-def _back(run_id: str, *, to: str = "", **message: str) -> Response:
+def back_to(run_id: str, *, to: str = "", **message: str) -> Response:
     base = "/questions" if to == "questions" else f"/runs/{quote(run_id)}"
     return RedirectResponse(f"{base}?{urlencode(message)}", status_code=303)
 
