@@ -76,6 +76,12 @@ MATRIX: dict[tuple[str, str], Role] = {
     ("POST", "/schedules/{ref}/pause"): R,
     ("POST", "/schedules/{ref}/resume"): R,
     ("GET", "/deployments/{name}/scheduled-runs"): V,
+    # share links: giving a run's data to someone outside is an operator's decision
+    ("POST", "/shares"): O,
+    ("GET", "/shares"): O,
+    ("GET", "/shares/{share_id}"): O,
+    ("DELETE", "/shares/{share_id}"): O,
+    ("GET", "/shares/{share_id}/accesses"): O,
     # the admin's: limits, pools, tokens, triggers, rules, the audit log
     ("GET", "/limits"): V,
     ("PUT", "/limits/{name}"): A,

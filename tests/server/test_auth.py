@@ -42,6 +42,10 @@ def test_every_api_route_names_the_role_it_needs(app: FastAPI) -> None:
     for route in app.routes:
         if isinstance(route, APIRoute) and route.path.startswith(signed):
             assert (route.openapi_extra or {}).get("x-legato-auth") == "signed", route.path
+        elif isinstance(route, APIRoute) and route.path.startswith("/s/"):
+            # A share link's pages: its secret is the key (tests/server/test_share_links.py)
+            assert (route.openapi_extra or {}).get("x-legato-auth") == "share-link", route.path
+            assert route.methods <= {"GET", "POST"}
         elif isinstance(route, APIRoute) and not route.path.startswith((API, "/metrics", *public)):
             # The dashboard's pages: a session cookie and a role (tests/server/test_dashboard.py)
             assert (route.openapi_extra or {}).get("x-legato-auth") == "session", route.path

@@ -39,6 +39,7 @@ from legato.sharing.stream import Meter, Unsatisfiable, byte_range, file_chunks,
 from legato.store.shares import password_matches
 
 COOKIE = "legato_share"
+LINK = {"x-legato-auth": "share-link"}
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -109,7 +110,9 @@ class ShareLinks:
 
     def mount(self) -> None:
         add = self.app.add_api_route
-        opts: dict[str, Any] = {"include_in_schema": False}
+        # No role: the link's secret is the key (so declared, as the dashboard declares its
+        # session cookie), and what it opens is checked here.
+        opts: dict[str, Any] = {"include_in_schema": False, "openapi_extra": LINK}
         add("/s/{secret}", self.page, methods=["GET"], **opts)
         add("/s/{secret}/unlock", self.unlock, methods=["POST"], **opts)
         add("/s/{secret}/zip", self.zip, methods=["GET"], **opts)
