@@ -151,7 +151,8 @@ def share_ls(
         return
     table = Table(box=None, pad_edge=False)
     for col in ("ID", "RUN", "ITEMS", "BY", "CREATED", "EXPIRES", "STATE", "NOTE"):
-        table.add_column(col, overflow="fold")
+        wraps = col in ("ITEMS", "BY", "NOTE")
+        table.add_column(col, overflow="fold", no_wrap=not wraps)
     for s in shares:
         items = ", ".join(i.path or i.kind for i in s.items)
         table.add_row(
@@ -200,7 +201,7 @@ def share_accesses(
         return
     table = Table(box=None, pad_edge=False)
     for col in ("AT", "CLIENT", "ITEM", "BYTES", "STATUS"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col != "ITEM")
     for a in accesses:
         table.add_row(output.short_time(a.at), a.client, a.item, str(a.bytes), str(a.status))
     output.out.print(table)
