@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from legato.models import Artifact, FlowRun, Role, State, TaskRun, new_id, now
+from legato.models import Artifact, FlowRun, Role, ShareItem, State, TaskRun, new_id, now
 from legato.results import ResultStorage
 from legato.store import InsertFlowRun, InsertTaskRun, open_store
 from legato.store.ops import InsertArtifact
@@ -527,3 +527,170 @@ def test_the_dashboards_share_panel(lab: Lab) -> None:
         assert "127.0.0.1" in accesses and "(410)" in accesses and "(200)" in accesses
     actions = [e.action for e in lab.store.list_audit(action="share.")]
     assert actions.count("share.create") == 1 and actions.count("share.revoke") == 1
+
+
+def test_the_secret_is_stored_only_as_its_hash(lab: Lab) -> None:
+    made = lab.share([{"kind": "results"}], password="open sesame")
+    secret = _secret(made["url"])
+    from sqlalchemy import select
+
+    from legato.store import schema as s
+
+    with lab.store._read() as conn:
+        row = conn.execute(select(s.shares)).one()
+    assert row.hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert row.password.startswith("scrypt$") and "open sesame" not in row.password
+    assert secret not in " ".join(str(v) for v in row)
+
+
+def test_range_edge_cases_never_fail_the_server(lab: Lab) -> None:
+    (lab.data / "empty.bin").write_bytes(b"")
+    (lab.data / "ten.bin").write_bytes(b"0123456789")
+    made = lab.share(
+        [
+            {"kind": "path", "path": str(lab.data / "ten.bin")},
+            {"kind": "path", "path": str(lab.data / "empty.bin")},
+        ]
+    )
+    ten = f"/s/{_secret(made['url'])}/f/files/0/ten.bin"
+    empty = f"/s/{_secret(made['url'])}/f/files/1/empty.bin"
+    cases = [
+        (ten, "bytes=0-0", 206, b"0"),
+        (ten, "bytes=9-", 206, b"9"),
+        (ten, "bytes=-3", 206, b"789"),
+        (ten, "bytes=-30", 206, b"0123456789"),
+        (ten, "bytes=4-100", 206, b"456789"),
+        (ten, "bytes=5-2", 200, b"0123456789"),  # invalid: ignored (RFC 9110)
+        (ten, "bytes=-0", 416, b""),
+        (ten, "bytes=10-", 416, b""),
+        (ten, "bytes=999999999999999999-", 416, b""),
+        (ten, "bytes=" + "9" * 5000 + "-", 200, b"0123456789"),  # not a range we read
+        (ten, "bytes=0-" + "9" * 5000, 200, b"0123456789"),
+        (ten, "items=0-3", 200, b"0123456789"),
+        (empty, "", 200, b""),
+        (empty, "bytes=0-", 416, b""),
+        (empty, "bytes=-5", 416, b""),
+    ]
+    with _anon(lab) as c:
+        for path, header, status, body in cases:
+            r = c.get(path, headers={"Range": header} if header else {})
+            assert (r.status_code, r.content) == (status, body), header[:40]
+            if status == 416:
+                size = 10 if path == ten else 0
+                assert r.headers["content-range"] == f"bytes */{size}"
+
+
+def test_password_tries_sent_at_once_are_still_limited(lab: Lab) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    made = lab.share([{"kind": "results"}], password="correct horse")
+    secret = _secret(made["url"])
+
+    def guess(i: int) -> int:
+        with _anon(lab) as c:
+            return c.post(f"/s/{secret}/unlock", data={"password": f"guess-{i}"}).status_code
+
+    with ThreadPoolExecutor(30) as pool:
+        statuses = list(pool.map(guess, range(30)))
+    assert statuses.count(401) <= 5 and statuses.count(429) >= 25, statuses
+    with _anon(lab) as c:
+        r = c.get(f"/s/{secret}/f/results/x", auth=("", "guess-99"))
+        assert r.status_code == 401  # Basic tries count against the same limit
+        assert c.post(f"/s/{secret}/unlock", data={"password": "correct horse"}).status_code == 429
+
+
+def test_the_result_storage_gives_only_the_runs_own_files(lab: Lab) -> None:
+    own = next(iter(_result_files(lab, lab.run)))
+    other = next(iter(_result_files(lab, lab.other_run)))
+    with lab.api() as c:
+        for path in (str(lab.results), str(lab.results / other)):
+            body = {"flow_run_id": lab.run.id, "items": [{"kind": "path", "path": path}]}
+            r = c.post("/api/v1/shares", json=body)
+            assert r.status_code == 400 and "result storage" in r.text, (path, r.text)
+    from legato.errors import UsageError
+    from legato.sharing.policy import Roots
+
+    wide = Roots.configured(str(lab.results), str(lab.results.parent))  # a root holding it
+    with pytest.raises(UsageError, match="result storage"):
+        wide.check(str(lab.results.parent))
+    made = lab.share([{"kind": "path", "path": str(lab.results / own)}])
+    with _anon(lab) as c:
+        r = c.get(f"/s/{_secret(made['url'])}/f/files/0/{own}")
+        assert r.status_code == 200 and r.content == (lab.results / own).read_bytes()
+
+
+def test_a_runner_limited_to_pools_shares_no_paths(lab: Lab) -> None:
+    run = FlowRun(id=new_id(), flow="x", state=State.COMPLETED, created_at=now(), pool="gpu")
+    lab.store.apply([InsertFlowRun(run)])
+    limited = lab.store.create_token("gpu-box", Role.RUNNER, pools=["gpu"])[1]
+    headers = {"Authorization": f"Bearer {limited}"}
+    item = {"kind": "path", "path": str(lab.data / "session1")}
+    with httpx.Client(base_url=lab.live.url, headers=headers, timeout=30) as c:
+        r = c.post("/api/v1/shares", json={"flow_run_id": run.id, "items": [item]})
+        assert r.status_code == 403 and "not paths" in r.text
+    assert lab.store.list_shares() == []
+
+
+def test_files_gone_since_they_were_listed(lab: Lab) -> None:
+    folder = lab.data / "session1"
+    made = lab.share([{"kind": "path", "path": str(folder)}])
+    secret = _secret(made["url"])
+    with _anon(lab) as c:
+        assert "notes.txt" in c.get(f"/s/{secret}").text
+        (folder / "notes.txt").unlink()
+        assert c.get(f"/s/{secret}/f/files/0/notes.txt").status_code == 404
+        r = c.get(f"/s/{secret}/zip")
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert zf.namelist() == ["files/0/cam/top.mp4"]
+
+
+def test_a_symlink_swapped_in_after_the_check_is_not_opened(lab: Lab) -> None:
+    from legato.sharing.files import SharedFile, open_file
+    from legato.sharing.policy import Location
+
+    folder = lab.data / "session1"
+    checked = SharedFile(
+        "files/0/notes.txt",
+        "notes.txt",
+        Location("file", str(folder / "notes.txt")),
+        None,
+        Location("file", str(folder)),
+    )
+    with open_file(checked) as fh:
+        assert fh.read() == b"mouse 12, day 3"
+    (folder / "notes.txt").unlink()
+    (folder / "notes.txt").symlink_to(lab.outside / "secret.txt")  # swapped after the check
+    with pytest.raises(OSError):
+        open_file(checked)
+
+
+def test_secrets_are_masked_in_the_servers_access_log() -> None:
+    import logging
+
+    from legato.server.share_links import SecretsOutOfLogs
+
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", "/s/lgs_Ab-12_xyZ/f/files/0/a.raw", "1.1", 206),
+        None,
+    )
+    assert SecretsOutOfLogs().filter(record)
+    line = record.getMessage()
+    assert "lgs_Ab-12_xyZ" not in line and "/s/lgs_…/f/files/0/a.raw" in line
+
+
+def test_the_zip_is_named_safely_whatever_the_run_id(lab: Lab) -> None:
+    odd = FlowRun(id='x"\r\nSet-Cookie: a=b', flow="x", state=State.COMPLETED, created_at=now())
+    lab.store.apply([InsertFlowRun(odd)])
+    _share, secret = lab.store.create_share(
+        odd.id, [ShareItem("artifacts")], expires_at=now() + 60, created_by="t"
+    )
+    with _anon(lab) as c:
+        r = c.get(f"/s/{secret}/zip")
+    assert r.status_code == 200
+    assert r.headers["content-disposition"] == 'attachment; filename="share-xSet.zip"'
+    assert "set-cookie" not in r.headers

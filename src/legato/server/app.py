@@ -66,6 +66,9 @@ def create_app(
         # Sync route functions run in these threads (long-polls hold none: server/waits.py);
         # many, so many workers' short requests do not queue behind one another.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 256
+        from legato.server.share_links import keep_secrets_out_of_logs
+
+        keep_secrets_out_of_logs()  # uvicorn has set its loggers up by now
         yield
 
     app = FastAPI(

@@ -20,12 +20,14 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import mimetypes
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
 from fastapi import FastAPI, Request
@@ -56,37 +58,92 @@ OPEN_AUDIT_EVERY = 600.0  # one share.open row per link and client in this long
 PAGE_FILES = 2000  # files listed per item on the page (the zip has them all)
 
 
+class SecretsOutOfLogs(logging.Filter):
+    """Masks share-link secrets in log records (uvicorn's access log prints every path): a
+    log file is no place for a key to someone's data."""
+
+    _SECRET = re.compile(r"(/s/lgs_)[A-Za-z0-9_-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._SECRET.sub(r"\1…", a) if isinstance(a, str) else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "/s/lgs_" in record.msg:
+            record.msg = self._SECRET.sub(r"\1…", record.msg)
+        return True
+
+
+def keep_secrets_out_of_logs() -> None:
+    """Put ``SecretsOutOfLogs`` on uvicorn's access and error loggers (once)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, SecretsOutOfLogs) for f in logger.filters):
+            logger.addFilter(SecretsOutOfLogs())
+
+
 class Attempts:
-    """Wrong passwords, remembered for WINDOW seconds: too many answer 429."""
+    """Password tries, remembered for WINDOW seconds: too many wrong ones answer 429. A try
+    is counted before its password is checked (``take``) and taken back when it was right
+    (``right``), so tries sent in parallel count as they arrive."""
+
+    KEYS_MAX = 100_000  # remembered link-and-client keys; past it, expired ones are dropped
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._failures: dict[str, deque[float]] = {}
+        self._tries: dict[str, deque[float]] = {}
 
     def _recent(self, key: str, now: float) -> deque[float]:
-        times = self._failures.setdefault(key, deque())
+        times = self._tries.setdefault(key, deque())
         while times and times[0] <= now - WINDOW:
             times.popleft()
         return times
 
-    def blocked(self, share_id: str, client: str) -> float:
-        """Seconds until another attempt is allowed (0: now)."""
-        now = self.clock()
-        with self._lock:
-            waits = []
-            limits = ((f"{share_id}|{client}", TRIES_PER_CLIENT), (share_id, TRIES_PER_LINK))
-            for key, most in limits:
-                times = self._recent(key, now)
-                if len(times) >= most:
-                    waits.append(times[0] + WINDOW - now)
-            return max(waits, default=0.0)
+    def _prune(self, now: float) -> None:
+        stale = [k for k, times in self._tries.items() if not times or times[-1] <= now - WINDOW]
+        for key in stale:
+            del self._tries[key]
 
-    def failed(self, share_id: str, client: str) -> None:
+    def _keys(self, share_id: str, client: str) -> tuple[tuple[str, int], tuple[str, int]]:
+        return ((f"{share_id}|{client}", TRIES_PER_CLIENT), (share_id, TRIES_PER_LINK))
+
+    def blocked(self, share_id: str, client: str) -> float:
+        """Seconds until another try is allowed (0: now); counts nothing."""
         now = self.clock()
         with self._lock:
-            for key in (f"{share_id}|{client}", share_id):
+            waits = [
+                self._tries[key][0] + WINDOW - now
+                for key, most in self._keys(share_id, client)
+                if key in self._tries and len(self._recent(key, now)) >= most
+            ]
+        return max(waits, default=0.0)
+
+    def take(self, share_id: str, client: str) -> float:
+        """Count a try now, if one is allowed: 0.0; else the seconds until one is."""
+        now = self.clock()
+        with self._lock:
+            if len(self._tries) > self.KEYS_MAX:
+                self._prune(now)
+            keys = self._keys(share_id, client)
+            waits = [
+                self._recent(key, now)[0] + WINDOW - now
+                for key, most in keys
+                if len(self._recent(key, now)) >= most
+            ]
+            if waits:
+                return max(waits)
+            for key, _most in keys:
                 self._recent(key, now).append(now)
+            return 0.0
+
+    def right(self, share_id: str, client: str) -> None:
+        """The try just taken was right: it does not count against anyone."""
+        with self._lock:
+            for key, _most in self._keys(share_id, client):
+                times = self._tries.get(key)
+                if times:
+                    times.pop()
 
 
 def unlock_value(password_hash: str, share_id: str) -> str:
@@ -134,8 +191,6 @@ class ShareLinks:
                 ShareAccess(share.id, self.clock(), client, item, sent, status)
             )
         except Exception:  # the answer went out; a full log must not turn it into an error
-            import logging
-
             logging.getLogger("legato.server").exception("could not log a share access")
 
     def _gone(self, share: Share | None) -> HTMLResponse:
@@ -156,22 +211,25 @@ class ShareLinks:
             _user, _, password = base64.b64decode(header[6:]).decode().partition(":")
         except ValueError:
             return False
-        return self._check_password(request, share, password_hash, password)
+        return self._check_password(request, share, password_hash, password) == "right"
 
     def _check_password(
         self, request: Request, share: Share, password_hash: str, password: str
-    ) -> bool:
+    ) -> Literal["right", "wrong", "blocked"]:
         client = request.client.host if request.client else "unknown"
         key = (share.id, hashlib.sha256(password.encode()).hexdigest())
-        if self._known.get(key, 0.0) > self.clock():  # a download tool sends it each request
-            return True
-        if self.attempts.blocked(share.id, client):
-            return False
+        now = self.clock()
+        if self._known.get(key, 0.0) > now:  # a download tool sends it each request
+            return "right"
+        if self.attempts.take(share.id, client):
+            return "blocked"
         if password_matches(password, password_hash):
-            self._known[key] = self.clock() + WINDOW
-            return True
-        self.attempts.failed(share.id, client)
-        return False
+            self.attempts.right(share.id, client)
+            if len(self._known) > 10_000:
+                self._known = {k: until for k, until in self._known.items() if until > now}
+            self._known[key] = now + WINDOW
+            return "right"
+        return "wrong"
 
     def _open(
         self, request: Request, item: str = "page"
@@ -224,7 +282,7 @@ class ShareLinks:
             base=f"/s/{secret}",
             artifacts=artifacts,
             results=shared.result_files(self.store, share, self.roots),
-            paths=shared.path_files(share, self.roots),
+            paths=shared.path_files(self.store, share, self.roots),
             page_files=PAGE_FILES,
             quote=lambda s: quote(s, safe="/"),
         )
@@ -248,14 +306,15 @@ class ShareLinks:
         if password_hash is None:
             return Response(status_code=303, headers={"Location": base, **HEADERS})
         client = request.client.host if request.client else "unknown"
-        wait = self.attempts.blocked(share.id, client)
-        if wait:
+        answer = self._check_password(request, share, password_hash, password)
+        if answer == "blocked":  # over the limit, counted as it came in (parallel tries too)
+            wait = self.attempts.blocked(share.id, client)
             self._log(share, request, "unlock", 0, 429)
             why = f"Too many wrong passwords: try again in {int(wait) + 1} seconds."
             response = self._html("share_password.html", 429, base=base, error=why)
             response.headers["Retry-After"] = str(int(wait) + 1)
             return response
-        if not self._check_password(request, share, password_hash, password):
+        if answer == "wrong":
             self._log(share, request, "unlock", 0, 401)
             return self._html("share_password.html", 401, base=base, error="Wrong password.")
         self._log(share, request, "unlock", 0, 303)
@@ -302,13 +361,20 @@ class ShareLinks:
             return refusal or self._gone(None)
         if self._locked(request, share, password_hash):
             return self._refused_bytes(request, share, item, 401)
-        found = shared.find(self.store, share, self.roots, item)
-        if found is None:
+        handle = None
+        try:
+            found = shared.find(self.store, share, self.roots, item)
+            if found is not None:
+                size = shared.size_of(found)
+                handle = shared.open_file(found)  # here: a refusal is a 404, not a cut stream
+        except OSError:  # gone since it was listed, a symlink swapped in, a storage error
+            found = None
+        if found is None or handle is None:
             return self._refused_bytes(request, share, item, 404)
-        size = shared.size_of(found)
         try:
             chosen = byte_range(request.headers.get("range"), size)
         except Unsatisfiable:
+            handle.close()
             self._log(share, request, found.item, 0, 416)
             headers = {**HEADERS, "Content-Range": f"bytes */{size}"}
             return Response(status_code=416, headers=headers)
@@ -323,7 +389,7 @@ class ShareLinks:
         if chosen is not None:
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
         meter = Meter()
-        chunks = file_chunks(found, first, last, meter) if size else iter(())
+        chunks = file_chunks(handle, first, last, meter)
         media = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
         return StreamingResponse(
             self._logged(chunks, meter, share, request, found.item, status),
@@ -341,7 +407,7 @@ class ShareLinks:
         members: list[tuple[str, shared.SharedFile]] = [
             (f.item, f) for f in shared.result_files(self.store, share, self.roots)
         ]
-        for _path, found, _cut in shared.path_files(share, self.roots):
+        for _path, found, _cut in shared.path_files(self.store, share, self.roots):
             members.extend((f.item, f) for f in found)
         extra: dict[str, bytes] = {}
         if any(i.kind == "artifacts" for i in share.items):
@@ -351,7 +417,7 @@ class ShareLinks:
             ]
             extra["artifacts.json"] = json.dumps(arts, indent=2, default=str).encode()
         meter = Meter()
-        name = f"share-{share.flow_run_id[:8]}.zip"
+        name = "share-" + "".join(c for c in share.flow_run_id[:8] if c.isalnum()) + ".zip"
         headers = {**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'}
         return StreamingResponse(
             self._logged(zip_chunks(members, extra, meter), meter, share, request, "zip", 200),

@@ -69,8 +69,15 @@ def make_share(
             flow_run_id, items, expires_at=at, note=note, password=password
         )
         return NewShare(share, secret, url)
+    from legato.sharing.files import result_locations
+
     roots = roots or Roots.from_settings()
-    checked = checked_items(items, roots)
+    own = (
+        result_locations(store, flow_run_id, roots)
+        if any(i.kind == "path" for i in items)
+        else frozenset()
+    )
+    checked = checked_items(items, roots, own)
     at = expiry(expires, max_days=limit, now=now)
     share, secret = store.create_share(
         flow_run_id, checked, expires_at=at, note=note, password=password, created_by=created_by

@@ -71,14 +71,23 @@ def locate(url: str) -> Location:
 
 
 class Roots:
-    """The places a server's share links may give files from."""
+    """The places a server's share links may give files from. The result storage is one,
+    but only through a share's ``results`` item: it holds every run's results, so no path
+    item may lie in it or hold it."""
 
-    def __init__(self, urls: list[str]) -> None:
+    def __init__(self, urls: list[str], results: str | None = None) -> None:
         self.roots = [locate(u) for u in urls if u.strip()]
+        self.results = locate(results) if results else None
 
     @classmethod
     def configured(cls, result_storage: str, share_roots: str) -> Roots:
-        return cls([result_storage, *(r.strip() for r in share_roots.split(","))])
+        extra = [r.strip() for r in share_roots.split(",")]
+        return cls([result_storage, *extra], results=result_storage)
+
+    def other_runs(self, where: Location) -> bool:
+        """Whether ``where`` is, lies in, or holds the result storage."""
+        r = self.results
+        return r is not None and (where.within(r) or r.within(where))
 
     @classmethod
     def from_settings(cls, result_storage: str | None = None) -> Roots:
@@ -91,8 +100,9 @@ class Roots:
         """The root ``where`` lies in, or None."""
         return next((r for r in self.roots if where.within(r)), None)
 
-    def check(self, url: str) -> Location:
-        """The location of ``url`` if it lies in a root; UsageError otherwise."""
+    def check(self, url: str, own_results: frozenset[Location] = frozenset()) -> Location:
+        """The location of ``url`` if it lies in a root and, in the result storage, is one
+        of ``own_results`` (the run's own result files); UsageError otherwise."""
         where = locate(url)
         if self.root_of(where) is None:
             shown = ", ".join(r.url() for r in self.roots)
@@ -100,17 +110,25 @@ class Roots:
                 f"{url!r} is outside the folders this server shares from ({shown}); an admin "
                 "adds roots with LEGATO_SHARE_ROOTS"
             )
+        if self.other_runs(where) and where not in own_results:
+            raise UsageError(
+                f"{url!r} is in (or holds) the result storage, which holds every run's "
+                "results: name one of this run's result files, or share them all with --results"
+            )
         return where
 
 
-def checked_items(items: list[ShareItem], roots: Roots) -> list[ShareItem]:
-    """``items`` without duplicates, each path item in a root and spelt as its location."""
+def checked_items(
+    items: list[ShareItem], roots: Roots, own_results: frozenset[Location] = frozenset()
+) -> list[ShareItem]:
+    """``items`` without duplicates, each path item in a root (in the result storage: one
+    of ``own_results``) and spelt as its location."""
     seen: list[ShareItem] = []
     for item in items:
         if item.kind == "path":
             if not item.path:
                 raise UsageError("a path item needs a path (--path PREFIX)")
-            item = ShareItem("path", roots.check(item.path).url())
+            item = ShareItem("path", roots.check(item.path, own_results).url())
         elif item.path is not None:
             raise UsageError(f"a {item.kind} item takes no path")
         if item not in seen:

@@ -20,7 +20,7 @@ from typing import Any
 from legato.sharing.files import SharedFile, open_file
 
 CHUNK = 2**20
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=(\d{0,18})-(\d{0,18})")  # 18 digits: past any file's size
 
 
 class Unsatisfiable(Exception):
@@ -29,7 +29,8 @@ class Unsatisfiable(Exception):
 
 def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(first, last) byte of a single Range header over a file of ``size`` bytes; None to
-    send the whole file (no header, several ranges, one this server does not read)."""
+    send the whole file (no header, several ranges, one this server does not read, or an
+    invalid one such as ``bytes=5-2``, which RFC 9110 says to ignore)."""
     if not header:
         return None
     match = _RANGE.fullmatch(header.strip().replace(" ", ""))
@@ -38,15 +39,17 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     first, last = match.groups()
     if not first and not last:
         return None
+    if first and last and int(last) < int(first):
+        return None
     if not first:  # the last N bytes
         n = int(last)
-        if n == 0:
+        if n == 0 or size == 0:
             raise Unsatisfiable
         return max(0, size - n), size - 1
     start = int(first)
-    end = size - 1 if not last else min(int(last), size - 1)
-    if start >= size or (last and int(last) < start):
+    if start >= size:
         raise Unsatisfiable
+    end = size - 1 if not last else min(int(last), size - 1)
     return start, end
 
 
@@ -57,9 +60,9 @@ class Meter:
     sent: int = 0
 
 
-def file_chunks(f: SharedFile, first: int, last: int, meter: Meter) -> Iterator[bytes]:
-    """Bytes ``first``..``last`` (inclusive) of ``f``."""
-    with open_file(f) as handle:
+def file_chunks(handle: Any, first: int, last: int, meter: Meter) -> Iterator[bytes]:
+    """Bytes ``first``..``last`` (inclusive) of the open file ``handle``, which it closes."""
+    with handle:
         handle.seek(first)
         left = last - first + 1
         while left > 0:
@@ -104,7 +107,11 @@ def zip_chunks(
         for name, f in files:
             info = zipfile.ZipInfo(name)
             info.compress_type = zipfile.ZIP_STORED
-            with open_file(f) as source, zf.open(info, "w", force_zip64=True) as member:
+            try:
+                source_file = open_file(f)
+            except (OSError, PermissionError):  # gone or moved since it was listed: left out
+                continue
+            with source_file as source, zf.open(info, "w", force_zip64=True) as member:
                 while data := source.read(CHUNK):
                     member.write(data)
                     out = sink.take()

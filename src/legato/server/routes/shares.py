@@ -2,8 +2,9 @@
 log. The links' own pages are ``server/share_links.py``.
 
 A runner token limited to pools may make a share of a run in its pools (``legato.share()``
-in a flow a worker runs) and nothing more here: listing, revoking and access logs need a
-token that is not limited.
+in a flow a worker runs), of its artifacts and results only (the share roots hold every
+pool's data), and nothing more here: listing, revoking and access logs need a token that is
+not limited.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from legato.models import ApiToken, Share, ShareAccess, ShareItem
 from legato.server.routes._common import Audit, Caller, Id, Limit, Routes, StoreDep
 from legato.server.scope import check_pool
 from legato.sharing import share_detail
+from legato.sharing.files import result_locations
 from legato.sharing.policy import checked_items, expiry, link
 from legato.store import wire as w
 from legato.store.operations import OPERATIONS
@@ -47,8 +49,17 @@ def create_share(
     run = store.get_flow_run(body.flow_run_id)
     if token.pools is not None:
         check_pool(token, run.pool or DEFAULT_POOL, "share runs of")
+        if any(i.kind == "path" for i in body.items):  # roots are the lab's, not a pool's
+            raise HTTPException(
+                403,
+                f"token {token.name!r} is limited to pools: it may share a run's artifacts "
+                "and results, not paths",
+            )
     state = request.app.state
-    items = checked_items([ShareItem(i.kind, i.path) for i in body.items], state.share_roots)
+    wanted = [ShareItem(i.kind, i.path) for i in body.items]
+    paths = any(i.kind == "path" for i in wanted)
+    own = result_locations(store, run.id, state.share_roots) if paths else frozenset()
+    items = checked_items(wanted, state.share_roots, own)
     at = expiry(body.expires_at, max_days=state.share_max_days, now=state.clock())
     share, secret = store.create_share(
         run.id, items, expires_at=at, note=body.note, password=body.password, created_by=token.name
