@@ -207,12 +207,12 @@ def publish_share_link(recording: str, uris: list[str]) -> str:
     roots (LEGATO_SHARE_ROOTS holds the remote storage); where they do not, the link gives
     the report alone. The link is an artifact too, so the run's Slack message carries it."""
     from legato import share
-    from legato.errors import UsageError
+    from legato.errors import Unauthorized, UsageError
 
     note = f"Recording {recording}: QC report, recording and tracks"
     try:
         link = share(paths=uris, note=note, expires="30d")
-    except UsageError as exc:
+    except (UsageError, Unauthorized) as exc:  # outside the share roots; a pool-limited token
         get_logger().warning("%s: sharing the report only (%s)", recording, exc)
         link = share(note=f"Recording {recording}: QC report", expires="30d")
     artifact.link(link, title=f"Share {recording} with collaborators")
