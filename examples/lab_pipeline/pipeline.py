@@ -160,8 +160,13 @@ def detailed_stats(smooth_uri: str) -> dict[str, float]:
 
 
 @task(pool="cpu", retries=2, retry_delay=1)
-def sync_to_database(recording: str, row: dict[str, Any]) -> int:
-    """Upsert one row per recording: a rerun updates it, never duplicates it."""
+def sync_to_database(
+    recording: str, measures: list[dict[str, Any]], verdict: dict[str, Any]
+) -> int:
+    """Upsert one row per recording (its statistics and QC verdict): a rerun updates it,
+    never duplicates it. The statistics come in as the tasks returned them, so the run's
+    graph draws this step after theirs."""
+    row = {k: v for m in measures for k, v in m.items()} | verdict
     from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine
 
     meta = MetaData()
@@ -238,8 +243,10 @@ def process_recording(path: str) -> dict[str, Any]:
     if quality["doubtful"]:
         log.warning("%s: QC is doubtful (SNR %.2f); asking for approval", name, quality["snr"])
         approved = ask(f"QC of {name} is doubtful (SNR {quality['snr']}). Keep it?", schema=bool)
-    row = {**prelim.result(), **detailed.result(), "snr": quality["snr"], "approved": approved}
-    sync_to_database(name, row)
+    measures = [prelim.result(), detailed.result()]
+    verdict = {"snr": quality["snr"], "approved": approved}
+    sync_to_database(name, measures, verdict)
+    row = {k: v for m in measures for k, v in m.items()} | verdict
     link = publish_share_link(name, [remote, tracks.result(), smooth.result()])
     return {"recording": name, "approved": approved, "share": link, **row}
 

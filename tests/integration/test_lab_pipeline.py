@@ -57,6 +57,7 @@ def test_five_recordings_through_the_lab_pipeline(
         [image] = [a for a in rt.store.get_artifacts(child.id) if a.kind == "image"]
         assert image.data["mime"] == "image/png" and len(image.data["base64"]) > 1000
     _the_share_links_give_the_recordings(rt, children, legato_home)
+    _the_graph_draws_the_steps_that_use_upstream_values(rt, children[0])
     steps = {t.task for c in children for t in rt.store.get_task_runs(c.id)}
     assert steps == {
         "upload",
@@ -110,3 +111,11 @@ def _the_share_links_give_the_recordings(
         assert got.content == Path(str(made.items[tracks].path)).read_bytes()
     finally:
         live.stop()
+
+
+def _the_graph_draws_the_steps_that_use_upstream_values(rt: Runtime, child: FlowRun) -> None:
+    """The steps given ``.result()`` values depend on the steps that returned them."""
+    runs = {t.id: t for t in rt.store.get_task_runs(child.id)}
+    deps = {t.task: {runs[d].task for d in t.depends_on} for t in runs.values()}
+    assert deps["sync_to_database"] == {"prelim_stats", "detailed_stats"}
+    assert deps["publish_share_link"] == {"upload", "extract_tracks", "transform_tracks"}

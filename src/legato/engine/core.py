@@ -18,6 +18,7 @@ from legato import policies
 from legato.attempts import Outcome, RetryRule, budget, decide
 from legato.context import RunContext, current_run
 from legato.engine.calls import TaskCall
+from legato.engine.lineage import Lineage
 from legato.errors import (
     Cancelled,
     FlowFailed,
@@ -101,6 +102,7 @@ class FlowRunEngine:
         # Calls started and not yet finished (their futures may be settled early by cancel()).
         self._inflight = 0
         self._idle = threading.Condition(self._lock)
+        self.lineage = Lineage()  # which call returned the values passed on (lineage.py)
 
     # -- what user code sees through the context ----------------------------------------
 
@@ -248,6 +250,7 @@ class FlowRunEngine:
                 aside = self.replay.fresh(f"{rec.key}@{rec.id[:8]}")
             self.rt.recorder.record(SupersedeTaskRun(rec.id, now(), aside))
             return None
+        self.lineage.produced(value, rec.id)
         return resolved(value, rec.state, rec)
 
     def find_question(
@@ -362,7 +365,13 @@ class FlowRunEngine:
         inline = not submit and ready and not task.needs_process and not task.cache and not remote
         if rec is None:
             run = self._new_task_run(
-                task, key, deps, inputs, running=inline, resources=task.resources
+                task,
+                key,
+                deps,
+                inputs,
+                running=inline,
+                resources=task.resources,
+                lineage=self.lineage.sources(args, kwargs),
             )
         else:
             run = rec  # recorded but never finished: it runs again under the same id
@@ -392,9 +401,14 @@ class FlowRunEngine:
         running: bool,
         resources: dict[str, float] | None = None,
         child_flow_run_id: str | None = None,
+        lineage: list[str] | None = None,
     ) -> TaskRun:
-        """Record a new call of a task (or of a child flow, under ``child_flow_run_id``)."""
+        """Record a new call of a task (or of a child flow, under ``child_flow_run_id``).
+        ``lineage``: the calls that returned values among its arguments (not waited for:
+        their values are here), recorded as dependencies like its futures."""
         t = now()
+        depends_on = [d.task_run_id for d in deps if d.task_run_id]
+        depends_on += [i for i in lineage or () if i not in depends_on]
         run = TaskRun(
             id=new_id(),
             flow_run_id=self.run.id,
@@ -405,7 +419,7 @@ class FlowRunEngine:
             pool=called.pool,
             resources=dict(resources or {}),
             tags=list(called.tags),
-            depends_on=[d.task_run_id for d in deps if d.task_run_id],
+            depends_on=depends_on,
             created_at=t,
             started_at=t if running else None,
             child_flow_run_id=child_flow_run_id,
@@ -749,7 +763,13 @@ class FlowRunEngine:
         t = now()
         if rec is None:
             run = self._new_task_run(
-                flow, key, deps, call, running=True, child_flow_run_id=new_id()
+                flow,
+                key,
+                deps,
+                call,
+                running=True,
+                child_flow_run_id=new_id(),
+                lineage=self.lineage.sources(args, kwargs),
             )
         else:
             run = rec
@@ -855,9 +875,11 @@ class FlowRunEngine:
         fut._cf.add_done_callback(lambda _: self._forget_if_ok(fut))
 
     def _forget_if_ok(self, fut: Future[Any]) -> None:
-        if fut._cf.exception() is None:
-            with self._lock:
-                self._futures.pop(id(fut), None)
+        if fut._cf.cancelled() or fut._cf.exception() is not None:
+            return
+        self.lineage.produced(fut._cf.result(), fut.task_run_id)
+        with self._lock:
+            self._futures.pop(id(fut), None)
 
     def stop_new_calls(self, error: BaseException) -> None:
         """Calls not started yet do not start (they end CANCELLED); running ones go on."""
