@@ -15,6 +15,7 @@ from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, State
 from legato.owners import owner_alive
 from legato.runtime import get_runtime
 
+NOT_RUN = "not run: upstream"  # how a call that did not run for its upstream's sake fails
 RESUMABLE = {State.PAUSED, State.CRASHED, State.RUNNING, State.PENDING, State.AWAITING_RETRY}
 RETRYABLE = set(RETRY_FROM)
 
@@ -76,22 +77,60 @@ def continue_run(
     return rt.store.get_flow_run(run.id), outcome
 
 
-def pending_questions(run: FlowRun) -> list[Any]:
-    """Questions still waiting in a run and its child runs."""
+def pending_questions(run: FlowRun, store: Any = None) -> list[Any]:
+    """Questions still waiting in a run and its child runs (in ``store``, default the
+    runtime's)."""
     from legato.models import QuestionState
 
-    rt = get_runtime()
+    store = store if store is not None else get_runtime().store
     found = []
     stack = [run]
     while stack:
         current = stack.pop()
-        found.extend(
-            rt.store.list_questions(states=[QuestionState.PENDING], flow_run_id=current.id)
-        )
-        for tr in rt.store.get_task_runs(current.id):
+        found.extend(store.list_questions(states=[QuestionState.PENDING], flow_run_id=current.id))
+        for tr in store.get_task_runs(current.id):
             if tr.child_flow_run_id and tr.state is State.PAUSED:
-                stack.append(rt.store.get_flow_run(tr.child_flow_run_id))
+                stack.append(store.get_flow_run(tr.child_flow_run_id))
     return found
+
+
+def item_of(store: Any, top: FlowRun, flow_run_id: str) -> str:
+    """Which call of ``top`` a (child) flow run is: its call key in its parent, parents'
+    keys first (``process_recording:0[1]``, ``rec-003``, ``a / b``); "" for ``top`` itself."""
+    parts: list[str] = []
+    run = store.get_flow_run(flow_run_id)
+    while run.id != top.id and run.parent_task_run_id:
+        call = store.get_task_run(run.parent_task_run_id)
+        parts.append(call.key)
+        run = store.get_flow_run(call.flow_run_id)
+    return " / ".join(reversed(parts))
+
+
+def item_matches(item: str, wanted: str) -> bool:
+    """``--item`` picks a child by its call key, the last one of a path, or the index a map
+    gave it (``1`` or ``[1]`` for ``process_recording:0[1]``)."""
+    last = item.rsplit(" / ", 1)[-1]
+    index = last[last.rfind("[") + 1 : -1] if last.endswith("]") and "[" in last else None
+    return wanted in (item, last) or (index is not None and wanted.strip("[]") == index)
+
+
+def failed_while_waiting(store: Any, run: FlowRun, limit: int = 20) -> list[Any]:
+    """Task runs already FAILED or CRASHED in a paused run and its paused child runs: an
+    answer carries the run on, and it fails unless the flow handles them. Newest records
+    only (a call replay superseded is not one)."""
+    found: list[Any] = []
+    stack = [run]
+    while stack and len(found) < limit:
+        current = stack.pop()
+        for tr in store.get_task_runs(current.id):
+            if tr.superseded_at is not None:
+                continue
+            failed = tr.state in (State.FAILED, State.CRASHED) and not tr.child_flow_run_id
+            if failed and not (tr.error or "").startswith(NOT_RUN):  # causes, not their echoes
+                found.append(tr)
+            elif tr.child_flow_run_id and tr.state is State.PAUSED:
+                stack.append(store.get_flow_run(tr.child_flow_run_id))
+    return found[:limit]
 
 
 def queue_answered_run(store: Any, flow_run_id: str) -> str | None:

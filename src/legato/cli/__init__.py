@@ -216,7 +216,7 @@ def report(
     finished: Any, outcome: BaseException | None, elapsed: float, json_out: bool
 ) -> NoReturn:
     """Print how a run ended (one line, or the run as JSON) and exit with its code."""
-    from legato.resume import pending_questions
+    from legato.resume import failed_while_waiting, pending_questions
     from legato.runtime import get_runtime
 
     store = get_runtime().store
@@ -224,13 +224,24 @@ def report(
         output.print_json(output.flow_run_json(finished, store.get_task_runs(finished.id)))
     summary = f"flow run {finished.id} {output.styled(finished.state)} in {elapsed:.2f} s"
     if finished.state is State.PAUSED:
-        lines = [f"{summary}: waiting for an answer."]
-        for q in pending_questions(finished):
+        waiting = pending_questions(finished, store)
+        many = f"{len(waiting)} answers" if len(waiting) > 1 else "an answer"
+        lines = [f"{summary}: waiting for {many}."]
+        for q in waiting:
             lines.append(f"  {q.prompt!r} ({_schema_hint(q.schema)})")
             if q.error:
                 lines.append(f"    [red]{q.error}[/]")
             lines.append(f"    answer: legato answer {q.flow_run_id} VALUE")
-        output.err.print("\n".join(lines))
+        failed = failed_while_waiting(store, finished)
+        if failed:
+            lines.append(
+                f"[yellow]{len(failed)} task run(s) had already failed; an answer carries the "
+                "run on, and it fails unless the flow handles that:[/]"
+            )
+            for tr in failed[:5]:
+                why = (tr.error or tr.state.value).splitlines()[0][:200]
+                lines.append(f"  {tr.key} in flow run {tr.flow_run_id}: {why}")
+        output.err.print("\n".join(lines), highlight=False)
     elif outcome is not None and not finished.state.is_success:
         reason = finished.error or str(outcome) or type(outcome).__name__.lower()
         output.err.print(f"{summary}: {reason}")
@@ -449,58 +460,16 @@ def runs_logs(
     ] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """The log of a flow run (records from get_logger(), captured output, failures)."""
+    """The log of a flow run and of its child flow runs (records from get_logger(),
+    captured output, failures), each line labelled with the call it came from."""
+    from legato.cli.run_logs import print_logs
+
     store = _store()
     run = store.get_flow_run(run_id)
     min_level = logging.getLevelName(level.upper())
     if not isinstance(min_level, int):
         raise UsageError(f"unknown level {level!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    task_run_id = None
-    keys: dict[str, str] = {t.id: t.key for t in store.get_task_runs(run.id)}
-    if task_key is not None:
-        matches = [i for i, k in keys.items() if k == task_key or i.startswith(task_key)]
-        if not matches:
-            raise UsageError(f"flow run {run.id} has no task run {task_key!r}")
-        task_run_id = matches[0]
-    after = 0
-    entries_json: list[dict[str, Any]] = []
-    while True:
-        entries = store.get_logs(
-            run.id, task_run_id=task_run_id, after_id=after, min_level=min_level, limit=1000
-        )
-        for e in entries:
-            r = e.record
-            where = keys.get(r.task_run_id or "", "") if r.task_run_id else "flow"
-            if r.task_run_id and not where:
-                keys.update({t.id: t.key for t in store.get_task_runs(run.id)})
-                where = keys.get(r.task_run_id, r.task_run_id)
-            if json_out:
-                entries_json.append(
-                    {
-                        "id": e.id,
-                        "at": output.iso(r.at),
-                        "level": output.level_name(r.level),
-                        "task_run_id": r.task_run_id,
-                        "key": where,
-                        "logger": r.logger,
-                        "message": r.message,
-                    }
-                )
-            else:
-                output.out.print(
-                    f"{output.short_time(r.at)} {output.level_name(r.level):<7} [{where}] "
-                    f"{r.message}",
-                    markup=False,
-                )
-            after = e.id
-        if len(entries) == 1000:
-            continue
-        state = store.get_flow_run(run.id).state
-        if not follow or state.is_final or state in (State.PAUSED, State.CRASHED):
-            break  # nothing more will be written until someone resumes it
-        time.sleep(0.5)
-    if json_out:
-        output.print_json(entries_json)
+    print_logs(store, run, task_key=task_key, min_level=min_level, follow=follow, json_out=json_out)
 
 
 @runs_app.command("cancel")
@@ -624,6 +593,14 @@ def answer(
     key: Annotated[
         str | None, typer.Option("--key", help="Which question, if the run has several.")
     ] = None,
+    item: Annotated[
+        str | None,
+        typer.Option(
+            "--item",
+            help="Which child run's question, by its call key (process_recording:0[1], "
+            "rec-003) or map index (1), when a parent's children ask.",
+        ),
+    ] = None,
     by: Annotated[str | None, typer.Option("--by", help="Who answers (default user@host).")] = None,
     no_resume: Annotated[
         bool, typer.Option("--no-resume", help="Only record the answer; resume later.")
@@ -631,19 +608,27 @@ def answer(
 ) -> None:
     """Answer a question a paused run asked, then carry the run on in this process."""
     from legato.ask import answer_question, default_answerer, parse_answer
-    from legato.resume import continue_run, pending_questions
+    from legato.resume import continue_run, item_matches, item_of, pending_questions
 
     store = _store()
     run = store.get_flow_run(run_id)
-    pending = pending_questions(run)
+    pending = pending_questions(run, store)
+    items = {q.id: item_of(store, run, q.flow_run_id) for q in pending}
     if key is not None:
         pending = [q for q in pending if q.key == key or q.id.startswith(key)]
+    if item is not None:
+        pending = [q for q in pending if item_matches(items[q.id], item)]
     if not pending:
-        raise UsageError(
-            f"flow run {run.id} has no pending question" + (f" {key!r}" if key else "")
-        )
+        picked = "".join(f" {w}" for w in (key and repr(key), item and f"of item {item!r}") if w)
+        raise UsageError(f"flow run {run.id} has no pending question{picked}")
     if len(pending) > 1:
-        keys = ", ".join(f"{q.key} (run {q.flow_run_id[:13]})" for q in pending)
+        if len({items[q.id] for q in pending}) > 1:
+            shown = ", ".join(items[q.id] or "(this run)" for q in pending[:10])
+            raise UsageError(
+                f"flow run {run.id} waits on {len(pending)} questions of its child runs: "
+                f"pick one with --item ({shown}{', ...' if len(pending) > 10 else ''})"
+            )
+        keys = ", ".join(q.key for q in pending)
         raise UsageError(
             f"flow run {run.id} waits on several questions: pick one with --key ({keys})"
         )

@@ -377,6 +377,11 @@ class FlowRunEngine:
             run = rec  # recorded but never finished: it runs again under the same id
             if run.state in (State.FAILED, State.CANCELLED, State.CRASHED):
                 run.payload = None  # over: queue a new attempt; otherwise await the queued one
+                # Recorded as going again now: an end reached without running (an upstream
+                # failure, no capacity) is then a legal PENDING -> FAILED, not FAILED -> FAILED.
+                self.rt.recorder.record(
+                    UpdateTaskRun(run.id, State.PENDING, now(), message="called again by replay")
+                )
             run.state = State.PENDING
         fut: Future[Any] = Future(run.id, key, task.name, run.state, inputs.fingerprint)
         self._track(fut)

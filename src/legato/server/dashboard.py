@@ -386,10 +386,22 @@ class Dashboard:
             except RunNotFound:
                 parent = None
         logs_ctx = self._logs_context(run, request)
+        from legato.resume import failed_while_waiting, item_of, pending_questions
+
+        paused = run.state is State.PAUSED
+        waiting_failed = failed_while_waiting(self.store, run) if paused else []
+        in_children = [
+            (q, item_of(self.store, run, q.flow_run_id))
+            for q in (pending_questions(run, self.store) if paused else [])
+            if q.flow_run_id != run.id
+        ]
         return self.render(
             request,
             "run.html",
             session,
+            failed_while_waiting=waiting_failed,
+            children_waiting=in_children[:200],
+            n_children_waiting=len(in_children),
             parent=parent,
             artifacts=self.store.get_artifacts(run.id),
             notice=request.query_params.get("notice"),
