@@ -66,3 +66,13 @@ def cancellable(wait: float = 60.0) -> str:
 @flow
 def unserializable() -> object:
     return (i for i in range(3))  # a generator: neither JSON nor picklable
+
+
+@task
+def index_into(items: list[str]) -> str:
+    raise IndexError(f"[bold]no item[/bold] [{len(items)}] in {items}")
+
+
+@flow
+def bracketed(items: list[str]) -> str:
+    return index_into(items)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from rich.markup import escape
 
 from legato.audit import record_local
 from legato.cli import audit as _audit
@@ -112,8 +113,6 @@ def _store_stops(run_id: str) -> Iterator[None]:
             hint = (
                 f"Flow run {run_id} was not recorded: start it again once the database takes writes"
             )
-        from rich.markup import escape
-
         fail(escape(f"{exc}. {hint}"), EXIT_FAILED)
 
 
@@ -156,8 +155,13 @@ def parse_params(
             continue
         try:
             params[name] = json.loads(raw)
-        except json.JSONDecodeError:
-            params[name] = raw
+        except json.JSONDecodeError as exc:
+            if raw.lstrip()[:1] in ("[", "{", '"'):  # meant as JSON: say where it breaks
+                raise UsageError(
+                    f"-p {name}: {raw!r} is not valid JSON ({exc.msg} at column {exc.colno}); "
+                    'strings inside need double quotes, e.g. -p \'paths=["a.h5","b.h5"]\''
+                ) from None
+            params[name] = raw  # a bare word: the flow's types decide (an enum, a path)
     return params
 
 
@@ -228,9 +232,9 @@ def report(
         many = f"{len(waiting)} answers" if len(waiting) > 1 else "an answer"
         lines = [f"{summary}: waiting for {many}."]
         for q in waiting:
-            lines.append(f"  {q.prompt!r} ({_schema_hint(q.schema)})")
+            lines.append(f"  {escape(repr(q.prompt))} ({escape(_schema_hint(q.schema))})")
             if q.error:
-                lines.append(f"    [red]{q.error}[/]")
+                lines.append(f"    [red]{escape(q.error)}[/]")
             lines.append(f"    answer: legato answer {q.flow_run_id} VALUE")
         failed = failed_while_waiting(store, finished)
         if failed:
@@ -240,11 +244,11 @@ def report(
             )
             for tr in failed[:5]:
                 why = (tr.error or tr.state.value).splitlines()[0][:200]
-                lines.append(f"  {tr.key} in flow run {tr.flow_run_id}: {why}")
+                lines.append(f"  {escape(tr.key)} in flow run {tr.flow_run_id}: {escape(why)}")
         output.err.print("\n".join(lines), highlight=False)
     elif outcome is not None and not finished.state.is_success:
         reason = finished.error or str(outcome) or type(outcome).__name__.lower()
-        output.err.print(f"{summary}: {reason}")
+        output.err.print(f"{summary}: {escape(reason)}")
         if _debug:
             import traceback
 
@@ -287,7 +291,7 @@ def _run_deployment(
     params = parse_params(dep.parameter_schema, pairs, params_file)
     run = store.start_deployment(dep.name, params)
     record_local(store, "deployment.start", dep.name, {"flow_run_id": run.id, "pool": dep.pool})
-    output.err.print(f"flow run {run.id} queued for pool {dep.pool}")
+    output.err.print(f"flow run {run.id} queued for pool {dep.pool}", markup=False)
     if not wait:
         if json_out:
             output.print_json(output.flow_run_json(run))
@@ -391,17 +395,17 @@ def runs_show(
         output.print_json(data)
         raise typer.Exit(_show_code(run.state))
     o = output.out
-    o.print(f"[bold]{run.flow}[/] {run.id}  {output.styled(run.state)}")
+    o.print(f"[bold]{escape(run.flow)}[/] {run.id}  {output.styled(run.state)}")
     o.print(
         f"started {output.short_time(run.started_at)}  "
         f"duration {output.duration(run.started_at, run.ended_at)}"
     )
-    o.print(f"parameters {json.dumps(run.parameters)}")
+    o.print(f"parameters {json.dumps(run.parameters)}", markup=False)
     if run.parent_task_run_id:
         parent = store.get_task_run(run.parent_task_run_id)
-        o.print(f"child of flow run {parent.flow_run_id} (call {parent.key})")
+        o.print(f"child of flow run {parent.flow_run_id} (call {parent.key})", markup=False)
     if run.error:
-        o.print(f"[red]error[/] {run.error}")
+        o.print(f"[red]error[/] {escape(run.error)}")
     counts: dict[str, int] = {}
     for t in task_runs:
         counts[t.state.value] = counts.get(t.state.value, 0) + 1
@@ -416,19 +420,21 @@ def runs_show(
                 f", {json.dumps(q.answer)} by {q.answered_by} at {output.short_time(q.answered_at)}"
             )
         if q.error:
-            line += f" [red]({q.error})[/]"
+            line += f" [red]({escape(q.error)})[/]"
         o.print(line)
     for art in store.get_artifacts(run.id):
-        o.print(f"artifact {art.kind}: {art.title or ''} {_artifact_hint(art)}".rstrip())
+        o.print(
+            f"artifact {art.kind}: {art.title or ''} {_artifact_hint(art)}".rstrip(), markup=False
+        )
     queued = [t for t in task_runs if t.state is State.PENDING and t.pool and t.queued_at]
     if queued:
         online = {w.pool for w in store.list_workers()}
         for pool in sorted({t.pool for t in queued if t.pool}):
             n = sum(1 for t in queued if t.pool == pool)
             if pool in online:
-                o.print(f"{n} task run(s) queued for pool {pool}")
+                o.print(f"{n} task run(s) queued for pool {pool}", markup=False)
             else:
-                o.print(f"[yellow]{n} task run(s) waiting for a worker in pool {pool}[/]")
+                o.print(f"[yellow]{n} task run(s) waiting for a worker in pool {escape(pool)}[/]")
     raise typer.Exit(_show_code(run.state))
 
 
@@ -484,7 +490,9 @@ def runs_cancel(
     root = root_of(store, run)
     if root.id != run.id:
         # A child run lives in its parent's process: it stops with the whole run.
-        output.err.print(f"{run.id} is a child of flow run {root.id}: cancelling the whole run")
+        output.err.print(
+            f"{run.id} is a child of flow run {root.id}: cancelling the whole run", markup=False
+        )
         run = root
     active = [s for s in State if not s.is_final]
     if not store.transition_flow_run(
@@ -658,7 +666,7 @@ def answer(
         # Through the server's answer route (an operator's right): it checks the value,
         # records who answered and queues the run for its pool's workers.
         store.answer_question(question.id, parsed, by or default_answerer())
-        output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
+        output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}", markup=False)
         output.err.print(
             f"the run is queued for pool {root.pool or 'default'}: a worker there carries it on"
         )
@@ -666,7 +674,7 @@ def answer(
     answer_question(store, question, parsed, by)
     detail = {"run": question.flow_run_id, "key": question.key, "by": by or default_answerer()}
     record_local(store, "question.answer", question.id, detail)
-    output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}")
+    output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}", markup=False)
     if no_resume:
         return
 
@@ -675,7 +683,9 @@ def answer(
 
         pool = queue_answered_run(store, run.id)
         if pool is not None:
-            output.err.print(f"the run is queued for pool {pool}: a worker there carries it on")
+            output.err.print(
+                f"the run is queued for pool {pool}: a worker there carries it on", markup=False
+            )
         return
     _console_logs()
     started = time.perf_counter()
@@ -683,7 +693,7 @@ def answer(
         finished, outcome = continue_run(run.id)
     refused = store.get_question(question.id)
     if refused.error and refused.state.value == "pending":
-        output.err.print(f"[red]{refused.error}[/]; the run is still waiting")
+        output.err.print(f"[red]{escape(refused.error)}[/]; the run is still waiting")
         raise typer.Exit(EXIT_USAGE)
     report(finished, outcome, time.perf_counter() - started, False)
 
@@ -715,7 +725,8 @@ def asks_ls(
     for col in ("RUN", "KEY", "QUESTION", "EXPECTS", "ASKED", "STATE", "ANSWER"):
         table.add_column(col, overflow="fold")
     for q in questions:
-        table.add_row(
+        output.add_row(
+            table,
             q.flow_run_id,
             q.key,
             q.prompt,
@@ -767,7 +778,7 @@ def config(
     for col in ("VARIABLE", "VALUE", "WHAT IT DOES"):
         table.add_column(col, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        output.add_row(table, *row)
     output.out.print(table)
 
 
@@ -787,7 +798,7 @@ def db_upgrade() -> None:
         check_schema(store.engine, auto_upgrade=True)
     finally:
         store.close()
-    output.err.print(f"database {store.safe_url} is at the current schema")
+    output.err.print(f"database {store.safe_url} is at the current schema", markup=False)
 
 
 @db_app.command("status")
@@ -804,7 +815,7 @@ def db_status() -> None:
             found = current_revision(conn)
     finally:
         store.close()
-    output.out.print(f"database: {store.safe_url}")
+    output.out.print(f"database: {store.safe_url}", markup=False)
     output.out.print(
         f"schema revision: {found or 'none (empty)'}; this Legato needs {HEAD_REVISION}"
     )
@@ -836,7 +847,7 @@ def main(argv: list[str] | None = None) -> None:
     except LegatoError as exc:
         if _debug:
             raise
-        output.err.print(f"[red]error:[/] {exc}", highlight=False)
+        output.err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(_code_for(exc))
     except KeyboardInterrupt:
         output.err.print("interrupted")
@@ -853,7 +864,8 @@ def main(argv: list[str] | None = None) -> None:
         if _debug:
             raise
         output.err.print(
-            f"[red]error:[/] unexpected {type(exc).__name__}: {exc} (run with --debug for the "
+            f"[red]error:[/] unexpected {type(exc).__name__}: {escape(str(exc))} (run with --debug "
+            "for the "
             "traceback)",
             highlight=False,
         )

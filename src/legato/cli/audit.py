@@ -66,7 +66,8 @@ def audit_ls(
     for col in ("ID", "WHEN", "ACTOR", "ROLE", "ACTION", "TARGET", "DETAIL"):
         table.add_column(col, overflow="fold")
     for e in events:
-        table.add_row(
+        output.add_row(
+            table,
             str(e.id),
             output.short_time(e.at),
             e.actor,

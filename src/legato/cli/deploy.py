@@ -78,7 +78,7 @@ def deploy(
         f"start it with `legato run {dep.name}`"
     )
     for line in started_by:
-        output.err.print(f"  also starts {line}", highlight=False)
+        output.err.print(f"  also starts {line}", highlight=False, markup=False)
 
 
 @deployments_app.command("ls")
@@ -94,7 +94,7 @@ def deployments_ls(json_out: Annotated[bool, typer.Option("--json")] = False) ->
     for col in ("NAME", "FLOW", "POOL", "VERSION", "SOURCE", "PARAMETERS"):
         table.add_column(col, overflow="fold")
     for d in deps:
-        table.add_row(d.name, d.flow, d.pool, d.version or "-", d.source, str(d.parameters))
+        output.add_row(table, d.name, d.flow, d.pool, d.version or "-", d.source, str(d.parameters))
     output.out.print(table)
 
 
@@ -118,4 +118,4 @@ def deployments_rm(name: Annotated[str, typer.Argument()]) -> None:
     if not store.delete_deployment(name):
         raise UsageError(f"no deployment named {name!r}")
     record_local(store, "deployment.delete", name)
-    output.err.print(f"removed deployment {name!r}")
+    output.err.print(f"removed deployment {name!r}", markup=False)

@@ -63,7 +63,7 @@ def notify_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None
     for col in ("ID", "EVENTS", "FLOW", "CHANNEL"):
         table.add_column(col, overflow="fold")
     for r in rules:
-        table.add_row(r.id[:13], ",".join(r.events), r.flow or "*", r.channel)
+        output.add_row(table, r.id[:13], ",".join(r.events), r.flow or "*", r.channel)
     output.out.print(table)
 
 
@@ -76,7 +76,7 @@ def notify_rm(
     if not store.delete_notify_rule(rule_id):
         raise UsageError(f"no notification rule {rule_id!r} (see `legato notify ls`)")
     audit.record_local(store, "rule.delete", rule_id)
-    output.err.print(f"removed rule {rule_id}")
+    output.err.print(f"removed rule {rule_id}", markup=False)
 
 
 @notify_app.command("log")
@@ -94,7 +94,8 @@ def notify_log(
     for col in ("CREATED", "EVENT", "CHANNEL", "RUN", "STATE", "TRIES", "ERROR"):
         table.add_column(col, overflow="fold")
     for n in found:
-        table.add_row(
+        output.add_row(
+            table,
             output.short_time(n.created_at),
             n.event,
             n.channel,

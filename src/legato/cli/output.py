@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from legato import timefmt
 from legato.models import FlowRun, State, TaskRun
@@ -47,6 +48,18 @@ def duration(start: float | None, end: float | None) -> str:
 
 def styled(state: State) -> str:
     return f"[{STATE_STYLE.get(state, '')}]{state.value}[/]"
+
+
+def styled_text(state: State) -> Text:
+    """``styled`` as a Text, for a table cell."""
+    return Text(state.value, style=STATE_STYLE.get(state, ""))
+
+
+def add_row(table: Table, *cells: str | Text) -> None:
+    """A table row whose plain strings are shown as they are, never read as Rich markup (a
+    value such as ``[a.h5,b.h5]`` or an error quoting ``[0]`` must stay visible); styled
+    cells come as Text."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
 
 
 def _result(stored: Any) -> tuple[Any, Any]:
@@ -131,10 +144,11 @@ def runs_table(runs: list[FlowRun]) -> Table:
         table.add_column(col, no_wrap=col != "PARAMETERS", overflow="fold")
     for r in runs:
         params = json.dumps(r.parameters)
-        table.add_row(
+        add_row(
+            table,
             r.id,
             r.flow,
-            styled(r.state),
+            styled_text(r.state),
             short_time(r.started_at or r.created_at),
             duration(r.started_at, r.ended_at),
             params if len(params) <= 60 else params[:57] + "...",
@@ -147,10 +161,11 @@ def task_runs_table(task_runs: list[TaskRun]) -> Table:
     for col in ("KEY", "STATE", "TRIES", "POOL", "WORKER", "DURATION", "ERROR"):
         table.add_column(col, overflow="fold")
     for t in task_runs:
-        state = styled(t.state)
+        state = styled_text(t.state)
         if t.superseded_at is not None:
-            state += " [dim](inputs changed on resume)[/dim]"
-        table.add_row(
+            state.append(" (inputs changed on resume)", style="dim")
+        add_row(
+            table,
             t.key,
             state,
             str(t.attempts),

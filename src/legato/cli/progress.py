@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from types import TracebackType
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from legato.models import State
@@ -66,7 +67,8 @@ class RunProgress:
         """Redraw the bar (call with the lock held)."""
         extra = []
         if self._unserved:
-            extra.append(f"[yellow]waiting for a worker in pool {', '.join(self._unserved)}[/]")
+            pools = escape(", ".join(self._unserved))
+            extra.append(f"[yellow]waiting for a worker in pool {pools}[/]")
         if self.failed:
             extra.append(f"[red]{self.failed} failed[/]")
         if self.retrying:

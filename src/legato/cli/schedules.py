@@ -40,7 +40,8 @@ def schedules_ls(
     for col in ("ID", "DEPLOYMENT", "WHEN", "CATCH-UP", "NEXT", "LAST", "STATE"):
         table.add_column(col, overflow="fold")
     for s in found:
-        table.add_row(
+        output.add_row(
+            table,
             s.id[:13],
             s.deployment,
             s.describe(),
@@ -63,7 +64,7 @@ def _pause(ref: str, paused: bool) -> None:
         )
     action = "schedule.pause" if paused else "schedule.resume"
     record_local(store, action, ref, {"count": count})
-    output.err.print(f"{'paused' if paused else 'resumed'} {count} schedule(s)")
+    output.err.print(f"{'paused' if paused else 'resumed'} {count} schedule(s)", markup=False)
 
 
 @schedules_app.command("pause")
@@ -91,7 +92,7 @@ def schedules_rm(deployment: Annotated[str, typer.Argument(help="The deployment.
         raise UsageError(f"deployment {deployment!r} has no schedule")
     store.replace_schedules(deployment, [])
     record_local(store, "schedule.put", deployment, {"schedules": []})
-    output.err.print(f"removed {count} schedule(s) of {deployment!r}")
+    output.err.print(f"removed {count} schedule(s) of {deployment!r}", markup=False)
 
 
 # -- triggers ------------------------------------------------------------------------------
@@ -114,7 +115,9 @@ def triggers_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
             if t.kind == "files"
             else f"POST /api/v1/hooks/{t.name} ({t.config.get('auth', 'hmac')})"
         )
-        table.add_row(t.name, t.kind, t.deployment, what, "paused" if t.paused else "active")
+        output.add_row(
+            table, t.name, t.kind, t.deployment, what, "paused" if t.paused else "active"
+        )
     output.out.print(table)
 
 
@@ -125,7 +128,7 @@ def triggers_rm(name: Annotated[str, typer.Argument()]) -> None:
     if not store.delete_trigger(name):
         raise UsageError(f"no trigger named {name!r}")
     record_local(store, "trigger.delete", name)
-    output.err.print(f"removed trigger {name!r}")
+    output.err.print(f"removed trigger {name!r}", markup=False)
 
 
 @triggers_app.command("pause")
@@ -135,7 +138,7 @@ def triggers_pause(name: Annotated[str, typer.Argument()]) -> None:
     if not store.set_trigger_paused(name, True):
         raise UsageError(f"no trigger named {name!r}")
     record_local(store, "trigger.pause", name)
-    output.err.print(f"paused trigger {name!r}")
+    output.err.print(f"paused trigger {name!r}", markup=False)
 
 
 @triggers_app.command("resume")
@@ -145,7 +148,7 @@ def triggers_resume(name: Annotated[str, typer.Argument()]) -> None:
     if not store.set_trigger_paused(name, False):
         raise UsageError(f"no trigger named {name!r}")
     record_local(store, "trigger.resume", name)
-    output.err.print(f"resumed trigger {name!r}")
+    output.err.print(f"resumed trigger {name!r}", markup=False)
 
 
 @triggers_app.command("webhook")
@@ -175,7 +178,9 @@ def triggers_webhook(
     trig = Trigger(name, "webhook", deployment, config, created_at=now, updated_at=now)
     store.put_trigger(trig)
     record_local(store, "trigger.put", name, trigger_detail(trig))
-    output.err.print(f"webhook {name!r} starts {deployment!r}: POST /api/v1/hooks/{name}")
+    output.err.print(
+        f"webhook {name!r} starts {deployment!r}: POST /api/v1/hooks/{name}", markup=False
+    )
     if auth == "hmac":
         output.err.print("sign each request (docs/triggers.md); the shared secret is:")
         output.out.print(json.dumps(config["secret"]).strip('"'))

@@ -32,7 +32,7 @@ def serve(
         started = service.tick()
         if service.notifier is not None:
             service.notifier.tick()
-        output.err.print(f"one pass: {started} run(s) started")
+        output.err.print(f"one pass: {started} run(s) started", markup=False)
         return
     output.err.print(
         f"legato serve: schedules, file triggers and notifications over {store.safe_url} "

@@ -155,7 +155,8 @@ def share_ls(
         table.add_column(col, overflow="fold", no_wrap=not wraps)
     for s in shares:
         items = ", ".join(i.path or i.kind for i in s.items)
-        table.add_row(
+        output.add_row(
+            table,
             s.id,
             s.flow_run_id[:8],
             items + (" (password)" if s.has_password else ""),
@@ -177,7 +178,7 @@ def share_revoke(
         if not store.revoke_share(share_id):
             raise UsageError(f"no live share has id {share_id!r} (see `legato share ls`)")
         record_local(store, "share.revoke", share_id)
-    output.err.print(f"share {share_id!r} revoked")
+    output.err.print(f"share {share_id!r} revoked", markup=False)
 
 
 @share_app.command("accesses")
@@ -203,5 +204,7 @@ def share_accesses(
     for col in ("AT", "CLIENT", "ITEM", "BYTES", "STATUS"):
         table.add_column(col, overflow="fold", no_wrap=col != "ITEM")
     for a in accesses:
-        table.add_row(output.short_time(a.at), a.client, a.item, str(a.bytes), str(a.status))
+        output.add_row(
+            table, output.short_time(a.at), a.client, a.item, str(a.bytes), str(a.status)
+        )
     output.out.print(table)

@@ -100,7 +100,8 @@ def tokens_ls(
     for col in ("ID", "NAME", "ROLE", "POOLS", "CREATED", "LAST USED", "EXPIRES", "REVOKED"):
         table.add_column(col, overflow="fold")
     for t in tokens:
-        table.add_row(
+        output.add_row(
+            table,
             t.id,
             t.name,
             t.role.value,
@@ -124,4 +125,4 @@ def tokens_revoke(
                 f"no live token has id or name {id_or_name!r} (see `legato tokens ls`)"
             )
         record_local(store, "token.revoke", id_or_name)
-    output.err.print(f"token {id_or_name!r} revoked")
+    output.err.print(f"token {id_or_name!r} revoked", markup=False)

@@ -83,7 +83,8 @@ def workers_ls(
     for col in ("NAME", "POOL", "STATE", "CAPACITY", "USED", "LAST HEARTBEAT"):
         table.add_column(col)
     for w in workers:
-        table.add_row(
+        output.add_row(
+            table,
             w.name,
             w.pool,
             w.state,
@@ -130,7 +131,7 @@ def pools_rm(name: Annotated[str, typer.Argument()]) -> None:
     if not store.delete_pool(name):
         raise UsageError(f"no pool definition named {name!r} (see legato pools ls)")
     audit.record_local(store, "pool.delete", name)
-    output.err.print(f"removed pool {name}")
+    output.err.print(f"removed pool {name}", markup=False)
 
 
 @pools_app.command("ls")
@@ -164,7 +165,8 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     for col in ("POOL", "TYPE", "WORKERS", "CAPACITY", "USED", "QUEUED"):
         table.add_column(col)
     for row in rows:
-        table.add_row(
+        output.add_row(
+            table,
             str(row["pool"]),
             str(row["type"]),
             str(row["workers"]),
@@ -214,7 +216,7 @@ def limits_set(
     store = get_runtime().store
     store.set_limit(key, limit)
     audit.record_local(store, "limit.set", key, {"limit": limit})
-    output.err.print(f"limit {key} = {limit}")
+    output.err.print(f"limit {key} = {limit}", markup=False)
 
 
 @limits_app.command("ls")
@@ -227,7 +229,7 @@ def limits_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None
         output.print_json(limits)
         return
     for key, value in sorted(limits.items()):
-        output.out.print(f"{key}\t{value}")
+        output.out.print(f"{key}\t{value}", markup=False)
 
 
 @limits_app.command("rm")
@@ -241,4 +243,4 @@ def limits_rm(name: Annotated[str, typer.Argument()]) -> None:
     if not store.delete_limit(key):
         raise UsageError(f"no limit {key}")
     audit.record_local(store, "limit.delete", key)
-    output.err.print(f"removed limit {key}")
+    output.err.print(f"removed limit {key}", markup=False)
