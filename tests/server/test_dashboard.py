@@ -235,3 +235,47 @@ def test_the_dag_is_layered_by_dependencies() -> None:
     assert svg.count("<path") == 4 and 'data-key="d"' in svg
     big = [tr(f"t{i}", []) for i in range(500)]
     assert 'class="dag compact"' in graphs.dag_svg(big)
+
+
+def test_the_matrix_names_its_rows_and_the_timeline_keeps_its_last_label() -> None:
+    import re as _re
+
+    steps = ["upload", "extract_tracks", "a_step_name_far_too_long_to_show_whole"]
+    items = [("r1", "rec-1", {"upload": "COMPLETED"}), ("r2", "rec-2", {})]
+    svg = graphs.matrix_svg(steps, items)
+    labels = _re.findall(r'<text class="row-label"[^>]*>([^<]*)</text>', svg)
+    assert labels == ["upload", "extract_tracks", "a_step_name_far_too_lon…"]
+    assert svg.count('class="s-NONE"') == 5  # the cells not started, drawn as such
+    wide = graphs.matrix_svg(steps, [(f"r{i}", f"rec-{i}", {}) for i in range(400)])
+    assert wide.count('class="row-label"') == 3 * 2  # one set of labels per line of items
+    t0 = now()
+    runs = [
+        TaskRun(
+            id=new_id(),
+            flow_run_id="f",
+            task="a",
+            key=f"a:{i}",
+            state=State.COMPLETED,
+            started_at=t0 + i,
+            ended_at=t0 + i + 1,
+        )
+        for i in range(3)
+    ]
+    gantt = graphs.gantt_svg(runs, now=t0 + 10)
+    width = float(_re.search(r'width="([\d.]+)"', gantt).group(1))  # type: ignore[union-attr]
+    axis = _re.findall(r'<text class="axis" x="([\d.]+)"( text-anchor="end")?', gantt)
+    assert len(axis) == 5 and axis[-1][1]  # the last label ends at its tick
+    assert all(float(x) <= width for x, _ in axis)
+
+
+def test_a_run_not_taken_by_a_worker_shows_no_attempt_count(
+    live: LiveServer, server_store: SqlStore, operator: httpx.Client
+) -> None:
+    run = FlowRun(id=new_id(), flow="local", state=State.COMPLETED, created_at=now(), attempts=0)
+    queued = FlowRun(
+        id=new_id(), flow="queued", state=State.COMPLETED, created_at=now(), attempts=2
+    )
+    server_store.apply([InsertFlowRun(run), InsertFlowRun(queued)])
+    assert "<dt>Attempts</dt>" not in operator.get(f"/runs/{run.id}").text
+    page = operator.get(f"/runs/{queued.id}").text
+    assert "<dt>Attempts</dt>" in page and ">2</dd>" in page

@@ -139,9 +139,11 @@ def gantt_svg(task_runs: Sequence[TaskRun], *, now: float | None = None) -> str:
     ]
     for i in range(5):
         x = label_w + chart_w * i / 4
+        # the last label ends at its tick, so it stays inside the picture
+        at = f'x="{x - 2:.1f}" text-anchor="end"' if i == 4 else f'x="{x + 2:.1f}"'
         out.append(
             f'<line class="tick" x1="{x:.1f}" y1="{top - 4:.1f}" x2="{x:.1f}" y2="{height:.1f}"/>'
-            f'<text class="axis" x="{x + 2:.1f}" y="11">+{escape(_fmt(span * i / 4))}</text>'
+            f'<text class="axis" {at} y="11">+{escape(_fmt(span * i / 4))}</text>'
         )
     for i, t in enumerate(started):
         start = t.started_at or t0
@@ -177,17 +179,26 @@ def matrix_svg(
     if not items or not steps:
         return '<p class="muted">This run mapped no child flows.</p>'
     cw = float(max(4, min(24, 1000 // len(items))))  # few items: bigger cells
-    ch, line_gap = max(5.0, cw * 0.8), 8.0
+    ch, line_gap = max(11.0, cw * 0.8), 8.0  # rows tall enough to carry their step's label
     per_line = max(per_line, int(1000 // cw))
     block = len(steps) * ch + line_gap
     n_lines = (len(items) + per_line - 1) // per_line
-    width = min(len(items), per_line) * cw
+    label_w = 7.0 * min(24, max(len(s) for s in steps)) + 8  # the steps' names, left of each line
+    width = label_w + min(len(items), per_line) * cw
     height = n_lines * block
     out = [
         f'<svg class="matrix" role="img" aria-label="items by steps" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}" '
         f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">'
     ]
+    for line in range(n_lines):
+        for si, step in enumerate(steps):
+            y = line * block + si * ch + ch * 0.75
+            out.append(
+                f'<text class="row-label" x="{label_w - 6:.0f}" y="{y:.0f}" '
+                f'text-anchor="end">{escape(_short(step, 24))}</text>'
+            )
+    out.append(f'<g transform="translate({label_w:.0f},0)">')
     if len(items) > 300:  # many items: one path per state, not one element per cell
         paths: dict[str, list[str]] = {}
         for i, (_run_id, _label, states) in enumerate(items):
@@ -198,7 +209,7 @@ def matrix_svg(
                 paths.setdefault(states.get(step, "NONE"), []).append(cell)
         for state, cells in sorted(paths.items()):
             out.append(f'<path class="s-{escape(state)}" d="{"".join(cells)}"/>')
-        out.append("</svg>")
+        out.append("</g></svg>")
         return "".join(out)
     for i, (run_id, label, states) in enumerate(items):
         x = (i % per_line) * cw
@@ -211,5 +222,5 @@ def matrix_svg(
                 f'width="{cw - 1:.0f}" height="{ch - 1:.0f}"/>'
             )
         out.append("</g></a>")
-    out.append("</svg>")
+    out.append("</g></svg>")
     return "".join(out)
