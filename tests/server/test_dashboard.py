@@ -279,3 +279,48 @@ def test_a_run_not_taken_by_a_worker_shows_no_attempt_count(
     assert "<dt>Attempts</dt>" not in operator.get(f"/runs/{run.id}").text
     page = operator.get(f"/runs/{queued.id}").text
     assert "<dt>Attempts</dt>" in page and ">2</dd>" in page
+
+
+def test_a_parent_of_many_children_is_drawn_as_items_with_progress(
+    live: LiveServer, server_store: SqlStore, operator: httpx.Client
+) -> None:
+    parent = FlowRun(id=new_id(), flow="weekly", state=State.RUNNING, created_at=now())
+    ops: list[object] = [InsertFlowRun(parent)]
+    children = []
+    for i in range(6):
+        child = FlowRun(
+            id=new_id(),
+            flow="process_recording",
+            state=State.COMPLETED if i < 4 else State.RUNNING,
+            created_at=now(),
+            parameters={"path": f"rec-{i}.h5"},
+        )
+        call = TaskRun(
+            id=new_id(),
+            flow_run_id=parent.id,
+            task="process_recording",
+            key=f"process_recording:0[{i}]",
+            state=child.state,
+            child_flow_run_id=child.id,
+        )
+        steps = [
+            TaskRun(id=new_id(), flow_run_id=child.id, task=name, key=f"{name}:0", state=st)
+            for name, st in (
+                ("upload", State.COMPLETED),
+                ("extract", State.COMPLETED if i < 4 else State.RUNNING),
+            )
+        ]
+        child.parent_task_run_id = call.id
+        ops += [InsertFlowRun(child), InsertTaskRun(call), *(InsertTaskRun(s) for s in steps)]
+        children.append(child)
+    summary = TaskRun(
+        id=new_id(), flow_run_id=parent.id, task="summary", key="summary:0", state=State.PENDING
+    )
+    ops.append(InsertTaskRun(summary))
+    server_store.apply(ops)  # type: ignore[arg-type]
+    page = operator.get(f"/runs/{parent.id}").text
+    assert 'id="items-graph"' in page and "6 child runs" in page
+    assert page.count('class="row-label"') == 2  # upload, extract
+    assert page.count(">2/2</progress>") == 4 and page.count(">1/2</progress>") == 2
+    graph = page[page.index("(its other calls)") :]
+    assert 'data-key="summary:0"' in graph and "process_recording:0[0]" not in graph[:2000]

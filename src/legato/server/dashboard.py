@@ -60,6 +60,7 @@ HERE = Path(__file__).parent
 SESSION = {"x-legato-auth": "session"}  # a session cookie, not a bearer token (see session.py)
 PAGE_SIZE = 50
 ITEMS_PAGE = 100
+CHILDREN_AS_ITEMS = 5  # child flow runs from which a run's graph shows them as items
 LOG_LINES = 500
 POLL = "every 2s"
 NON_FINAL = [s for s in State if s not in FINAL_STATES]
@@ -356,12 +357,31 @@ class Dashboard:
         child_ids = [t.child_flow_run_id for t in task_runs if t.child_flow_run_id]
         children = self.store.flow_runs_by_ids(child_ids[:200]) if child_ids else {}
         questions = self.store.list_questions(flow_run_id=run.id, limit=200)
+        # A run that maps child flows is drawn as its items x steps, with each child's
+        # progress: its DAG would be a column of unconnected boxes (its other calls still
+        # get one).
+        items_view = len(child_ids) >= CHILDREN_AS_ITEMS
+        progress: dict[str, tuple[int, int]] = {}
+        matrix = ""
+        if items_view:
+            m = self.store.item_matrix(run.id)
+            matrix = graphs.matrix_svg(
+                m.steps,
+                [(i.run_id, i.label, {k: v.value for k, v in i.steps.items()}) for i in m.items],
+            )
+            progress = {
+                i.run_id: (sum(s.is_success for s in i.steps.values()), len(m.steps))
+                for i in m.items
+            }
+        others = [t for t in task_runs if not t.child_flow_run_id] if items_view else task_runs
         return dict(
             run=run,
             task_runs=task_runs,
             by_id={t.id: t for t in task_runs},
             names={t.id: t.key for t in task_runs},
-            dag=graphs.dag_svg(task_runs),
+            dag=graphs.dag_svg(others) if others else "",
+            items_matrix=matrix,
+            progress=progress,
             gantt=graphs.gantt_svg(task_runs),
             children=[children[c] for c in child_ids[:200] if c in children],
             n_children=len(child_ids),
