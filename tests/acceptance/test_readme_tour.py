@@ -28,22 +28,9 @@ def test_the_tour_works_verbatim_without_a_gpu(tmp_path: Path) -> None:
     venv_bin = Path(sys.executable).parent  # where `legato` is installed beside pytest
     env["PATH"] = f"{venv_bin}:{env.get('PATH', '')}"
     shell = ["set -u"]  # one bash, as a person types them: the export holds for what follows
-    lines = [ln.split("  #")[0].strip() for ln in commands.splitlines() if ln.strip()]
-    assert lines[0].startswith("export LEGATO_RESOURCES=")
-    codes: list[tuple[str, int]] = []
-    for i, line in enumerate(lines):
-        if "RUN_ID" in line:
-            runs = subprocess.run(
-                ["bash", "-c", "\n".join([*shell, "legato runs ls --json"])],
-                cwd=tmp_path,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            [weekly] = [r for r in json.loads(runs.stdout) if r["flow"] == "weekly"]
-            line = line.replace("RUN_ID", weekly["id"])
-        done = subprocess.run(
+
+    def bash(line: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             ["bash", "-c", "\n".join([*shell, line])],
             cwd=tmp_path,
             env=env,
@@ -51,22 +38,25 @@ def test_the_tour_works_verbatim_without_a_gpu(tmp_path: Path) -> None:
             text=True,
             timeout=120,
         )
-        codes.append((lines[i], done.returncode))
+
+    def weekly() -> dict[str, str]:
+        [run] = [
+            r for r in json.loads(bash("legato runs ls --json").stdout) if r["flow"] == "weekly"
+        ]
+        return dict(run)
+
+    lines = [ln.split("  #")[0].strip() for ln in commands.splitlines() if ln.strip()]
+    assert lines[0].startswith("export LEGATO_RESOURCES=")
+    codes: list[tuple[str, int]] = []
+    for line in lines:
+        typed = line.replace("RUN_ID", weekly()["id"]) if "RUN_ID" in line else line
+        codes.append((line, bash(typed).returncode))
         if line.startswith("export"):
             shell.append(line)
     # export, run (paused: 3), ls, show (of a paused run: 3), logs, asks, the two answers
     expected = [0, 3, 0, 3, 0, 0, 3, 0]
     assert [c for _, c in codes] == expected, codes
-    runs = subprocess.run(
-        ["bash", "-c", "\n".join([*shell, "legato runs ls --json"])],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    [weekly] = [r for r in json.loads(runs.stdout) if r["flow"] == "weekly"]
-    assert weekly["state"] == "COMPLETED"
+    assert weekly()["state"] == "COMPLETED"
 
 
 def test_without_the_export_the_pause_says_a_task_already_failed(tmp_path: Path) -> None:

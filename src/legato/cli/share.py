@@ -11,33 +11,19 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
 
 from legato.audit import local_actor, record_local
 from legato.cli import output
+from legato.cli.connect import opened_store
 from legato.errors import UsageError
 
 share_app = typer.Typer(
     help="Links that give a run's data to collaborators without an account.",
     no_args_is_help=True,
 )
-
-
-@contextmanager
-def _store() -> Iterator[Any]:
-    from legato.settings import get_settings
-    from legato.store import open_store
-
-    settings = get_settings()
-    store = open_store(settings.api_url or settings.db_url, token=settings.api_token)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _password() -> str:
@@ -83,7 +69,7 @@ def share_create(
         artifacts = results = True
     items = share_items(artifacts=artifacts, results=results, paths=paths)
     secret_word = _password() if password else None
-    with _store() as store:
+    with opened_store() as store:
         embedded = not store.url.startswith(("http://", "https://"))
         made = make_share(
             store,
@@ -138,7 +124,7 @@ def share_ls(
     """Every share, newest first (never their secrets), revoked and expired ones too."""
     from rich.table import Table
 
-    with _store() as store:
+    with opened_store() as store:
         shares = store.list_shares(run_id)
     now = time.time()
     if json_out:
@@ -174,7 +160,7 @@ def share_revoke(
     share_id: Annotated[str, typer.Argument(help="The share's id or id prefix.")],
 ) -> None:
     """Revoke a share: its link answers 410 Gone from now on."""
-    with _store() as store:
+    with opened_store() as store:
         if not store.revoke_share(share_id):
             raise UsageError(f"no live share has id {share_id!r} (see `legato share ls`)")
         record_local(store, "share.revoke", share_id)
@@ -190,7 +176,7 @@ def share_accesses(
     """Who used a share's link: when, from which address, what, how many bytes."""
     from rich.table import Table
 
-    with _store() as store:
+    with opened_store() as store:
         if store.get_share(share_id) is None:
             raise UsageError(f"no share has id {share_id!r} (see `legato share ls`)")
         accesses = store.list_share_accesses(share_id, limit=limit)

@@ -7,31 +7,17 @@ API, which needs an admin token in LEGATO_API_TOKEN.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from legato.audit import record_local
 from legato.cli import output
+from legato.cli.connect import opened_store
 from legato.errors import UsageError
 from legato.models import Role
 
 tokens_app = typer.Typer(help="API tokens for the server.", no_args_is_help=True)
-
-
-@contextmanager
-def _store() -> Iterator[Any]:
-    from legato.settings import get_settings
-    from legato.store import open_store
-
-    settings = get_settings()
-    store = open_store(settings.api_url or settings.db_url, token=settings.api_token)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @tokens_app.command("create")
@@ -66,7 +52,7 @@ def tokens_create(
         if seconds is None or seconds <= 0:
             raise UsageError(f"--expires {expires!r}: give a span such as 90d, 12h or 2w")
         expires_at = time.time() + seconds
-    with _store() as store:
+    with opened_store() as store:
         token, secret = store.create_token(name, role, pools=pool_list, expires_at=expires_at)
         detail = {"name": token.name, "role": token.role, "pools": token.pools}
         record_local(store, "token.create", token.id, {**detail, "expires_at": expires_at})
@@ -88,7 +74,7 @@ def tokens_ls(
     """Every token (never their secrets), revoked ones too."""
     from rich.table import Table
 
-    with _store() as store:
+    with opened_store() as store:
         tokens = store.list_tokens()
     if json_out:
         output.print_json([output.with_iso_times(t.to_json()) for t in tokens])
@@ -119,7 +105,7 @@ def tokens_revoke(
     id_or_name: Annotated[str, typer.Argument(help="The token's id, id prefix or name.")],
 ) -> None:
     """Revoke a token: requests carrying it are refused from now on."""
-    with _store() as store:
+    with opened_store() as store:
         if not store.revoke_token(id_or_name):
             raise UsageError(
                 f"no live token has id or name {id_or_name!r} (see `legato tokens ls`)"
