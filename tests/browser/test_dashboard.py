@@ -175,3 +175,36 @@ def test_a_viewer_sees_no_actions_and_is_refused_anyway(
     assert refused.status == 403
     assert dash.store.get_flow_run(failed).state.value == "FAILED"
     assert dash.store.get_question(question.id).state.value == "pending"
+
+
+def test_times_show_in_the_readers_time_zone_with_utc_on_hover(
+    dash: Dashboard, browser: Any, tmp_path: Any
+) -> None:
+    import datetime as dt
+
+    gate = tmp_path / "open"
+    gate.touch()  # open from the start: the run goes through
+    code, run_id = dash.run("pipeline", "n=1", f"gate={gate}")
+    assert code == 0
+    run = dash.store.get_flow_run(run_id)
+    at = run.started_at or run.created_at
+    context = browser.new_context(viewport=LAPTOP, timezone_id="America/New_York")
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    try:
+        dash.login(page, Role.VIEWER)
+        page.goto(f"{dash.url}/runs/{run_id}")
+        started = page.locator("dt:has-text('Started') + dd time")
+        started.wait_for()
+        page.wait_for_function("document.querySelector('dd time').dataset.local === '1'")
+        utc = dt.datetime.fromtimestamp(at, dt.UTC)
+        new_york = utc.astimezone(dt.timezone(dt.timedelta(hours=-5)))  # EST in December
+        assert started.inner_text() == new_york.strftime("%Y-%m-%d %H:%M:%S")
+        assert started.get_attribute("title") == utc.strftime("%Y-%m-%d %H:%M:%S") + " UTC"
+        # Parts htmx swaps in are turned too (the log panel, reloaded by its filter form).
+        page.click("#logs-card button:has-text('Show')")
+        page.wait_for_function(
+            "[...document.querySelectorAll('#logs time')].every(t => t.dataset.local === '1')"
+        )
+    finally:
+        context.close()

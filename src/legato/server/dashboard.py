@@ -106,8 +106,16 @@ def _filesize(n: int | None) -> str:
     return f"{n} B"
 
 
-def _when(ts: float | None) -> str:
-    return timefmt.utc_text(ts)
+def _when(ts: float | None) -> Any:
+    """A time as ``<time>``: UTC as the page is served (so it reads right without script),
+    turned into the reader's own time zone by /static/localtime.js, UTC kept on hover."""
+    from markupsafe import Markup, escape
+
+    text = timefmt.utc_text(ts)
+    if ts is None or not timefmt.is_timestamp(ts):
+        return escape(text)
+    iso = timefmt.utc_text(ts, "%Y-%m-%dT%H:%M:%SZ")
+    return Markup(f'<time datetime="{iso}" title="{text} UTC">{text} UTC</time>')
 
 
 def _took(run: Any) -> str:
