@@ -104,6 +104,7 @@ class DemoSite:
         self.remote = {**env, "LEGATO_API_URL": self.url}  # what clients of the server use
         self.legato = [sys.executable, "-m", "legato"]
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.server: subprocess.Popen[bytes] | None = None
 
     @staticmethod
     def say(text: str) -> None:
@@ -113,7 +114,11 @@ class DemoSite:
         """A long-running ``legato ...`` process, its output in logs/NAME.log."""
         log = (self.home / "logs" / f"{name}.log").open("ab")
         env = self.remote if remote else self.env
-        proc = subprocess.Popen([*self.legato, *args], env=env, stdout=log, stderr=log)
+        # A session of its own: a terminal's Ctrl-C reaches the demo alone, which then stops
+        # its processes in order (``stop``), instead of all of them at once.
+        proc = subprocess.Popen(
+            [*self.legato, *args], env=env, stdout=log, stderr=log, start_new_session=True
+        )
         log.close()
         self.procs.append(proc)
         return proc
@@ -124,6 +129,7 @@ class DemoSite:
         )
         args = ("server", "start", "--port", str(self.port), "--no-auth")
         server = self.spawn("server", *args, remote=False)
+        self.server = server
         _wait_healthy(self.url, server)
         self.say(f"server and dashboard at {self.url}  (logs in {self.home / 'logs'})")
 
@@ -201,14 +207,20 @@ class DemoSite:
         return 1
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        """Workers first (each drains and says goodbye to the server), then the server: a
+        worker whose server went first would retry it for a while before giving up."""
+        workers = [p for p in self.procs if p is not self.server]
+        for group in (workers, [self.server] if self.server is not None else []):
+            for proc in group:
+                if proc.poll() is None:
+                    proc.terminate()
+            deadline = time.monotonic() + 10
+            for proc in group:
+                try:
+                    proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
 
     def _generator(self) -> Any:
         if str(self.example) not in sys.path:

@@ -77,3 +77,55 @@ def test_the_demo_runs_the_pipeline_and_leaves_one_question(tmp_path: Path) -> N
         ).stdout
     )
     assert [t["deployment"] for t in triggers] == ["lab-recording"]  # new files start runs
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Pids of processes whose environment names ``home`` (the demo's children)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if f"LEGATO_HOME={home}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_stops_the_demo_in_order_and_leaves_nothing_running(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+    env["LEGATO_HOME"] = str(tmp_path)
+    log = (tmp_path / "demo.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato", "demo", "--port", str(port), "--recordings", "3"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a terminal gives it
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while "Serving until Ctrl-C." not in (tmp_path / "demo.log").read_text():
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            assert time.monotonic() < deadline, "the demo did not get to serving"
+            time.sleep(0.5)
+        home = tmp_path / "demo"
+        assert len(_processes_of(home)) >= 5  # the server and four workers
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert "stopping the demo" in (tmp_path / "demo.log").read_text()
+    assert _processes_of(home) == []
+    worker_log = (home / "logs" / "worker-cpu.log").read_text()
+    assert "Traceback" not in worker_log, worker_log[-2000:]
