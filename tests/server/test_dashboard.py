@@ -324,3 +324,45 @@ def test_a_parent_of_many_children_is_drawn_as_items_with_progress(
     assert page.count(">2/2</progress>") == 4 and page.count(">1/2</progress>") == 2
     graph = page[page.index("(its other calls)") :]
     assert 'data-key="summary:0"' in graph and "process_recording:0[0]" not in graph[:2000]
+
+
+def test_failed_notifications_are_flagged_and_listed_masked(
+    live: LiveServer,
+    server_store: SqlStore,
+    tokens: dict[Role, str],
+    operator: httpx.Client,
+    viewer: httpx.Client,
+) -> None:
+    from legato.models import Notification
+
+    hook = "https://hooks.lab.org/T000/B000/s3cr3t-path?token=abc123"
+    for i, state in enumerate(("failed", "sent")):
+        n = Notification(
+            id=new_id(),
+            channel=f"webhook:{hook}",
+            event="failed",
+            dedup_key=f"k{i}",
+            flow_run_id=new_id(),
+            created_at=now(),
+            next_attempt_at=now(),
+        )
+        assert server_store.enqueue_notification(n)
+        error = f"ConnectError: {hook} refused" if state == "failed" else None
+        server_store.update_notification(n.id, {"state": state, "attempts": 5, "last_error": error})
+    runs = operator.get("/").text
+    assert "1 notification could not be sent in the last 24 hours" in runs
+    assert 'href="/notifications"' in runs
+    page = operator.get("/notifications?failed=1").text
+    assert page.count('data-state="failed"') == 1 and 'data-state="sent"' not in page
+    assert "s3cr3t-path" not in page and "abc123" not in page  # masked for an operator
+    assert "hooks.lab.org" in page and "ConnectError" in page
+    assert operator.get("/notifications").text.count("<tr data-state=") == 2
+    # a viewer neither sees the banner nor may open the page
+    assert "could not be sent" not in viewer.get("/").text
+    assert 'href="/notifications"' not in viewer.get("/").text
+    assert viewer.get("/notifications").status_code == 403
+    admin = _login(live, tokens[Role.ADMIN])
+    try:
+        assert "s3cr3t-path" in admin.get("/notifications").text  # an admin sees it whole
+    finally:
+        admin.close()

@@ -61,6 +61,8 @@ SESSION = {"x-legato-auth": "session"}  # a session cookie, not a bearer token (
 PAGE_SIZE = 50
 ITEMS_PAGE = 100
 CHILDREN_AS_ITEMS = 5  # child flow runs from which a run's graph shows them as items
+NOTIFICATIONS = 200  # messages on the notifications page
+FAILED_RECENTLY = 86400.0  # failed messages younger than this are flagged on the runs page
 LOG_LINES = 500
 POLL = "every 2s"
 NON_FINAL = [s for s in State if s not in FINAL_STATES]
@@ -238,6 +240,7 @@ class Dashboard:
         get("/questions", self.questions_page)
         get("/pools", self.pools_page)
         get("/audit", self.audit_page, Role.ADMIN)
+        get("/notifications", self.notifications_page, Role.OPERATOR)
         app.add_api_route(
             "/login",
             self.login_page,
@@ -357,7 +360,22 @@ class Dashboard:
         )
         if request.headers.get("HX-Request"):
             return self.render(request, "_runs_table.html", session, **ctx)
-        return self.render(request, "runs.html", session, flows=self.store.flow_names(), **ctx)
+        failed = []
+        if session.can_act:
+            recent = time.time() - FAILED_RECENTLY
+            failed = [
+                n
+                for n in self.store.list_notifications(states=["failed"], limit=100)
+                if n.created_at >= recent
+            ]
+        return self.render(
+            request,
+            "runs.html",
+            session,
+            flows=self.store.flow_names(),
+            failed_notifications=len(failed),
+            **ctx,
+        )
 
     def _run_context(self, run_id: str) -> dict[str, Any]:
         run: FlowRun = self.store.get_flow_run(run_id)
@@ -524,6 +542,33 @@ class Dashboard:
             answered=answered,
             runs=runs,
             notice=request.query_params.get("notice"),
+        )
+
+    def notifications_page(self, request: Request, session: Session) -> HTMLResponse:
+        """The outbox: what was sent, is pending, or failed for good (with its last error).
+        Webhook URLs are masked for everyone but admins, in channels and in errors alike."""
+        from legato.outbound import mask_channel, mask_urls
+
+        only_failed = request.query_params.get("failed") == "1"
+        found = self.store.list_notifications(
+            states=["failed"] if only_failed else None, limit=NOTIFICATIONS
+        )
+        admin = session.role is Role.ADMIN
+        rows = [
+            (
+                n,
+                n.channel if admin else mask_channel(n.channel),
+                (n.last_error or "")[:500] if admin else mask_urls((n.last_error or "")[:500]),
+            )
+            for n in found
+        ]
+        return self.render(
+            request,
+            "notifications.html",
+            session,
+            notifications=rows,
+            only_failed=only_failed,
+            limit=NOTIFICATIONS,
         )
 
     def pools_page(self, request: Request, session: Session) -> HTMLResponse:
