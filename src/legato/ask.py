@@ -58,8 +58,11 @@ def ask(
 
     ``timeout`` (seconds): after it, ``default`` is used, or the run fails if there is none.
     ``key`` names the question for replay (default ``ask:N``, the N-th ask of the run).
-    ``notify``: channels to tell (e.g. ``"slack:#lab"``) in addition to the configured ones.
+    ``notify``: a channel or a list of them (``"slack:#qc"``, ``"email:lead@lab.org"``,
+    ``"webhook:https://..."``) told besides the configured Slack channel, by the server (or
+    `legato serve`) that sends notifications.
     """
+    channels = _channels(notify)
     engine = current_engine()
     if engine is None:
         where = "inside a task" if get_run_context() is not None else "outside any flow"
@@ -88,11 +91,31 @@ def ask(
             else {"v": adapter.dump_python(default, mode="json")},
             created_at=now(),
             timeout_at=None if timeout is None else now() + timeout,
+            notify=channels,
         )
         engine.rt.recorder.commit(InsertQuestion(question))
         engine.rt.notify_question(question, notify)
         raise Paused(question.id)
     return _outcome(store, question, adapter)
+
+
+def _channels(notify: Any) -> list[str]:
+    """``notify`` as a list of channels, each checked (UsageError names a bad one)."""
+    from legato.notify.rules import parse_channel
+
+    if notify is None:
+        return []
+    given = [notify] if isinstance(notify, str) else list(notify)
+    channels: list[str] = []
+    for channel in given:
+        if not isinstance(channel, str):
+            raise UsageError(f"ask(notify=...): {channel!r} is not a channel name")
+        parse_channel(channel)  # slack:, email: or webhook:, else UsageError
+        if channel not in channels:
+            channels.append(channel)
+    if len(channels) > 20:
+        raise UsageError("ask(notify=...) names more than 20 channels")
+    return channels
 
 
 def _outcome(store: RunStore, question: Question, adapter: Any) -> Any:

@@ -283,6 +283,9 @@ class Question:
     error: str | None = None
     created_at: float = 0.0
     timeout_at: float | None = None
+    # Channels told besides the configured Slack channel (ask(notify=...)): slack:#qc,
+    # email:someone@lab.org, webhook:https://...
+    notify: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -299,6 +302,7 @@ class Question:
             "error": self.error,
             "created_at": self.created_at,
             "timeout_at": self.timeout_at,
+            "notify": self.notify,
         }
 
 

@@ -227,3 +227,48 @@ def test_a_completed_runs_message_carries_its_share_link(
     assert "javascript" not in text
     (mail,) = smtp[1:]
     assert "Share rec-1 | lab: https://legato.lab.org/s/lgs_abc" in mail.content.decode()
+
+
+def test_ask_notify_channels_are_told_besides_the_configured_one(
+    rt: Runtime, tmp_path: Path, fake_slack: FakeSlack, smtp: list[Any]
+) -> None:
+    from legato.errors import Paused
+
+    flows = tmp_path / "asking_flows.py"
+    flows.write_text(
+        "from legato import ask, flow\n\n"
+        "@flow\n"
+        "def qc(name: str) -> bool:\n"
+        "    return ask(f'Keep {name}?', notify=['slack:#qc-leads', 'email:lead@lab.org'])\n\n"
+        "@flow\n"
+        "def quiet(name: str) -> bool:\n"
+        "    return ask(f'Keep {name} quietly?')\n\n"
+        "@flow\n"
+        "def misspelt(name: str) -> bool:\n"
+        "    return ask('?', notify='pager:#oncall')\n"
+    )
+    store = rt.store
+    with pytest.raises(Paused):
+        load_flow(f"{flows}:qc")("rec-7")
+    with pytest.raises(Paused):
+        load_flow(f"{flows}:quiet")("rec-8")
+    with pytest.raises(UsageError, match="bad channel 'pager:#oncall'"):
+        load_flow(f"{flows}:misspelt")("rec-9")
+
+    # No Slack channel configured: only the question that named channels is announced.
+    bare = Notifier(store, _settings(fake_slack, smtp[0]))
+    assert bare.collect() == 2 and bare.deliver() == 2
+    (post,) = fake_slack.of("chat.postMessage")
+    assert post.body["channel"] == "qc-leads" and "Keep rec-7?" in post.body["text"]
+    (mail,) = smtp[1:]
+    content = mail.content.decode()
+    assert mail.rcpt_tos == ["lead@lab.org"] and "Keep rec-7?" in content
+    assert "legato answer" in content and "https://legato.lab.org/runs/" in content
+    assert bare.collect() == 0  # announced once
+
+    # With LEGATO_SLACK_CHANNEL set, the other question goes there (and only there).
+    configured = Notifier(store, _settings(fake_slack, smtp[0], slack_channel="#lab"))
+    assert configured.collect() == 1 and configured.deliver() == 1
+    posts = fake_slack.of("chat.postMessage")
+    assert [p.body["channel"] for p in posts] == ["qc-leads", "lab"]
+    assert "Keep rec-8 quietly?" in posts[1].body["text"]

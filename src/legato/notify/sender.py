@@ -121,9 +121,19 @@ class Notifier:
                 added += self._event(hid, change.run_id, change.state, rules)
             position = events[-1][0]
             self.store.set_cursor(CURSOR, position)
-        if self.settings.slack_bot_token and self.settings.slack_channel:
-            for q in self.store.unannounced_questions():
-                added += self.store.enqueue_notification(self._question(q))
+        configured = (
+            f"slack:{self.settings.slack_channel}"
+            if self.settings.slack_bot_token and self.settings.slack_channel
+            else None
+        )
+        for q in self.store.unannounced_questions(named_only=configured is None):
+            channels = [c for c in q.notify if c != configured]
+            if configured:
+                channels.insert(0, configured)
+            # The first channel's message marks the question announced: it goes in last, so
+            # a stop half-way announces the rest again rather than never.
+            for i in reversed(range(len(channels))):
+                added += self.store.enqueue_notification(self._question(q, channels[i], i == 0))
         return added
 
     def _event(self, hid: int, run_id: str, state: State, rules: list[Any]) -> int:
@@ -153,12 +163,12 @@ class Notifier:
                 added += self.store.enqueue_notification(n)
         return added
 
-    def _question(self, q: Question) -> Notification:
+    def _question(self, q: Question, channel: str, first: bool) -> Notification:
         return Notification(
             id=new_id(),
-            channel=f"slack:{self.settings.slack_channel}",
+            channel=channel,
             event="question",
-            dedup_key=f"question:{q.id}",
+            dedup_key=f"question:{q.id}" if first else f"question:{q.id}:{channel}",
             payload={"question_id": q.id},
             flow_run_id=q.flow_run_id,
             next_attempt_at=self.now(),
@@ -197,7 +207,11 @@ class Notifier:
             if q.state.value != "pending":
                 return None  # answered before we could ask: nothing to post
             run = self.store.get_flow_run(q.flow_run_id)
-            return question_message(q, run, self.settings)
+            message = question_message(q, run, self.settings)
+            if not n.channel.startswith("slack:"):  # no buttons there: say how to answer
+                message.text += f"\n\nAnswer it with: legato answer {q.flow_run_id} VALUE"
+                message.link = run_link(self.settings, run.id)
+            return message
         run = self.store.get_flow_run(str(n.payload["flow_run_id"]))
         links = link_artifacts(self.store.get_artifacts(run.id))
         return run_message(run, State(str(n.payload["state"])), self.settings, links)

@@ -337,5 +337,7 @@ class HttpAdmin:
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
         _server_only("the notifier")
 
-    def unannounced_questions(self, limit: int = 100) -> list[Question]:
+    def unannounced_questions(
+        self, limit: int = 100, *, named_only: bool = False
+    ) -> list[Question]:
         _server_only("the notifier")

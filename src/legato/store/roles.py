@@ -416,8 +416,11 @@ class AdminStore(Connected, Protocol):
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
         """Flow run state changes after history row ``position``, oldest first."""
 
-    def unannounced_questions(self, limit: int = 100) -> list[Question]:
-        """Pending questions with no ``question:ID`` message in the outbox."""
+    def unannounced_questions(
+        self, limit: int = 100, *, named_only: bool = False
+    ) -> list[Question]:
+        """Pending questions with no ``question:ID`` message in the outbox (with
+        ``named_only``: only those whose ask() named channels)."""
 
     # -- the audit log (audit.py) ------------------------------------------------------------
 

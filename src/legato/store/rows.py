@@ -138,6 +138,7 @@ def question(row: Any) -> Question:
         error=row.error,
         created_at=row.created_at,
         timeout_at=row.timeout_at,
+        notify=json.loads(row.notify) if row.notify else [],
     )
 
 
@@ -386,6 +387,7 @@ def question_row(q: Question) -> dict[str, Any]:
         "error": q.error,
         "created_at": q.created_at,
         "timeout_at": q.timeout_at,
+        "notify": json.dumps(q.notify) if q.notify else None,
     }
 
 

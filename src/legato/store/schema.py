@@ -32,6 +32,7 @@ KNOWN_REVISIONS = (
     "0010",
     "0011",
     "0012",
+    "0013",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
@@ -178,6 +179,7 @@ questions = Table(
     Column("error", Text),
     Column("created_at", Float, nullable=False),
     Column("timeout_at", Float),
+    Column("notify", Text),  # 0013: JSON list of channels ask(notify=...) named
     UniqueConstraint("flow_run_id", "key", name="uq_questions_flow_run_key"),
     Index("ix_questions_state", "state", "created_at"),
 )

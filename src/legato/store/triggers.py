@@ -402,8 +402,11 @@ class TriggerSql:
                 for r in conn.execute(q)
             ]
 
-    def unannounced_questions(self, limit: int = 100) -> list[Question]:
-        """Pending questions with no ``question:ID`` message in the outbox yet."""
+    def unannounced_questions(
+        self, limit: int = 100, *, named_only: bool = False
+    ) -> list[Question]:
+        """Pending questions with no ``question:ID`` message in the outbox yet; with
+        ``named_only``, only those whose ask() named channels (``notify``)."""
         q_ = s.questions.c
         n = s.notifications.c
         key = literal("question:", String) + q_.id
@@ -414,5 +417,7 @@ class TriggerSql:
             .order_by(q_.created_at, q_.id)
             .limit(limit)
         )
+        if named_only:  # no channel is configured: only questions that named their own
+            q = q.where(q_.notify.is_not(None))
         with self._read() as conn:
             return [rowmap.question(r) for r in conn.execute(q)]

@@ -132,6 +132,7 @@ def encode_op(op: Op) -> dict[str, Any]:
 MAX_COUNT = 2**31 - 1
 NAME_MAX = 1000  # ids, names, keys, pools, tags, versions
 SOURCE_MAX = 4096  # a code reference: a path and a name
+NOTIFY_MAX = 20  # channels one question may name
 TEXT_MAX = 1_000_000  # messages, errors, prompts, log lines
 _LONG = {
     "message": TEXT_MAX,
@@ -170,7 +171,9 @@ def column_problem(name: str, value: Any) -> str | None:
         return None if 0 <= value <= MAX_COUNT else f"must be between 0 and {MAX_COUNT}"
     if isinstance(value, str):
         return _text_problem(value, _LONG.get(name, NAME_MAX))
-    if isinstance(value, list) and name in ("tags", "depends_on"):
+    if isinstance(value, list) and name == "notify" and len(value) > NOTIFY_MAX:
+        return f"at most {NOTIFY_MAX} channels"
+    if isinstance(value, list) and name in ("tags", "depends_on", "notify"):
         for i, item in enumerate(value):
             why = _text_problem(item, NAME_MAX) if isinstance(item, str) else None
             if why is not None:
