@@ -44,6 +44,7 @@ JSON_COLUMNS = frozenset(
         "tags",
         "resources",
         "depends_on",
+        "notify",
         "result",
         "answer",
         "default",

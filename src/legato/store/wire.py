@@ -253,8 +253,10 @@ def _column_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
         schema |= {"minimum": 0, "maximum": MAX_COUNT}
     elif kind == "string":
         schema |= {"maxLength": _LONG.get(name, NAME_MAX)} | _NO_NUL
-    elif kind == "array" and name in ("tags", "depends_on"):
+    elif kind == "array" and name in ("tags", "depends_on", "notify"):
         schema["items"] = {"type": "string", "maxLength": NAME_MAX} | _NO_NUL
+        if name == "notify":
+            schema["maxItems"] = NOTIFY_MAX
     return schema
 
 
