@@ -99,6 +99,9 @@ def ask(
     return _outcome(store, question, adapter)
 
 
+CHANNEL_MAX = 500  # the notifications table's channel column
+
+
 def _channels(notify: Any) -> list[str]:
     """``notify`` as a list of channels, each checked (UsageError names a bad one)."""
     from legato.notify.rules import parse_channel
@@ -110,6 +113,8 @@ def _channels(notify: Any) -> list[str]:
     for channel in given:
         if not isinstance(channel, str):
             raise UsageError(f"ask(notify=...): {channel!r} is not a channel name")
+        if len(channel) > CHANNEL_MAX:
+            raise UsageError(f"ask(notify=...): a channel is at most {CHANNEL_MAX} characters")
         parse_channel(channel)  # slack:, email: or webhook:, else UsageError
         if channel not in channels:
             channels.append(channel)

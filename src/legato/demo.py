@@ -59,11 +59,20 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) 
     raise UsageError(f"the demo server did not answer at {url} within {timeout:.0f} s")
 
 
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) -> int:
     """Set up, run the pipeline, serve; returns the pipeline run's exit code."""
     from legato.settings import get_settings
 
     site = DemoSite(get_settings().home / "demo", _free_port(port))
+    # Its processes have sessions of their own, so a closed terminal (SIGHUP) or a SIGTERM
+    # reaches the demo alone: both stop it the way Ctrl-C does, which stops them in order.
+    for name in ("SIGTERM", "SIGHUP"):  # no SIGHUP on Windows
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _interrupt)
     try:
         site.start_server()
         site.start_workers()
@@ -200,7 +209,6 @@ class DemoSite:
     def serve(self) -> int:
         """Until Ctrl-C (0), or until a demo process stops by itself (1)."""
         self.say("Serving until Ctrl-C.")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         while all(p.poll() is None for p in self.procs):
             time.sleep(1.0)
         self.say("a demo process stopped unexpectedly; see the logs in " + str(self.home / "logs"))

@@ -84,13 +84,12 @@ def pending_questions(run: FlowRun, store: Any = None) -> list[Any]:
 
     store = store if store is not None else get_runtime().store
     found = []
-    stack = [run]
-    while stack:
-        current = stack.pop()
+    runs = [run]
+    for current in runs:  # breadth first, children in the order they were called
         found.extend(store.list_questions(states=[QuestionState.PENDING], flow_run_id=current.id))
         for tr in store.get_task_runs(current.id):
             if tr.child_flow_run_id and tr.state is State.PAUSED:
-                stack.append(store.get_flow_run(tr.child_flow_run_id))
+                runs.append(store.get_flow_run(tr.child_flow_run_id))
     return found
 
 

@@ -76,3 +76,9 @@ def index_into(items: list[str]) -> str:
 @flow
 def bracketed(items: list[str]) -> str:
     return index_into(items)
+
+
+@flow
+def bracketed_question(item: str) -> str:
+    ok = ask(f"ship [/x] {item} [bold]now[/bold]?")
+    return "shipped" if ok else "held"

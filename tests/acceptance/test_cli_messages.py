@@ -43,3 +43,13 @@ def test_runs_show_exits_with_its_runs_code(legato: Legato) -> None:
     for flow, code in (("arithmetic", 0), ("approval", 3), ("failing", 1)):
         assert legato("runs", "show", runs[flow]).returncode == code, flow
         assert legato("runs", "show", runs[flow], "--json").returncode == code, flow
+
+
+def test_a_prompt_with_brackets_is_shown_as_written(legato: Legato) -> None:
+    asked = legato("run", f"{FLOWS}:bracketed_question", "-p", "item=[a]")
+    assert asked.returncode == 3
+    assert "ship [/x] [a] [bold]now[/bold]?" in asked.stderr
+    run_id = as_json(legato("runs", "ls", "--json"))[0]["id"]
+    shown = legato("runs", "show", run_id)
+    assert shown.returncode == 3, shown.stderr
+    assert "ship [/x] [a] [bold]now[/bold]?" in shown.stdout

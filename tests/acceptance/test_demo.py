@@ -129,3 +129,36 @@ def test_ctrl_c_stops_the_demo_in_order_and_leaves_nothing_running(tmp_path: Pat
     assert _processes_of(home) == []
     worker_log = (home / "logs" / "worker-cpu.log").read_text()
     assert "Traceback" not in worker_log, worker_log[-2000:]
+
+
+def test_a_closed_terminal_stops_the_demo_in_order_too(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+    env["LEGATO_HOME"] = str(tmp_path)
+    log = (tmp_path / "demo.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "legato", "demo", "--port", str(port), "--recordings", "2"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        home = tmp_path / "demo"
+        while len(_processes_of(home)) < 2:  # the server is up: SIGHUP before it serves
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
+            assert time.monotonic() < deadline, "the demo did not start its server"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    assert _processes_of(home) == []

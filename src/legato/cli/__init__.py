@@ -414,11 +414,12 @@ def runs_show(
     if task_runs:
         o.print(output.task_runs_table(task_runs))
     for q in store.list_questions(flow_run_id=run.id):
-        line = f"asked {q.prompt!r} at {output.short_time(q.created_at)}: {q.state.value}"
+        asked = f"asked {q.prompt!r} at {output.short_time(q.created_at)}: {q.state.value}"
         if q.answered_at is not None:
-            line += (
+            asked += (
                 f", {json.dumps(q.answer)} by {q.answered_by} at {output.short_time(q.answered_at)}"
             )
+        line = escape(asked)
         if q.error:
             line += f" [red]({escape(q.error)})[/]"
         o.print(line)
@@ -553,7 +554,8 @@ def _queue_for_workers(run_id: str, *, retry: bool, json_out: bool) -> None:
         output.print_json(output.flow_run_json(store.get_flow_run(root.id)))
     output.err.print(
         f"flow run {root.id} queued for pool {pool}: a worker there carries it on by replay "
-        f"(`legato runs show {root.id}` to follow it)"
+        f"(`legato runs show {root.id}` to follow it)",
+        markup=False,
     )
     raise typer.Exit(0)
 
@@ -668,7 +670,8 @@ def answer(
         store.answer_question(question.id, parsed, by or default_answerer())
         output.err.print(f"answered {question.prompt!r} with {json.dumps(parsed)}", markup=False)
         output.err.print(
-            f"the run is queued for pool {root.pool or 'default'}: a worker there carries it on"
+            f"the run is queued for pool {root.pool or 'default'}: a worker there carries it on",
+            markup=False,
         )
         return
     answer_question(store, question, parsed, by)

@@ -75,7 +75,8 @@ def deploy(
         return
     output.err.print(
         f"deployed {dep.flow} as {dep.name!r} on pool {dep.pool} (version {dep.version}); "
-        f"start it with `legato run {dep.name}`"
+        f"start it with `legato run {dep.name}`",
+        markup=False,
     )
     for line in started_by:
         output.err.print(f"  also starts {line}", highlight=False, markup=False)

@@ -48,7 +48,8 @@ def notify_add(
         output.print_json(rule.to_json())
         return
     output.err.print(
-        f"rule {rule.id[:13]}: {', '.join(rule.events)} of {flow or 'every flow'} -> {channel}"
+        f"rule {rule.id[:13]}: {', '.join(rule.events)} of {flow or 'every flow'} -> {channel}",
+        markup=False,
     )
 
 

@@ -18,6 +18,8 @@ from legato.models import FlowRun, State
 
 PAGE = 1000
 POLL = 0.5
+POLL_MAX = 5.0  # seconds between passes, however many children are followed
+REFRESH_EVERY = 4  # passes between looking for new children and task keys
 MAX_RUNS = 5000  # child runs followed at most (a parent mapping more is read to this many)
 
 
@@ -99,8 +101,14 @@ def print_logs(
         task_run_id = matches[0]
     tree = _Tree(store, run, task_run_id, min_level)
     entries_json: list[dict[str, Any]] = []
+    passes = 0
     while True:
-        tree.refresh()
+        # The state before the read: a run stopped then has written all it will, so the
+        # last pass cannot miss its last lines.
+        stopped = _stopped(store.get_flow_run(run.id).state)
+        if passes % REFRESH_EVERY == 0 or stopped:
+            tree.refresh()  # new children and task keys: not every pass (many children)
+        passes += 1
         for f, e in tree.read():
             r = e.record
             key = f.keys.get(r.task_run_id or "", r.task_run_id or "") if r.task_run_id else ""
@@ -124,8 +132,9 @@ def print_logs(
                     f"{r.message}",
                     markup=False,
                 )
-        if not follow or _stopped(store.get_flow_run(run.id).state):
+        if not follow or stopped:
             break  # nothing more will be written until someone resumes it
-        time.sleep(POLL)
+        live = sum(not f.done for f in tree.runs.values())
+        time.sleep(min(POLL_MAX, POLL * (1 + live // 50)))  # many children: ask less often
     if json_out:
         output.print_json(entries_json)

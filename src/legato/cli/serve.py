@@ -38,6 +38,7 @@ def serve(
         f"legato serve: schedules, file triggers and notifications over {store.safe_url} "
         f"every {service.tick_seconds:g} s (Ctrl-C stops)",
         highlight=False,
+        markup=False,
     )
     service.start()
     try:

@@ -62,6 +62,7 @@ def server_start(
         output.err.print(
             f"Legato API on http://{host}:{port} over {store.safe_url} (docs: /docs)",
             highlight=False,
+            markup=False,
         )
         from legato.triggers.service import TriggerService
 

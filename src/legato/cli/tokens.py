@@ -64,6 +64,7 @@ def tokens_create(
         f"token {token.name!r} ({token.role.value}, id {token.id}) created; copy it now, it "
         "is not shown again. Use it as LEGATO_API_TOKEN.",
         highlight=False,
+        markup=False,
     )
 
 

@@ -117,7 +117,8 @@ def pools_create(
     store.put_pool(pool)
     audit.record_local(store, "pool.put", name, audit.pool(pool))
     output.err.print(
-        f"pool {name} ({pool_type}) saved; serve it with: legato worker start --pool {name}"
+        f"pool {name} ({pool_type}) saved; serve it with: legato worker start --pool {name}",
+        markup=False,
     )
 
 

@@ -379,12 +379,20 @@ class FlowRunEngine:
                 run.payload = None  # over: queue a new attempt; otherwise await the queued one
                 # Recorded as going again now: an end reached without running (an upstream
                 # failure, no capacity) is then a legal PENDING -> FAILED, not FAILED -> FAILED.
+                # Out of any pool's queue until _remote queues it again with new arguments:
+                # a stale queued row would let a worker claim the old payload meanwhile.
                 self.rt.recorder.record(
-                    UpdateTaskRun(run.id, State.PENDING, now(), message="called again by replay")
+                    UpdateTaskRun(
+                        run.id,
+                        State.PENDING,
+                        now(),
+                        {"queued_at": None, "payload": None},
+                        message="called again by replay",
+                    )
                 )
             run.state = State.PENDING
         fut: Future[Any] = Future(run.id, key, task.name, run.state, inputs.fingerprint)
-        self._track(fut)
+        self._track(fut, (*args, *kwargs.values()))
         call = TaskCall(task, run, fut, args, kwargs, deps, started=inline and rec is None)
         if inline:
             self._execute(call)
@@ -782,7 +790,7 @@ class FlowRunEngine:
                 UpdateTaskRun(run.id, State.RUNNING, t, {"attempts": run.attempts + 1})
             )
         fut: Future[Any] = Future(run.id, key, flow.name, State.RUNNING, call.fingerprint)
-        self._track(fut)
+        self._track(fut, (*args, *kwargs.values()))
 
         def go() -> None:
             try:
@@ -873,16 +881,17 @@ class FlowRunEngine:
         self.rt.recorder.commit(UpdateTaskRun(run.id, state, t, values))
         fut._finish(state, error=error)
 
-    def _track(self, fut: Future[Any]) -> None:
+    def _track(self, fut: Future[Any], given: tuple[Any, ...] = ()) -> None:
+        """Follow a call until it ends; ``given``: its arguments (lineage.py)."""
         with self._lock:
             self._futures[id(fut)] = fut
             self._inflight += 1
-        fut._cf.add_done_callback(lambda _: self._forget_if_ok(fut))
+        fut._cf.add_done_callback(lambda _: self._forget_if_ok(fut, given))
 
-    def _forget_if_ok(self, fut: Future[Any]) -> None:
+    def _forget_if_ok(self, fut: Future[Any], given: tuple[Any, ...] = ()) -> None:
         if fut._cf.cancelled() or fut._cf.exception() is not None:
             return
-        self.lineage.produced(fut._cf.result(), fut.task_run_id)
+        self.lineage.produced(fut._cf.result(), fut.task_run_id, given)
         with self._lock:
             self._futures.pop(id(fut), None)
 

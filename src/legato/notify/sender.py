@@ -43,6 +43,13 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 900.0) -> float:
     return delay * (0.8 + 0.4 * random.random())
 
 
+def _short_hash(text: str) -> str:
+    """A fixed-length stand-in for ``text`` in a dedup key (a channel may be 500 long)."""
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 MESSAGE_LINKS = 5  # link artifacts a run's message carries
 
 
@@ -131,9 +138,14 @@ class Notifier:
             if configured:
                 channels.insert(0, configured)
             # The first channel's message marks the question announced: it goes in last, so
-            # a stop half-way announces the rest again rather than never.
-            for i in reversed(range(len(channels))):
-                added += self.store.enqueue_notification(self._question(q, channels[i], i == 0))
+            # a stop half-way announces the rest again rather than never. One question that
+            # cannot be queued must not keep the others (and this tick's sends) back.
+            try:
+                for i in reversed(range(len(channels))):
+                    n = self._question(q, channels[i], i == 0)
+                    added += self.store.enqueue_notification(n)
+            except Exception:
+                log.exception("could not queue the announcements of question %s", q.id)
         return added
 
     def _event(self, hid: int, run_id: str, state: State, rules: list[Any]) -> int:
@@ -168,7 +180,7 @@ class Notifier:
             id=new_id(),
             channel=channel,
             event="question",
-            dedup_key=f"question:{q.id}" if first else f"question:{q.id}:{channel}",
+            dedup_key=f"question:{q.id}" if first else f"question:{q.id}:{_short_hash(channel)}",
             payload={"question_id": q.id},
             flow_run_id=q.flow_run_id,
             next_attempt_at=self.now(),

@@ -61,6 +61,7 @@ SESSION = {"x-legato-auth": "session"}  # a session cookie, not a bearer token (
 PAGE_SIZE = 50
 ITEMS_PAGE = 100
 CHILDREN_AS_ITEMS = 5  # child flow runs from which a run's graph shows them as items
+ITEMS_VIEW_SECONDS = 10.0  # how stale a running parent's items picture may be
 NOTIFICATIONS = 200  # messages on the notifications page
 FAILED_RECENTLY = 86400.0  # failed messages younger than this are flagged on the runs page
 LOG_LINES = 500
@@ -159,6 +160,8 @@ class Dashboard:
         from legato.server.share_panel import SharePanel
 
         self.shares = SharePanel(self)
+        # run id -> (when, its state then, items picture, progress): see _items_view
+        self._items_cache: dict[str, tuple[float, State, str, dict[str, tuple[int, int]]]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -387,18 +390,7 @@ class Dashboard:
         # progress: its DAG would be a column of unconnected boxes (its other calls still
         # get one).
         items_view = len(child_ids) >= CHILDREN_AS_ITEMS
-        progress: dict[str, tuple[int, int]] = {}
-        matrix = ""
-        if items_view:
-            m = self.store.item_matrix(run.id)
-            matrix = graphs.matrix_svg(
-                m.steps,
-                [(i.run_id, i.label, {k: v.value for k, v in i.steps.items()}) for i in m.items],
-            )
-            progress = {
-                i.run_id: (sum(s.is_success for s in i.steps.values()), len(m.steps))
-                for i in m.items
-            }
+        matrix, progress = self._items_view(run) if items_view else ("", {})
         others = [t for t in task_runs if not t.child_flow_run_id] if items_view else task_runs
         return dict(
             run=run,
@@ -419,6 +411,31 @@ class Dashboard:
             counts=_count_states(t.state for t in task_runs),
             poll=POLL,
         )
+
+    def _items_view(self, run: FlowRun) -> tuple[str, dict[str, tuple[int, int]]]:
+        """A mapping run's items x steps picture and each child's progress, computed at most
+        every ITEMS_VIEW_SECONDS per run while it runs: the live fragment polls every 2 s
+        for every viewer, and a run of thousands of children is two heavy queries."""
+        now_ = time.monotonic()
+        cached = self._items_cache.get(run.id)
+        # a picture taken once the run had ended stays true; one of a running run, a while,
+        # unless the run has changed state since (it ended, it paused)
+        if cached is not None and cached[1] is run.state and now_ - cached[0] < ITEMS_VIEW_SECONDS:
+            return cached[2], cached[3]
+        m = self.store.item_matrix(run.id)
+        matrix = graphs.matrix_svg(
+            m.steps,
+            [(i.run_id, i.label, {k: v.value for k, v in i.steps.items()}) for i in m.items],
+        )
+        progress = {
+            i.run_id: (sum(s.is_success for s in i.steps.values()), len(m.steps)) for i in m.items
+        }
+        if len(self._items_cache) > 256:  # a bound on what many parents leave behind
+            self._items_cache.clear()
+        # an ended run's picture never goes stale (now - inf < any bound)
+        taken = math.inf if run.state in FINAL_STATES else now_
+        self._items_cache[run.id] = (taken, run.state, matrix, progress)
+        return matrix, progress
 
     def run_page(self, request: Request, session: Session, **extra: Any) -> HTMLResponse:
         """A run's page; ``extra``: what the share panel's answer adds (the new link)."""

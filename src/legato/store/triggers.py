@@ -418,6 +418,6 @@ class TriggerSql:
             .limit(limit)
         )
         if named_only:  # no channel is configured: only questions that named their own
-            q = q.where(q_.notify.is_not(None))
+            q = q.where(q_.notify.is_not(None), q_.notify != "[]")
         with self._read() as conn:
             return [rowmap.question(r) for r in conn.execute(q)]

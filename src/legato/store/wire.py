@@ -133,6 +133,7 @@ MAX_COUNT = 2**31 - 1
 NAME_MAX = 1000  # ids, names, keys, pools, tags, versions
 SOURCE_MAX = 4096  # a code reference: a path and a name
 NOTIFY_MAX = 20  # channels one question may name
+CHANNEL_MAX = 500  # characters of one (the notifications table's channel column)
 TEXT_MAX = 1_000_000  # messages, errors, prompts, log lines
 _LONG = {
     "message": TEXT_MAX,
@@ -171,8 +172,13 @@ def column_problem(name: str, value: Any) -> str | None:
         return None if 0 <= value <= MAX_COUNT else f"must be between 0 and {MAX_COUNT}"
     if isinstance(value, str):
         return _text_problem(value, _LONG.get(name, NAME_MAX))
-    if isinstance(value, list) and name == "notify" and len(value) > NOTIFY_MAX:
-        return f"at most {NOTIFY_MAX} channels"
+    if isinstance(value, list) and name == "notify":
+        if len(value) > NOTIFY_MAX:
+            return f"at most {NOTIFY_MAX} channels"
+        for i, item in enumerate(value):
+            why = _text_problem(item, CHANNEL_MAX) if isinstance(item, str) else None
+            if why is not None:
+                return f"[{i}] {why}"
     if isinstance(value, list) and name in ("tags", "depends_on", "notify"):
         for i, item in enumerate(value):
             why = _text_problem(item, NAME_MAX) if isinstance(item, str) else None
@@ -257,6 +263,7 @@ def _column_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
         schema["items"] = {"type": "string", "maxLength": NAME_MAX} | _NO_NUL
         if name == "notify":
             schema["maxItems"] = NOTIFY_MAX
+            schema["items"]["maxLength"] = CHANNEL_MAX
     return schema
 
 
