@@ -272,3 +272,28 @@ def test_ask_notify_channels_are_told_besides_the_configured_one(
     posts = fake_slack.of("chat.postMessage")
     assert [p.body["channel"] for p in posts] == ["qc-leads", "lab"]
     assert "Keep rec-8 quietly?" in posts[1].body["text"]
+
+
+def test_long_channels_fit_the_outbox_and_too_long_ones_are_refused(
+    rt: Runtime, tmp_path: Path, fake_slack: FakeSlack, smtp: list[Any]
+) -> None:
+    from legato.errors import Paused
+
+    hook = "webhook:https://hooks.lab.org/" + "p" * 400  # 430 characters: fits the channel
+    flows = tmp_path / "long_channel_flows.py"
+    flows.write_text(
+        "from legato import ask, flow\n\n"
+        "@flow\n"
+        f"def long(name: str) -> bool:\n    return ask('Keep?', notify=['{hook}'])\n\n"
+        "@flow\n"
+        f"def too_long(name: str) -> bool:\n    return ask('?', notify=['{hook}' + 'q' * 80])\n"
+    )
+    with pytest.raises(Paused):
+        load_flow(f"{flows}:long")("a")
+    with pytest.raises(UsageError, match="at most 500 characters"):
+        load_flow(f"{flows}:too_long")("b")
+    notifier = Notifier(rt.store, _settings(fake_slack, smtp[0], slack_channel="#lab"))
+    assert notifier.collect() == 2
+    queued = rt.store.list_notifications()
+    assert {n.channel for n in queued} == {"slack:#lab", hook}
+    assert all(len(n.dedup_key) <= 300 for n in queued)  # the column's bound (PostgreSQL)
