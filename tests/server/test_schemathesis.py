@@ -14,6 +14,8 @@ read ``prefixItems``, its issues 3842 and 4099).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -94,7 +96,32 @@ def test_the_document_states_the_ranges_the_server_checks(
     operations = [r.ok() for r in schema.get_all_operations() if r.ok().label in RANGED]
     assert len(operations) == len(RANGED)
     for operation in operations:
-        _fuzz(operation, [not_a_server_error, positive_data_acceptance], [], negative=False)
+        _fuzz(
+            operation,
+            [not_a_server_error, positive_data_acceptance],
+            [],
+            negative=False,
+            keep=_questions_ask_with_json_schemas,
+        )
+
+
+def _questions_ask_with_json_schemas(case: schemathesis.Case) -> bool:
+    """The one rule of these bodies the document cannot state: a question's ``schema`` must
+    itself be a JSON schema (the OpenAPI document would need the whole meta-schema). Cases
+    that break it are left out here; tests/server/test_api.py holds the server to refusing
+    them."""
+    import jsonschema
+
+    body = case.body if isinstance(case.body, dict) else {}
+    ops = body.get("ops")
+    for op in ops if isinstance(ops, list) else []:
+        question = op.get("question") if isinstance(op, dict) else None
+        if isinstance(question, dict) and op.get("op") == "insert_question":
+            try:
+                jsonschema.Draft202012Validator.check_schema(question.get("schema"))
+            except jsonschema.SchemaError:
+                return False
+    return True
 
 
 def _fuzz(
@@ -103,6 +130,7 @@ def _fuzz(
     skipped: list[CheckFunction],
     *,
     negative: bool = True,
+    keep: Callable[[schemathesis.Case], bool] | None = None,
 ) -> None:
     """EXAMPLES valid (and invalid) requests to ``operation``, each answer through ``checks``."""
     modes = (
@@ -111,6 +139,8 @@ def _fuzz(
         else [GenerationMode.POSITIVE]
     )
     cases = st.one_of(*(operation.as_strategy(mode) for mode in modes))
+    if keep is not None:
+        cases = cases.filter(keep)
 
     @given(case=cases)
     @settings(
