@@ -125,11 +125,29 @@ class DemoSite:
         env = self.remote if remote else self.env
         # A session of its own: a terminal's Ctrl-C reaches the demo alone, which then stops
         # its processes in order (``stop``), instead of all of them at once.
-        proc = subprocess.Popen(
-            [*self.legato, *args], env=env, stdout=log, stderr=log, start_new_session=True
-        )
-        log.close()
-        self.procs.append(proc)
+        # Stop signals wait until the process is in self.procs: one arriving in between
+        # would leave a process that ``stop`` does not know of (seen with SIGHUP).
+        blocked = {signal.SIGINT, signal.SIGTERM} | {getattr(signal, "SIGHUP", signal.SIGINT)}
+        masking = hasattr(signal, "pthread_sigmask")
+        if masking:
+            signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            proc = subprocess.Popen(
+                [*self.legato, *args],
+                env=env,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,
+                # the child must not inherit the blocked signals: stop() sends it SIGTERM
+                preexec_fn=(lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked))
+                if masking
+                else None,
+            )
+            self.procs.append(proc)
+        finally:
+            log.close()
+            if masking:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, blocked)
         return proc
 
     def start_server(self) -> None:

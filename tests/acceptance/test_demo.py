@@ -161,4 +161,5 @@ def test_a_closed_terminal_stops_the_demo_in_order_too(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
         log.close()
-    assert _processes_of(home) == []
+    left = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in _processes_of(home)}
+    assert left == {}  # what is left, by command line
