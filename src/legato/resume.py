@@ -6,7 +6,7 @@ stored results without running; failed, cancelled and never-started calls run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from legato.engine import run_flow
@@ -84,13 +84,23 @@ def pending_questions(run: FlowRun, store: Any = None) -> list[Any]:
 
     store = store if store is not None else get_runtime().store
     found = []
-    runs = [run]
-    for current in runs:  # breadth first, children in the order they were called
+    for current, _task_runs in _paused_tree(store, run):
         found.extend(store.list_questions(states=[QuestionState.PENDING], flow_run_id=current.id))
-        for tr in store.get_task_runs(current.id):
-            if tr.child_flow_run_id and tr.state is State.PAUSED:
-                runs.append(store.get_flow_run(tr.child_flow_run_id))
     return found
+
+
+def _paused_tree(store: Any, run: FlowRun) -> Iterator[tuple[FlowRun, list[Any]]]:
+    """``run`` and its PAUSED child runs, breadth first, children in the order they were
+    called, each with its task runs (read once)."""
+    runs = [run]
+    for current in runs:
+        task_runs = store.get_task_runs(current.id)
+        yield current, task_runs
+        runs.extend(
+            store.get_flow_run(tr.child_flow_run_id)
+            for tr in task_runs
+            if tr.child_flow_run_id and tr.state is State.PAUSED
+        )
 
 
 def item_of(store: Any, top: FlowRun, flow_run_id: str) -> str:
@@ -118,17 +128,13 @@ def failed_while_waiting(store: Any, run: FlowRun, limit: int = 20) -> list[Any]
     answer carries the run on, and it fails unless the flow handles them. Newest records
     only (a call replay superseded is not one)."""
     found: list[Any] = []
-    stack = [run]
-    while stack and len(found) < limit:
-        current = stack.pop()
-        for tr in store.get_task_runs(current.id):
-            if tr.superseded_at is not None:
-                continue
+    for _current, task_runs in _paused_tree(store, run):
+        for tr in task_runs:
             failed = tr.state in (State.FAILED, State.CRASHED) and not tr.child_flow_run_id
-            if failed and not (tr.error or "").startswith(NOT_RUN):  # causes, not their echoes
-                found.append(tr)
-            elif tr.child_flow_run_id and tr.state is State.PAUSED:
-                stack.append(store.get_flow_run(tr.child_flow_run_id))
+            if failed and tr.superseded_at is None and not (tr.error or "").startswith(NOT_RUN):
+                found.append(tr)  # causes, not their echoes
+        if len(found) >= limit:
+            break
     return found[:limit]
 
 

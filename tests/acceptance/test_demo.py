@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -94,72 +98,61 @@ def _processes_of(home: Path) -> list[int]:
     return found
 
 
-def test_ctrl_c_stops_the_demo_in_order_and_leaves_nothing_running(tmp_path: Path) -> None:
-    import signal
-    import time
+DEMO = (sys.executable, "-m", "legato", "demo")
 
+
+@contextmanager
+def _serving_demo(tmp_path: Path, recordings: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`legato demo` in a process group of its own, as a terminal starts it; its output in
+    demo.log. Killed at the end if a test left it running."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
     env["LEGATO_HOME"] = str(tmp_path)
-    log = (tmp_path / "demo.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "demo", "--port", str(port), "--recordings", "3"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group, as a terminal gives it
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while "Serving until Ctrl-C." not in (tmp_path / "demo.log").read_text():
-            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
-            assert time.monotonic() < deadline, "the demo did not get to serving"
-            time.sleep(0.5)
-        home = tmp_path / "demo"
+    with (tmp_path / "demo.log").open("w") as log:
+        proc = subprocess.Popen(
+            [*DEMO, "--port", str(port), "--recordings", str(recordings)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(30)
+
+
+def _wait_until(proc: subprocess.Popen[bytes], log: Path, ready: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 240
+    while not ready():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "the demo did not get there"
+        time.sleep(0.2)
+
+
+def test_ctrl_c_stops_the_demo_in_order_and_leaves_nothing_running(tmp_path: Path) -> None:
+    log, home = tmp_path / "demo.log", tmp_path / "demo"
+    with _serving_demo(tmp_path, 3) as proc:
+        _wait_until(proc, log, lambda: "Serving until Ctrl-C." in log.read_text())
         assert len(_processes_of(home)) >= 5  # the server and four workers
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in its terminal sends
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    assert "stopping the demo" in (tmp_path / "demo.log").read_text()
+    assert "stopping the demo" in log.read_text()
     assert _processes_of(home) == []
     worker_log = (home / "logs" / "worker-cpu.log").read_text()
     assert "Traceback" not in worker_log, worker_log[-2000:]
 
 
 def test_a_closed_terminal_stops_the_demo_in_order_too(tmp_path: Path) -> None:
-    import signal
-    import time
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env["LEGATO_HOME"] = str(tmp_path)
-    log = (tmp_path / "demo.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "demo", "--port", str(port), "--recordings", "2"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        home = tmp_path / "demo"
-        while len(_processes_of(home)) < 2:  # the server is up: SIGHUP before it serves
-            assert proc.poll() is None, (tmp_path / "demo.log").read_text()
-            assert time.monotonic() < deadline, "the demo did not start its server"
-            time.sleep(0.2)
+    log, home = tmp_path / "demo.log", tmp_path / "demo"
+    with _serving_demo(tmp_path, 2) as proc:
+        # the server is up: SIGHUP before the demo serves, while it starts its workers
+        _wait_until(proc, log, lambda: len(_processes_of(home)) >= 2)
         proc.send_signal(signal.SIGHUP)
         assert proc.wait(60) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
     left = {p: Path(f"/proc/{p}/cmdline").read_bytes() for p in _processes_of(home)}
     assert left == {}  # what is left, by command line

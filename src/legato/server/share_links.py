@@ -108,16 +108,19 @@ class Attempts:
     def _keys(self, share_id: str, client: str) -> tuple[tuple[str, int], tuple[str, int]]:
         return ((f"{share_id}|{client}", TRIES_PER_CLIENT), (share_id, TRIES_PER_LINK))
 
+    def _wait(self, share_id: str, client: str, now: float) -> float:
+        """Seconds until another try is allowed (0: now); the caller holds the lock."""
+        waits = [
+            self._tries[key][0] + WINDOW - now
+            for key, most in self._keys(share_id, client)
+            if key in self._tries and len(self._recent(key, now)) >= most
+        ]
+        return max(waits, default=0.0)
+
     def blocked(self, share_id: str, client: str) -> float:
         """Seconds until another try is allowed (0: now); counts nothing."""
-        now = self.clock()
         with self._lock:
-            waits = [
-                self._tries[key][0] + WINDOW - now
-                for key, most in self._keys(share_id, client)
-                if key in self._tries and len(self._recent(key, now)) >= most
-            ]
-        return max(waits, default=0.0)
+            return self._wait(share_id, client, self.clock())
 
     def take(self, share_id: str, client: str) -> float:
         """Count a try now, if one is allowed: 0.0; else the seconds until one is."""
@@ -125,15 +128,10 @@ class Attempts:
         with self._lock:
             if len(self._tries) > self.KEYS_MAX:
                 self._prune(now)
-            keys = self._keys(share_id, client)
-            waits = [
-                self._recent(key, now)[0] + WINDOW - now
-                for key, most in keys
-                if len(self._recent(key, now)) >= most
-            ]
-            if waits:
-                return max(waits)
-            for key, _most in keys:
+            wait = self._wait(share_id, client, now)
+            if wait:
+                return wait
+            for key, _most in self._keys(share_id, client):
                 self._recent(key, now).append(now)
             return 0.0
 
