@@ -196,6 +196,7 @@ class TaskRun:
     fingerprint: str | None = None
     input_hashes: dict[str, str] | None = None
     superseded_at: float | None = None
+    rerun_by: str | None = None  # superseded by a forced rerun this person asked for
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -225,6 +226,7 @@ class TaskRun:
             "fingerprint": self.fingerprint,
             "input_hashes": self.input_hashes,
             "superseded_at": self.superseded_at,
+            "rerun_by": self.rerun_by,
         }
 
 

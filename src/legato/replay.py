@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from legato.errors import ReplayMismatch
 from legato.fingerprints import differing
 from legato.models import TaskRun
+from legato.rerun import original_key
 
 
 @dataclass(slots=True)
@@ -40,6 +41,7 @@ class Match:
     key: str  # the key to record a new call under
     supersede: TaskRun | None = None  # a record at this explicit key whose inputs changed
     renamed: str | None = None  # the key that record moves to
+    child_flow_run_id: str | None = None  # a rerun child flow run this call carries on
 
 
 class Replay:
@@ -53,8 +55,13 @@ class Replay:
         self._by_fingerprint: dict[tuple[str, str], list[TaskRun]] = {}
         self._claimed: set[str] = set()
         self.taken: set[str] = set()  # keys in use: recorded, or issued by this run
+        # Calls of child flows superseded by a forced rerun: the new call carries the same
+        # child run on (reopened in place), found by the call's own key.
+        self._rerun_children: dict[tuple[str, str], str] = {}
         for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
             self.taken.add(rec.key)
+            if rec.rerun_by is not None and rec.child_flow_run_id:
+                self._rerun_children[(rec.task, original_key(rec))] = rec.child_flow_run_id
             if rec.superseded_at is not None:
                 continue  # its inputs changed on an earlier resume: never served again
             self._by_key[rec.key] = rec
@@ -65,6 +72,12 @@ class Replay:
         return bool(self.taken)
 
     def match(self, call: Call) -> Match:
+        found = self._match(call)
+        if found.record is None and self._rerun_children:
+            found.child_flow_run_id = self._rerun_children.pop((call.name, found.key), None)
+        return found
+
+    def _match(self, call: Call) -> Match:
         if not self._by_key and not self.taken:
             return Match(None, call.key)  # a first run: nothing to replay, keys are its own
         rec = self._by_key.get(call.key)

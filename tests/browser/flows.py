@@ -82,3 +82,44 @@ def recording(path: str) -> str:
 def weekly(paths: list[str]) -> None:
     """One child flow run per recording."""
     recording.map(paths)
+
+
+def _note(ledger: str, line: str) -> None:
+    with open(ledger, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+
+
+@task
+def prepare(i: int, ledger: str) -> int:
+    _note(ledger, f"prepare {i}")
+    return i
+
+
+@task
+def extract(i: int, ledger: str) -> int:
+    _note(ledger, f"extract {i}")
+    return i * 10
+
+
+@task
+def check(value: int, ledger: str) -> int:
+    _note(ledger, f"check {value}")
+    return value
+
+
+@task
+def tally(values: list[int], ledger: str) -> int:
+    _note(ledger, "tally")
+    return sum(values)
+
+
+@flow
+def ledgered(i: int, ledger: str) -> int:
+    """prepare -> extract -> check, each call a line in the ledger file."""
+    return check.submit(extract.submit(prepare.submit(i, ledger), ledger), ledger).result()
+
+
+@flow
+def ledgered_week(n: int, ledger: str) -> int:
+    """n recordings, then a tally that depends on all of them."""
+    return tally(ledgered.map(range(n), ledger=ledger), ledger)

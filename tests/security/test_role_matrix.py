@@ -62,6 +62,7 @@ MATRIX: dict[tuple[str, str], Role] = {
     ("POST", "/workers/{worker_id}/heartbeat"): R,
     ("POST", "/flow-claims"): R,
     ("POST", "/flow-runs/{run_id}/queue"): O,
+    ("POST", "/flow-runs/rerun"): O,
     ("POST", "/flow-runs/requeue-expired"): R,
     ("GET", "/pools/{name}"): V,
     ("POST", "/task-runs/{task_run_id}/engine-job"): R,

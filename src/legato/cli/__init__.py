@@ -588,6 +588,81 @@ def runs_retry(
     report(finished, outcome, time.perf_counter() - started, json_out)
 
 
+@runs_app.command("rerun")
+def runs_rerun(
+    run_id: Annotated[str, typer.Argument(help="Flow run id (or a unique prefix).")],
+    step: Annotated[
+        str,
+        typer.Option(
+            "--from",
+            help="The call to run again: its key (extract:3), or a task's name for every call "
+            "of it. Looked up in the run, else in its child runs.",
+        ),
+    ],
+    item: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--item",
+            help="Only in these child runs, by call key or map index (repeatable).",
+        ),
+    ] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option("--state", help="Only calls now in this state, e.g. FAILED (repeatable)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Say what would run again; change nothing.")
+    ] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run chosen calls of a finished run again, and every call downstream of them; the rest
+    replay their recorded results. Recorded as a forced rerun, with who asked."""
+    from legato.audit import local_actor
+    from legato.rerun import pick_calls, plan_rerun
+    from legato.resume import continue_run
+    from legato.store.http import HttpStore
+
+    store = _store()
+    run = store.get_flow_run(run_id)
+    try:
+        states = [State(s.upper()) for s in state or []]
+    except ValueError:
+        fail(f"--state takes one of {', '.join(s.value for s in State)}")
+    chosen = pick_calls(store, run, step, items=item or [], states=states)
+    plan = plan_rerun(store, [t.id for t in chosen])
+    head = (
+        f"{len(plan.chosen)} call{'s' if len(plan.chosen) != 1 else ''} "
+        f"({', '.join(t.key for t in plan.chosen[:5])}{', ...' if len(plan.chosen) > 5 else ''})"
+        f" and {plan.downstream} downstream, in {len(plan.reopened)} run"
+        f"{'s' if len(plan.reopened) != 1 else ''} of {plan.root.id}"
+    )
+    if dry_run:
+        if json_out:
+            output.print_json(plan.done().__dict__)
+        output.err.print(f"would rerun {head}", markup=False)
+        for t in plan.superseded[:50]:
+            output.err.print(f"  {t.key} ({t.task}, now {t.state.value})", markup=False)
+        raise typer.Exit(0)
+    remote = isinstance(store, HttpStore)
+    done = store.rerun_calls([t.id for t in plan.chosen], by=local_actor().name)
+    if remote:  # the server queued it for the run's pool and audited it as this token
+        if json_out:
+            output.print_json(done.__dict__)
+        output.err.print(
+            f"rerunning {head}: queued for pool {done.pool}, where a worker replays it "
+            f"(`legato runs show {done.root}` to follow it)",
+            markup=False,
+        )
+        raise typer.Exit(0)
+    record_local(store, "run.rerun", done.root, done.detail())
+    output.err.print(f"rerunning {head}", markup=False)
+    _console_logs()
+    started = time.perf_counter()
+    with _store_stops(done.root):
+        finished, outcome = continue_run(done.root)
+    report(finished, outcome, time.perf_counter() - started, json_out)
+
+
 # -- questions ------------------------------------------------------------------------------
 
 

@@ -93,6 +93,7 @@ def task_run_json(tr: TaskRun) -> dict[str, Any]:
         "fingerprint": tr.fingerprint,
         # Set when a resume found this call's inputs changed: its result is not reused.
         "superseded_at": iso(tr.superseded_at),
+        "rerun_by": tr.rerun_by,
     }
 
 
@@ -162,7 +163,9 @@ def task_runs_table(task_runs: list[TaskRun]) -> Table:
         table.add_column(col, overflow="fold")
     for t in task_runs:
         state = styled_text(t.state)
-        if t.superseded_at is not None:
+        if t.rerun_by is not None:
+            state.append(f" (rerun by {t.rerun_by})", style="dim")
+        elif t.superseded_at is not None:
             state.append(" (inputs changed on resume)", style="dim")
         add_row(
             table,

@@ -781,7 +781,7 @@ class FlowRunEngine:
                 deps,
                 call,
                 running=True,
-                child_flow_run_id=new_id(),
+                child_flow_run_id=match.child_flow_run_id or new_id(),
                 lineage=self.lineage.sources(args, kwargs),
             )
         else:

@@ -47,7 +47,7 @@ def run_flow(
     if run is None:
         run = _start(rt, flow, params, run_id, parent_task_run_id)
     else:
-        records = _reopen(rt, run, resume)
+        records = _reopen(rt, run, resume, parent_task_run_id)
     attempt = 0
     while True:
         attempt += 1
@@ -106,15 +106,21 @@ def _start(
     return run
 
 
-def _reopen(rt: Runtime, run: FlowRun, resume: bool) -> list[TaskRun]:
-    """Take the recorded run over (resume or retry); returns its task runs to replay."""
+def _reopen(
+    rt: Runtime, run: FlowRun, resume: bool, parent_task_run_id: str | None = None
+) -> list[TaskRun]:
+    """Take the recorded run over (resume or retry); returns its task runs to replay. A
+    child run a forced rerun reopened moves under its parent's new call."""
     rt.recorder.flush()
+    values: dict[str, Any] = {"ended_at": None, "error": None, "owner": owner_id()}
+    if parent_task_run_id and parent_task_run_id != run.parent_task_run_id:
+        values["parent_task_run_id"] = parent_task_run_id
     # Compare-and-set: of two processes resuming the same run, one wins.
     if not rt.store.transition_flow_run(
         run.id,
         State.RUNNING,
         allowed_from=[run.state],
-        values={"ended_at": None, "error": None, "owner": owner_id()},
+        values=values,
         message="resumed" if resume else "retried",
     ):
         raise UsageError(f"flow run {run.id} changed state meanwhile; try again")

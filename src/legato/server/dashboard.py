@@ -44,6 +44,7 @@ from legato.models import (
     State,
     WorkerState,
 )
+from legato.rerun import MAX_CHOSEN
 from legato.server import forms, graphs
 from legato.server.auth import Authenticator
 from legato.server.session import (
@@ -265,6 +266,13 @@ class Dashboard:
                 include_in_schema=False,
                 openapi_extra=SESSION,
             )
+        app.add_api_route(
+            "/runs/{run_id}/rerun",
+            self.rerun,
+            methods=["POST"],
+            include_in_schema=False,
+            openapi_extra=SESSION,
+        )
         self.shares.mount()
         app.add_api_route(
             "/questions/{question_id}/answer",
@@ -538,6 +546,8 @@ class Dashboard:
             query=lambda **kw: "?" + urlencode({**chosen, **kw}),
             failed=sum(m.run_counts.get(s.value, 0) for s in RETRY_FROM),
             live=run.state not in FINAL_STATES,
+            notice=q.get("notice"),
+            error_notice=q.get("error"),
             poll="every 3s",
             states=list(State),
         )
@@ -678,6 +688,50 @@ class Dashboard:
         _actor(session).record(self.store, f"run.{verb}", root.id, detail)
         which = "" if root.id == run.id else f" (through its top-level run {root.id[:8]})"
         return f"Queued for pool {pool}{which}: a worker there carries it on by replay."
+
+    async def rerun(self, request: Request) -> Response:
+        """The items page's rerun: one step, for the ticked items (or all of them), in a
+        state or any."""
+        session, form, refusal = await self.action_form(request)
+        if refusal:
+            return self.refuse(request, session, refusal)
+        run_id = request.path_params["run_id"]
+        pairs = parse_qsl((await request.body()).decode("utf-8", "replace"))
+        items = [v for k, v in pairs if k == "item"][: MAX_CHOSEN + 1]
+        back = f"/runs/{quote(run_id)}/items?"
+        try:
+            message = await run_in_threadpool(
+                self._rerun, run_id, form.get("step") or "", form.get("state") or "", items, session
+            )
+        except (RunNotFound, UsageError) as exc:
+            return RedirectResponse(back + urlencode({"error": str(exc)}), status_code=303)
+        return RedirectResponse(back + urlencode({"notice": message}), status_code=303)
+
+    def _rerun(
+        self, run_id: str, step: str, state: str, items: list[str], session: Session | None
+    ) -> str:
+        from legato.deployments import DEFAULT_POOL
+        from legato.rerun import pick_calls, plan_rerun
+
+        if not step:
+            raise UsageError("choose the step to rerun")
+        if len(items) > MAX_CHOSEN:
+            raise UsageError(f"tick at most {MAX_CHOSEN} items")
+        states = [State(state)] if state in State.__members__ else []
+        run = self.store.get_flow_run(run_id)
+        chosen = pick_calls(self.store, run, step, items=items, states=states, in_children=True)
+        root = plan_rerun(self.store, [t.id for t in chosen]).root
+        pool = root.pool or DEFAULT_POOL
+        done = self.store.rerun_calls(
+            [t.id for t in chosen], by=session.name if session else "someone", pool=pool
+        )
+        detail = {**done.detail(), "via": "dashboard"}
+        _actor(session).record(self.store, "run.rerun", done.root, detail)
+        return (
+            f"Rerunning {step} for {len(chosen)} item{'s' if len(chosen) != 1 else ''} "
+            f"({done.downstream} calls downstream): queued for pool {pool}, where a worker "
+            "replays the run."
+        )
 
     async def answer(self, request: Request) -> Response:
         session, form, refusal = await self.action_form(request)

@@ -35,6 +35,7 @@ from legato.models import (
     Worker,
     new_id,
 )
+from legato.rerun import Rerun
 from legato.store.http_admin import HttpAdmin
 from legato.store.operations import API, OPERATIONS, Operation
 from legato.store.ops import Finish, LogEntry, Op
@@ -363,6 +364,14 @@ class HttpStore(HttpAdmin):
         except RunNotFound:
             return False
         return bool(data["changed"])
+
+    def rerun_calls(
+        self, task_run_ids: Sequence[str], *, by: str, pool: str | None = None
+    ) -> Rerun:
+        """The server reruns as the token's name, queued for the run's pool (``by`` and
+        ``pool`` are its to decide)."""
+        body = {"task_run_ids": list(task_run_ids)}
+        return decode(Rerun, self._send(OPERATIONS["rerun_calls"], json=body))
 
     def requeue_expired_flow_runs(self, now: float | None = None) -> list[str]:
         data = self._send(OPERATIONS["requeue_expired_flow_runs"], json={"now": now})

@@ -34,6 +34,7 @@ from legato.models import (
     TaskRun,
     Worker,
 )
+from legato.rerun import Rerun
 from legato.store import wire as w
 from legato.store.ops import LogEntry
 
@@ -267,6 +268,16 @@ _ALL = [
         "queue",
         w.QueueFlowRunIn,
         w.Changed,
+        tag="queues",
+    ),
+    Operation(
+        "rerun_calls",
+        "POST",
+        "/flow-runs/rerun",
+        O,
+        "queue",
+        w.RerunIn,
+        Rerun,
         tag="queues",
     ),
     Operation(

@@ -43,6 +43,7 @@ from legato.models import (
     Trigger,
     Worker,
 )
+from legato.rerun import Rerun
 from legato.store.ops import Finish, LogEntry, Op
 
 
@@ -185,6 +186,12 @@ class QueueStore(Writes, Protocol):
 
     def finish_task_runs(self, finishes: Sequence[Finish]) -> list[bool]:
         """Many outcomes in one transaction (one request); one answer for each."""
+
+    def rerun_calls(
+        self, task_run_ids: Sequence[str], *, by: str, pool: str | None = None
+    ) -> Rerun:
+        """A forced rerun of the chosen calls and their downstream (``legato.rerun``); the
+        top-level run is reopened, and queued for ``pool`` when given."""
 
     def queue_flow_run(self, run_id: str, pool: str, *, allowed_from: Sequence[State]) -> bool:
         """Queue an existing flow run for ``pool`` (compare-and-set on its state)."""

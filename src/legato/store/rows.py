@@ -121,6 +121,7 @@ def task_run(row: Any) -> TaskRun:
         fingerprint=m.get("fingerprint"),
         input_hashes=loads(m.get("input_hashes")),
         superseded_at=m.get("superseded_at"),
+        rerun_by=m.get("rerun_by"),
     )
 
 
@@ -197,6 +198,7 @@ def task_run_row(run: TaskRun) -> dict[str, Any]:
         "fingerprint": run.fingerprint,
         "input_hashes": None if run.input_hashes is None else dumps(run.input_hashes),
         "superseded_at": run.superseded_at,
+        "rerun_by": run.rerun_by,
     }
 
 

@@ -33,6 +33,7 @@ KNOWN_REVISIONS = (
     "0011",
     "0012",
     "0013",
+    "0014",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
@@ -108,6 +109,8 @@ task_runs = Table(
     Column("fingerprint", String(64)),
     Column("input_hashes", Text),
     Column("superseded_at", Float),
+    # A forced rerun (0014, `legato runs rerun`) supersedes records too: who asked for it.
+    Column("rerun_by", String(200)),
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),

@@ -569,6 +569,10 @@ class QueueFlowRunIn(Body):
     allowed_from: list[State]
 
 
+class RerunIn(Body):
+    task_run_ids: list[Name] = Field(min_length=1, max_length=10_000)
+
+
 class LimitIn(Body):
     limit: int = Field(ge=0, le=2**31 - 1, description="Task runs RUNNING at once, at most.")
 

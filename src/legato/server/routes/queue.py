@@ -11,6 +11,7 @@ from fastapi import HTTPException, Query, Request
 from legato.audit import queue_action
 from legato.deployments import DEFAULT_POOL
 from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, Role, TaskRun
+from legato.rerun import Rerun
 from legato.server.routes._common import (
     Audit,
     Caller,
@@ -167,6 +168,21 @@ def queue_flow_run(
     if changed and action is not None:
         audit(action, store.get_flow_run(run_id).id, {"pool": body.pool})
     return w.Changed(changed=changed)
+
+
+@routes.op(OPERATIONS["rerun_calls"])
+def rerun_calls(store: StoreDep, token: Caller, body: w.RerunIn, audit: Audit) -> Rerun:
+    """Rerun chosen calls of a stopped run and every call downstream of them: they are
+    superseded, and the top-level run is queued for its own pool, where a worker replays
+    it. Recorded in the audit log as the token's rerun."""
+    from legato.rerun import plan_rerun
+
+    root = plan_rerun(store, body.task_run_ids).root
+    pool = root.pool or DEFAULT_POOL
+    check_pool(token, pool, "queue work for")
+    done = store.rerun_calls(body.task_run_ids, by=token.name, pool=pool)
+    audit("run.rerun", done.root, done.detail())
+    return done
 
 
 @routes.op(OPERATIONS["requeue_expired_flow_runs"])
