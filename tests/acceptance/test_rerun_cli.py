@@ -20,7 +20,8 @@ def test_rerun_a_step_of_two_items_from_the_cli(legato: Legato, tmp_path: Path) 
 
     dry = legato("runs", "rerun", run_id, "--from", "extract", "--item", "1", "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "would rerun 1 call" in dry.stderr and "qc:0" in dry.stderr
+    assert "would rerun 1 call (recording:0[1] / extract:0)" in dry.stderr
+    assert "recording:0[1] / qc:0" in dry.stderr
     assert ledger.read_text() == ""  # nothing ran
 
     rerun = legato(

@@ -619,7 +619,7 @@ def runs_rerun(
     replay their recorded results. Recorded as a forced rerun, with who asked."""
     from legato.audit import local_actor
     from legato.rerun import pick_calls, plan_rerun
-    from legato.resume import continue_run
+    from legato.resume import continue_run, item_of
     from legato.store.http import HttpStore
 
     store = _store()
@@ -630,9 +630,17 @@ def runs_rerun(
         fail(f"--state takes one of {', '.join(s.value for s in State)}")
     chosen = pick_calls(store, run, step, items=item or [], states=states)
     plan = plan_rerun(store, [t.id for t in chosen])
+    places: dict[str, str] = {}
+
+    def where(t: Any) -> str:  # a child's call is named by its item: rec-3 / extract:0
+        if t.flow_run_id not in places:
+            places[t.flow_run_id] = item_of(store, plan.root, t.flow_run_id)
+        return f"{places[t.flow_run_id]} / {t.key}" if places[t.flow_run_id] else t.key
+
     head = (
         f"{len(plan.chosen)} call{'s' if len(plan.chosen) != 1 else ''} "
-        f"({', '.join(t.key for t in plan.chosen[:5])}{', ...' if len(plan.chosen) > 5 else ''})"
+        f"({', '.join(where(t) for t in plan.chosen[:5])}"
+        f"{', ...' if len(plan.chosen) > 5 else ''})"
         f" and {plan.downstream} downstream, in {len(plan.reopened)} run"
         f"{'s' if len(plan.reopened) != 1 else ''} of {plan.root.id}"
     )
@@ -641,7 +649,7 @@ def runs_rerun(
             output.print_json(plan.done().__dict__)
         output.err.print(f"would rerun {head}", markup=False)
         for t in plan.superseded[:50]:
-            output.err.print(f"  {t.key} ({t.task}, now {t.state.value})", markup=False)
+            output.err.print(f"  {where(t)} (now {t.state.value})", markup=False)
         raise typer.Exit(0)
     remote = isinstance(store, HttpStore)
     done = store.rerun_calls([t.id for t in plan.chosen], by=local_actor().name)
