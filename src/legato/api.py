@@ -16,6 +16,7 @@ from legato.context import current_engine
 from legato.engine import run_flow
 from legato.errors import ParameterError, UsageError
 from legato.futures import Future, resolved
+from legato.models import check_priority
 from legato.policies import RetryDelay, code_fingerprint
 from legato.results import STORED_PARAMETER, ResultStorage
 
@@ -83,12 +84,15 @@ class Task(Generic[P, R]):
         tags: Iterable[str] = (),
         version: str | None = None,
         isolation: Isolation = None,
+        priority: int = 0,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@task needs a function, got {fn!r}")
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "task"))
         self.pool = pool
+        # Added to its flow run's priority; higher is claimed first from a pool's queue.
+        self.priority = check_priority(priority, f"task {self.name!r}")
         self.resources = {str(k): float(v) for k, v in (resources or {}).items()}
         gpus = self.resources.get("gpu", 0.0)
         if gpus != int(gpus) or gpus < 0:
@@ -213,6 +217,7 @@ class Flow(Generic[P, R]):
         timeout: float | None = None,
         tags: Iterable[str] = (),
         replay: ReplayMode | None = None,
+        priority: int = 0,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@flow needs a function, got {fn!r}")
@@ -223,6 +228,9 @@ class Flow(Generic[P, R]):
         self.fn = fn
         self.name: str = name or str(getattr(fn, "__name__", "flow"))
         self.pool = pool
+        # Its runs' priority (a child flow's adds to its parent run's); `legato run
+        # --priority` overrides it for a top-level run, a deployment's priority for its runs.
+        self.priority = check_priority(priority, f"flow {self.name!r}")
         if retries < 0:
             raise UsageError(f"flow {self.name!r}: retries must be >= 0, got {retries}")
         self.retries = int(retries)
@@ -438,6 +446,7 @@ def task(
     tags: Iterable[str] = ...,
     version: str | None = ...,
     isolation: Isolation = ...,
+    priority: int = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -461,6 +470,7 @@ def flow(
     timeout: float | None = ...,
     tags: Iterable[str] = ...,
     replay: ReplayMode | None = ...,
+    priority: int = ...,
 ) -> Callable[[Callable[P, R]], Flow[P, R]]: ...
 
 

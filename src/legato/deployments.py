@@ -42,9 +42,17 @@ def source_version(source: str) -> str | None:
 
 
 def deploy(
-    store: Store, flow: Any, *, name: str, pool: str, parameters: dict[str, Any], tags: list[str]
+    store: Store,
+    flow: Any,
+    *,
+    name: str,
+    pool: str,
+    parameters: dict[str, Any],
+    tags: list[str],
+    priority: int | None = None,
 ) -> Deployment:
-    """Register (or update) a deployment of ``flow``; parameters are validated now."""
+    """Register (or update) a deployment of ``flow``; parameters are validated now. Its runs'
+    priority is ``priority``, else the flow's."""
     if flow.source is None:
         raise UsageError(f"flow {flow.name!r} is defined inside a function: workers cannot load it")
     checked = flow.validate_some(parameters)
@@ -60,6 +68,7 @@ def deploy(
         created_at=now,
         updated_at=now,
         parameter_schema=flow.parameter_schema(),
+        priority=flow.priority if priority is None else priority,
     )
     store.put_deployment(dep)
     from legato import audit

@@ -86,6 +86,29 @@ SOURCES: dict[State, frozenset[State]] = {
 }
 
 
+# Priorities: higher is claimed first. A task run's is its flow run's plus its task's own,
+# held to this range.
+PRIORITY_MIN, PRIORITY_MAX = -100, 100
+
+
+def check_priority(value: object, what: str) -> int:
+    """``value`` as a priority, or UsageError naming ``what`` (a task, a flow, an option)."""
+    from legato.errors import UsageError
+
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UsageError(f"{what}: priority must be a whole number, got {value!r}")
+    if not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise UsageError(
+            f"{what}: priority must be between {PRIORITY_MIN} and {PRIORITY_MAX}, got {value}"
+        )
+    return value
+
+
+def clamp_priority(value: int) -> int:
+    """A sum of priorities, held to the range."""
+    return max(PRIORITY_MIN, min(PRIORITY_MAX, value))
+
+
 def can_transition(old: State | None, new: State) -> bool:
     """True when ``old -> new`` is legal (``None`` is a run being created)."""
     if old is None:
@@ -140,6 +163,7 @@ class FlowRun:
     attempts: int = 0
     queued_at: float | None = None
     lease_expires_at: float | None = None
+    priority: int = 0  # claimed before lower ones; its task runs' priorities add to it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -163,6 +187,7 @@ class FlowRun:
             "attempts": self.attempts,
             "queued_at": self.queued_at,
             "lease_expires_at": self.lease_expires_at,
+            "priority": self.priority,
         }
 
 
@@ -197,6 +222,7 @@ class TaskRun:
     input_hashes: dict[str, str] | None = None
     superseded_at: float | None = None
     rerun_by: str | None = None  # superseded by a forced rerun this person asked for
+    priority: int = 0  # its flow run's plus its task's: claimed before lower ones
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -227,6 +253,7 @@ class TaskRun:
             "input_hashes": self.input_hashes,
             "superseded_at": self.superseded_at,
             "rerun_by": self.rerun_by,
+            "priority": self.priority,
         }
 
 
@@ -419,6 +446,7 @@ class Deployment:
     # The flow's parameters as a JSON schema, recorded at deploy: the server checks a run's
     # parameters against it and never imports the flow. None: deployed before it was kept.
     parameter_schema: dict[str, Any] | None = None
+    priority: int = 0  # its runs' priority
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -432,6 +460,7 @@ class Deployment:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "parameter_schema": self.parameter_schema,
+            "priority": self.priority,
         }
 
 
@@ -563,6 +592,32 @@ class Notification:
             "last_error": self.last_error,
             "created_at": self.created_at,
             "sent_at": self.sent_at,
+        }
+
+
+@dataclass
+class Waiting:
+    """A flow run with task runs queued in a pool (`legato pools ls`: who is waiting)."""
+
+    pool: str
+    flow_run_id: str
+    flow: str
+    priority: int  # the highest of its queued task runs
+    queued: int
+    running: int  # its task runs RUNNING in the pool now
+    since: float  # when its oldest queued task run was queued
+    kind: str = "task"  # "flow": the flow run itself waits for a worker (a deployment's run)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "pool": self.pool,
+            "flow_run_id": self.flow_run_id,
+            "flow": self.flow,
+            "priority": self.priority,
+            "queued": self.queued,
+            "running": self.running,
+            "since": self.since,
         }
 
 

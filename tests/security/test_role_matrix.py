@@ -53,6 +53,7 @@ MATRIX: dict[tuple[str, str], Role] = {
     ("POST", "/task-runs/finish"): R,
     ("POST", "/task-runs/requeue-expired"): R,
     ("GET", "/queues/depths"): V,
+    ("GET", "/queues/waiting"): V,
     ("GET", "/queues/versions"): V,
     ("GET", "/queues/{pool}/next"): V,
     ("POST", "/queues/wait"): R,

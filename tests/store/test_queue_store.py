@@ -324,3 +324,56 @@ def test_outcomes_finished_together_are_fenced_one_by_one(store: Store) -> None:
     assert states(store, a.id)[-1] is State.COMPLETED
     # the retried one is claimable again
     assert [t.id for t in store.claim_task_runs("gpu", "w3", {"gpu": 4})] == [retry.id]
+
+
+def _claim_one_at_a_time(store: Store, pool: str, n: int) -> list[TaskRun]:
+    got: list[TaskRun] = []
+    for _ in range(n):
+        got += store.claim_task_runs(pool, "w", {"cpu": 100}, limit=1)
+    return got
+
+
+def test_a_flood_from_one_flow_run_does_not_starve_another(store: Store) -> None:
+    flood = queued(store, 200, pool="cpu")
+    few = queued(store, 5, pool="cpu")  # queued after all of the flood
+    order = [t.id for t in _claim_one_at_a_time(store, "cpu", 20)]
+    assert set(few) <= set(order[:10])  # shared out: every other claim is theirs
+    assert order[:10:2] == flood[:5] and order[1:10:2] == few  # each in age order
+    # The claim order is recorded: the history of each claim says when, by whom.
+    claimed = sorted(
+        (h.at, run_id)
+        for run_id in order
+        for h in store.get_history(run_id)
+        if h.state is State.RUNNING
+    )
+    assert [run_id for _, run_id in claimed] == order
+
+
+def test_a_flow_run_with_fewer_running_goes_first(store: Store) -> None:
+    busy = queued(store, 6, pool="cpu")
+    store.claim_task_runs("cpu", "w", {"cpu": 100}, limit=3)  # busy has 3 running now
+    idle = queued(store, 2, pool="cpu")
+    order = [t.id for t in _claim_one_at_a_time(store, "cpu", 4)]
+    assert order[:2] == idle  # 0 running beats 3 running, though queued later
+    assert order[2:] == busy[3:5]
+
+
+def test_higher_priority_is_claimed_first_then_age(store: Store) -> None:
+    low = queued(store, 3, pool="cpu")
+    high = queued(store, 2, pool="cpu", priority=5)
+    urgent = queued(store, 1, pool="cpu", priority=50)
+    order = [t.id for t in _claim_one_at_a_time(store, "cpu", 6)]
+    assert order == urgent + high + low
+
+
+def test_who_is_waiting_in_each_pool(store: Store) -> None:
+    queued(store, 4, pool="cpu")
+    urgent = queued(store, 2, pool="cpu", priority=9)
+    queued(store, 1, pool="gpu")
+    store.claim_task_runs("cpu", "w", {"cpu": 100}, limit=1)  # one urgent task now runs
+    waiting = store.waiting()
+    cpu = [w for w in waiting if w.pool == "cpu"]
+    assert [(w.queued, w.running, w.priority) for w in cpu] == [(1, 1, 9), (4, 0, 0)]
+    assert cpu[0].flow_run_id == store.get_task_run(urgent[0]).flow_run_id
+    assert cpu[0].flow == "etl"
+    assert [(w.pool, w.queued) for w in waiting if w.pool == "gpu"] == [("gpu", 1)]

@@ -182,6 +182,16 @@ def run(
     no_wait: Annotated[
         bool, typer.Option("--no-wait", help="For a deployment: queue the run and return.")
     ] = False,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            min=-100,
+            max=100,
+            help="The run's priority, -100 to 100 (default: the flow's or the "
+            "deployment's); higher is claimed first from a pool.",
+        ),
+    ] = None,
 ) -> None:
     """Run a flow now: FILE.py:FLOW in this process, or a deployment's NAME on its pool."""
     from legato.cli.progress import RunProgress
@@ -194,8 +204,15 @@ def run(
     if capture_output:
         os.environ["LEGATO_CAPTURE_OUTPUT"] = "true"
     if ":" not in ref and not ref.endswith(".py"):
-        _run_deployment(ref, param or [], params_file, json_out, quiet, wait=not no_wait)
+        _run_deployment(
+            ref, param or [], params_file, json_out, quiet, wait=not no_wait, priority=priority
+        )
     flow = load_flow(ref)
+    if priority is not None:  # this run's, not the flow's: a copy carries it
+        import copy
+
+        flow = copy.copy(flow)
+        flow.priority = priority
     # The schema only tells which -p values are strings: not built when there are none.
     schema = flow.parameter_schema() if param else None
     params = flow.validate((), parse_params(schema, param or [], params_file))
@@ -277,6 +294,7 @@ def _run_deployment(
     quiet: bool,
     *,
     wait: bool,
+    priority: int | None = None,
 ) -> NoReturn:
     """`legato run NAME`: queue a run of the deployment for its pool's workers. The server
     (or, embedded, this process) checks the parameters against the deployment's recorded
@@ -289,7 +307,7 @@ def _run_deployment(
             f"no deployment named {name!r} (deployments: {known}); to run a file use FILE.py:FLOW"
         )
     params = parse_params(dep.parameter_schema, pairs, params_file)
-    run = store.start_deployment(dep.name, params)
+    run = store.start_deployment(dep.name, params, priority=priority)
     record_local(store, "deployment.start", dep.name, {"flow_run_id": run.id, "pool": dep.pool})
     output.err.print(f"flow run {run.id} queued for pool {dep.pool}", markup=False)
     if not wait:

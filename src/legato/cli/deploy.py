@@ -44,6 +44,15 @@ def deploy(
     settle: Annotated[
         float, typer.Option("--settle", min=0, help="Seconds a file must stop growing.")
     ] = 5.0,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            min=-100,
+            max=100,
+            help="Its runs' priority, -100 to 100 (default: the flow's); higher is claimed first.",
+        ),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Register a flow so that `legato run NAME` starts it on a worker of POOL; with --cron,
@@ -58,7 +67,9 @@ def deploy(
 
     check_options(cron=cron, tz=tz, every=every, catchup=catchup, on_new_files=on_new_files)
     store = _store()
-    dep = do_deploy(store, flow, name=name, pool=pool, parameters=params, tags=tag or [])
+    dep = do_deploy(
+        store, flow, name=name, pool=pool, parameters=params, tags=tag or [], priority=priority
+    )
     started_by = configure(
         store,
         dep,
@@ -92,10 +103,14 @@ def deployments_ls(json_out: Annotated[bool, typer.Option("--json")] = False) ->
         output.print_json([output.with_iso_times(d.to_json()) for d in deps])
         return
     table = Table(box=None, pad_edge=False)
-    for col in ("NAME", "FLOW", "POOL", "VERSION", "SOURCE", "PARAMETERS"):
+    for col in ("NAME", "FLOW", "POOL", "PRIORITY", "VERSION", "SOURCE", "PARAMETERS"):
         table.add_column(col, overflow="fold")
     for d in deps:
-        output.add_row(table, d.name, d.flow, d.pool, d.version or "-", d.source, str(d.parameters))
+        output.add_row(
+            table,
+            *(d.name, d.flow, d.pool, str(d.priority), d.version or "-", d.source),
+            str(d.parameters),
+        )
     output.out.print(table)
 
 

@@ -94,6 +94,7 @@ def task_run_json(tr: TaskRun) -> dict[str, Any]:
         # Set when a resume found this call's inputs changed: its result is not reused.
         "superseded_at": iso(tr.superseded_at),
         "rerun_by": tr.rerun_by,
+        "priority": tr.priority,
     }
 
 
@@ -118,6 +119,7 @@ def flow_run_json(run: FlowRun, task_runs: list[TaskRun] | None = None) -> dict[
         "version": run.version,
         "worker": run.worker,
         "attempts": run.attempts,
+        "priority": run.priority,
     }
     if task_runs is not None:
         data["task_runs"] = [task_run_json(t) for t in task_runs]

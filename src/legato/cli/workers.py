@@ -145,6 +145,7 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     workers = store.list_workers()
     depths = store.queue_depths()
     defined = {p.name: p for p in store.list_pools()}
+    waiting = store.waiting()
     rows: list[dict[str, Any]] = []
     for name in sorted({w.pool for w in workers} | set(depths) | set(defined)):
         mine = [w for w in workers if w.pool == name]
@@ -157,6 +158,7 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
                 "capacity": _sum([w.capacity for w in mine]),
                 "used": _sum([w.used for w in mine]),
                 "queued": depths.get(name, 0),
+                "waiting": [w.to_json() for w in waiting if w.pool == name],
             }
         )
     if json_out:
@@ -176,6 +178,28 @@ def pools_ls(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
             str(row["queued"]),
         )
     output.out.print(table)
+    _print_waiting(waiting)
+
+
+def _print_waiting(waiting: list[Any]) -> None:
+    """Who waits in each pool, in the order claims serve them."""
+    from legato.timefmt import local_text
+
+    pools = sorted({w.pool for w in waiting})
+    for pool in pools:
+        output.out.print(f"waiting in {pool} (served in this order):", markup=False)
+        for w in (w for w in waiting if w.pool == pool):
+            what = (
+                "the run itself waits for a worker"
+                if w.kind == "flow"
+                else f"{w.queued} queued, {w.running} running"
+            )
+            output.out.print(
+                f"  {w.flow} {w.flow_run_id}: {what}, priority {w.priority}, "
+                f"since {local_text(w.since)}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def _sum(dicts: list[dict[str, float]]) -> dict[str, float]:

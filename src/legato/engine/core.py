@@ -39,7 +39,17 @@ from legato.fingerprints import (
     value_hash,
 )
 from legato.futures import Future, find_futures, future_fingerprint, resolve, resolved
-from legato.models import Artifact, FlowRun, LogRecord, Question, State, TaskRun, new_id, now
+from legato.models import (
+    Artifact,
+    FlowRun,
+    LogRecord,
+    Question,
+    State,
+    TaskRun,
+    clamp_priority,
+    new_id,
+    now,
+)
 from legato.replay import Call, Match, Replay, next_free
 from legato.store import (
     PAGE_MAX,
@@ -432,6 +442,7 @@ class FlowRunEngine:
             pool=called.pool,
             resources=dict(resources or {}),
             tags=list(called.tags),
+            priority=clamp_priority(self.run.priority + called.priority),
             depends_on=depends_on,
             created_at=t,
             started_at=t if running else None,
@@ -854,7 +865,12 @@ class FlowRunEngine:
 
         try:
             value, stored = run_flow(
-                flow, params, run_id=child_id, parent=self, parent_task_run_id=run.id
+                flow,
+                params,
+                run_id=child_id,
+                parent=self,
+                parent_task_run_id=run.id,
+                priority=run.priority,  # the parent run's plus the child flow's
             )
         except Paused as exc:
             rec.record(UpdateTaskRun(run.id, State.PAUSED, now(), message=str(exc)))

@@ -30,10 +30,12 @@ def run_flow(
     resume: bool = False,
     parent: FlowRunEngine | None = None,
     parent_task_run_id: str | None = None,
+    priority: int | None = None,
 ) -> tuple[Any, Any]:
     """Run (or resume) a flow run to its end; returns (value, stored form of the value).
 
-    ``params`` must already be validated. Raises what the flow raised, ``Paused`` when it
+    ``params`` must already be validated. ``priority``: a new run's (default its flow's; a
+    child run gets its parent call's). Raises what the flow raised, ``Paused`` when it
     waits for an answer, ``Cancelled`` when cancelled.
     """
     from legato.runtime import get_runtime
@@ -45,7 +47,7 @@ def run_flow(
     records: list[TaskRun] = []
     replaying = run is not None  # a recorded run is resumed or retried: its calls replay
     if run is None:
-        run = _start(rt, flow, params, run_id, parent_task_run_id)
+        run = _start(rt, flow, params, run_id, parent_task_run_id, priority)
     else:
         records = _reopen(rt, run, resume, parent_task_run_id)
     attempt = 0
@@ -87,6 +89,7 @@ def _start(
     params: dict[str, Any],
     run_id: str | None,
     parent_task_run_id: str | None,
+    priority: int | None,
 ) -> FlowRun:
     t = now()
     run = FlowRun(
@@ -97,6 +100,7 @@ def _start(
         parent_task_run_id=parent_task_run_id,
         pool=flow.pool,
         tags=list(flow.tags),
+        priority=flow.priority if priority is None else priority,
         created_at=t,
         started_at=t,
         source=flow.source,

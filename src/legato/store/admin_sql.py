@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 
 from legato.errors import UsageError
-from legato.models import Deployment, FlowRun, Pool
+from legato.models import Deployment, FlowRun, Pool, check_priority
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.audit import AuditSql
@@ -81,8 +81,11 @@ class SettingsSql:
             rows = conn.execute(select(s.deployments).order_by(s.deployments.c.name)).all()
         return [rowmap.deployment(r) for r in rows]
 
-    def start_deployment(self, name: str, parameters: dict[str, Any]) -> FlowRun:
-        """Queue a run of the deployment (InvalidParameters if they do not fit its schema)."""
+    def start_deployment(
+        self, name: str, parameters: dict[str, Any], *, priority: int | None = None
+    ) -> FlowRun:
+        """Queue a run of the deployment (InvalidParameters if they do not fit its schema);
+        ``priority``: the run's, instead of the deployment's."""
         from legato.store.ops import InsertFlowRun
         from legato.store.starts import build_run
 
@@ -90,6 +93,8 @@ class SettingsSql:
         if dep is None:
             raise UsageError(f"no deployment named {name!r}")
         run = build_run(dep, parameters)
+        if priority is not None:
+            run.priority = check_priority(priority, f"a run of {name!r}")
         self.apply([InsertFlowRun(run, message=f"queued for pool {dep.pool}")])
         return run
 

@@ -32,6 +32,7 @@ from legato.models import (
     State,
     StateChange,
     TaskRun,
+    Waiting,
     Worker,
     new_id,
 )
@@ -458,6 +459,10 @@ class HttpStore(HttpAdmin):
         if pool is not None:
             params["pool"] = pool
         return decode(list[Worker], self._send(OPERATIONS["list_workers"], params=params))
+
+    def waiting(self, per_pool: int = 5) -> list[Waiting]:
+        params = {"per_pool": per_pool}
+        return decode(list[Waiting], self._send(OPERATIONS["waiting"], params=params))
 
     def queue_depths(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self._send(OPERATIONS["queue_depths"]).items()}

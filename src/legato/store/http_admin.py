@@ -128,9 +128,14 @@ class HttpAdmin:
     def list_deployments(self) -> list[Deployment]:
         return decode(list[Deployment], self._send(OPERATIONS["list_deployments"]))
 
-    def start_deployment(self, name: str, parameters: dict[str, Any]) -> FlowRun:
+    def start_deployment(
+        self, name: str, parameters: dict[str, Any], *, priority: int | None = None
+    ) -> FlowRun:
         op = OPERATIONS["start_deployment"]
-        return decode(FlowRun, self._send(op, name=name, json={"parameters": parameters}))
+        body: dict[str, Any] = {"parameters": parameters}
+        if priority is not None:
+            body["priority"] = priority
+        return decode(FlowRun, self._send(op, name=name, json=body))
 
     def delete_deployment(self, name: str) -> bool:
         return bool(self._send(OPERATIONS["delete_deployment"], name=name)["changed"])

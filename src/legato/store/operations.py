@@ -32,6 +32,7 @@ from legato.models import (
     ShareAccess,
     StateChange,
     TaskRun,
+    Waiting,
     Worker,
 )
 from legato.rerun import Rerun
@@ -204,6 +205,7 @@ _ALL = [
     Operation(
         "queue_depths", "GET", "/queues/depths", V, "queue", None, dict[str, int], tag="queues"
     ),
+    Operation("waiting", "GET", "/queues/waiting", V, "queue", None, list[Waiting], tag="queues"),
     Operation(
         "queue_versions",
         "GET",

@@ -19,7 +19,16 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, insert, select, text, tuple_, update
 
 from legato.attempts import Outcome, RetryRule, decide
-from legato.models import FlowRun, Pool, State, TaskRun, Worker, WorkerState, check_transition
+from legato.models import (
+    FlowRun,
+    Pool,
+    State,
+    TaskRun,
+    Waiting,
+    Worker,
+    WorkerState,
+    check_transition,
+)
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier, pack
@@ -123,20 +132,12 @@ class QueueSql:
         """Claim up to ``limit`` queued task runs of ``pool`` that fit in ``free``."""
         now = time.time()
         c = s.task_runs.c
-        q = (
-            select(c.id, c.resources, c.tags, c.flow_run_id)
-            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
-            .order_by(c.queued_at, c.id)
-            .limit(max(limit * 4, 16))
-        )
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
         left = dict(free)
         with self._write() as conn:
             limits = self._limits_in_force(conn)
             taken: dict[str, int] = {}  # claimed in this batch, per limit
             chosen = []
-            for row in conn.execute(q):
+            for row in self._claim_order(conn, pool, now, max(limit * 4, 16)):
                 needs = json.loads(row.resources)
                 keys: list[str] | None = []
                 if limits:
@@ -170,6 +171,45 @@ class QueueSql:
             rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
         by_id = {r.id: rowmap.task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
+
+    def _claim_order(self, conn: Connection, pool: str, now: float, n: int) -> list[Any]:
+        """Up to ``n`` queued task runs of ``pool`` in the order a claim takes them: higher
+        priority first; within a priority, round robin over flow runs, the one with fewest
+        task runs RUNNING in the pool first, each flow run's own in age order. So a flood
+        from one flow run does not starve another's few. Locked (PostgreSQL, SKIP LOCKED)."""
+        c = s.task_runs.c
+        nth = (
+            func.row_number()
+            .over(partition_by=(c.flow_run_id, c.priority), order_by=(c.queued_at, c.id))
+            .label("nth")
+        )
+        ranked = (
+            select(c.id, c.flow_run_id, c.priority, c.queued_at, nth)
+            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
+            .subquery()
+        )
+        heads = list(conn.execute(select(ranked).where(ranked.c.nth <= n)))
+        if not heads:
+            return []
+        running: dict[str, int] = {}
+        if len({h.flow_run_id for h in heads}) > 1:  # one flow run waiting: age order is fair
+            counted = (
+                select(c.flow_run_id, func.count())
+                .where(c.pool == pool, c.state == State.RUNNING.value)
+                .group_by(c.flow_run_id)
+            )
+            running = {fr: int(k) for fr, k in conn.execute(counted)}
+        heads.sort(
+            key=lambda h: (-h.priority, running.get(h.flow_run_id, 0) + h.nth, h.queued_at, h.id)
+        )
+        ids = [h.id for h in heads[:n]]
+        q = select(c.id, c.resources, c.tags, c.flow_run_id).where(
+            c.id.in_(ids), c.state.in_(_QUEUED)
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
+        found = {r.id: r for r in conn.execute(q)}
+        return [found[i] for i in ids if i in found]
 
     # -- concurrency limits ---------------------------------------------------------------------
 
@@ -232,7 +272,7 @@ class QueueSql:
         q = (
             select(c.id)
             .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
-            .order_by(c.queued_at, c.id)
+            .order_by(c.priority.desc(), c.queued_at, c.id)
             .limit(limit)
         )
         if self.dialect == "postgresql":
@@ -562,6 +602,56 @@ class QueueSql:
             for pool, n in [*conn.execute(q), *conn.execute(fq)]:
                 depths[str(pool)] = depths.get(str(pool), 0) + int(n)
         return depths
+
+    def waiting(self, per_pool: int = 5) -> list[Waiting]:
+        """Per pool, the flow runs with task runs queued there (or queued there themselves,
+        a deployment's run waiting for a worker), in the order claims serve them (highest
+        priority, then fewest running), at most ``per_pool`` each."""
+        c, f = s.task_runs.c, s.flow_runs.c
+        queued = (
+            select(c.pool, c.flow_run_id, func.max(c.priority), func.count(), func.min(c.queued_at))
+            .where(c.state.in_(_QUEUED), c.queued_at.is_not(None), c.pool.is_not(None))
+            .group_by(c.pool, c.flow_run_id)
+        )
+        busy = (
+            select(c.pool, c.flow_run_id, func.count())
+            .where(c.state == State.RUNNING.value, c.pool.is_not(None))
+            .group_by(c.pool, c.flow_run_id)
+        )
+        runs = select(f.pool, f.id, f.flow, f.priority, f.queued_at).where(
+            f.state.in_(_QUEUED), f.queued_at.is_not(None), f.pool.is_not(None)
+        )
+        with self._read() as conn:
+            rows = conn.execute(queued).all()
+            running = {(p, fr): int(n) for p, fr, n in conn.execute(busy)}
+            whole = conn.execute(runs.order_by(f.priority.desc(), f.queued_at).limit(1000)).all()
+            ids = list({r[1] for r in rows})
+            names: dict[str, str] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                names.update(conn.execute(select(f.id, f.flow).where(f.id.in_(chunk))).all())
+        found = [
+            Waiting(
+                pool=str(p),
+                flow_run_id=fr,
+                flow=names.get(fr, "?"),
+                priority=int(pri),
+                queued=int(n),
+                running=running.get((p, fr), 0),
+                since=float(since),
+            )
+            for p, fr, pri, n, since in rows
+        ]
+        found += [
+            Waiting(str(p), i, name, int(pri), 1, 0, float(at), kind="flow")
+            for p, i, name, pri, at in whole
+        ]
+        found.sort(key=lambda w: (w.pool, -w.priority, w.running, w.since))
+        out: list[Waiting] = []
+        for w in found:
+            if sum(1 for o in out if o.pool == w.pool) < per_pool:
+                out.append(w)
+        return out
 
     # -- pools: the definition a worker serves, engine job ids ----------------------------
 

@@ -41,6 +41,7 @@ from legato.models import (
     StateChange,
     TaskRun,
     Trigger,
+    Waiting,
     Worker,
 )
 from legato.rerun import Rerun
@@ -225,6 +226,9 @@ class QueueStore(Writes, Protocol):
     def queue_depths(self) -> dict[str, int]:
         """Queued task runs per pool."""
 
+    def waiting(self, per_pool: int = 5) -> list[Waiting]:
+        """Per pool, the flow runs waiting there, in the order claims serve them."""
+
     def get_pool(self, name: str) -> Pool | None:
         """A pool's definition; None for a pool nobody defined (served by process workers)."""
 
@@ -259,9 +263,11 @@ class AdminStore(Connected, Protocol):
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
 
-    def start_deployment(self, name: str, parameters: dict[str, Any]) -> FlowRun:
+    def start_deployment(
+        self, name: str, parameters: dict[str, Any], *, priority: int | None = None
+    ) -> FlowRun:
         """Queue a run of the deployment for its pool, its parameters checked against the
-        deployment's schema; nothing is imported."""
+        deployment's schema; nothing is imported. ``priority`` overrides the deployment's."""
 
     def put_pool(self, pool: Pool) -> None:
         """Create or replace a pool definition (process, slurm, dask, kubernetes)."""

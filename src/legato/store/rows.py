@@ -87,6 +87,7 @@ def flow_run(row: Any) -> FlowRun:
         attempts=row.attempts,
         queued_at=row.queued_at,
         lease_expires_at=row.lease_expires_at,
+        priority=row._mapping.get("priority", 0),
     )
 
 
@@ -122,6 +123,7 @@ def task_run(row: Any) -> TaskRun:
         input_hashes=loads(m.get("input_hashes")),
         superseded_at=m.get("superseded_at"),
         rerun_by=m.get("rerun_by"),
+        priority=m.get("priority", 0),
     )
 
 
@@ -167,6 +169,7 @@ def flow_run_row(run: FlowRun) -> dict[str, Any]:
         "started_at": run.started_at,
         "ended_at": run.ended_at,
         "updated_at": run.created_at,
+        "priority": run.priority,
     }
 
 
@@ -199,6 +202,7 @@ def task_run_row(run: TaskRun) -> dict[str, Any]:
         "input_hashes": None if run.input_hashes is None else dumps(run.input_hashes),
         "superseded_at": run.superseded_at,
         "rerun_by": run.rerun_by,
+        "priority": run.priority,
     }
 
 
@@ -218,6 +222,7 @@ def deployment(row: Any) -> Deployment:
         created_at=row.created_at,
         updated_at=row.updated_at,
         parameter_schema=None if row.parameter_schema is None else json.loads(row.parameter_schema),
+        priority=row._mapping.get("priority", 0),
     )
 
 

@@ -34,6 +34,7 @@ KNOWN_REVISIONS = (
     "0012",
     "0013",
     "0014",
+    "0015",
 )
 HEAD_REVISION = KNOWN_REVISIONS[-1]
 
@@ -64,6 +65,8 @@ flow_runs = Table(
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("queued_at", Float),
     Column("lease_expires_at", Float),
+    # 0015: claimed before lower ones (queue.py); its task runs' priorities start from it.
+    Column("priority", Integer, nullable=False, server_default="0"),
     Index("ix_flow_runs_created", "created_at"),
     Index("ix_flow_runs_queue", "pool", "state", "queued_at"),
     Index("ix_flow_runs_lease", "state", "lease_expires_at"),
@@ -111,6 +114,8 @@ task_runs = Table(
     Column("superseded_at", Float),
     # A forced rerun (0014, `legato runs rerun`) supersedes records too: who asked for it.
     Column("rerun_by", String(200)),
+    # 0015: higher is claimed first; within one priority a pool shares out by flow run.
+    Column("priority", Integer, nullable=False, server_default="0"),
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),
@@ -250,6 +255,7 @@ deployments = Table(
     # 0011: the flow's parameters as a JSON schema, recorded at deploy, so the server checks
     # a run's parameters without importing the flow (NULL: recorded before 0011).
     Column("parameter_schema", Text),
+    Column("priority", Integer, nullable=False, server_default="0"),  # 0015: its runs'
 )
 
 concurrency_limits = Table(

@@ -86,4 +86,5 @@ def build_run(dep: Deployment, parameters: dict[str, Any]) -> FlowRun:
         deployment=dep.name,
         version=dep.version,
         queued_at=now,
+        priority=dep.priority,
     )

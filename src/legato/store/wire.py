@@ -30,6 +30,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 from legato.models import (
+    PRIORITY_MAX,
+    PRIORITY_MIN,
     ApiToken,
     Artifact,
     Deployment,
@@ -168,6 +170,9 @@ def column_problem(name: str, value: Any) -> str | None:
         return None
     if isinstance(value, int | float) and _is_time(name):
         return None if is_timestamp(value) else _TIME_WHY
+    if isinstance(value, int) and name == "priority":
+        ok = PRIORITY_MIN <= value <= PRIORITY_MAX
+        return None if ok else f"must be between {PRIORITY_MIN} and {PRIORITY_MAX}"
     if isinstance(value, int):
         return None if 0 <= value <= MAX_COUNT else f"must be between 0 and {MAX_COUNT}"
     if isinstance(value, str):
@@ -255,6 +260,8 @@ def _column_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     kind = schema.get("type")
     if kind in ("number", "integer") and _is_time(name):
         schema |= {"minimum": 0, "maximum": MAX_TIMESTAMP}
+    elif kind == "integer" and name == "priority":
+        schema |= {"minimum": PRIORITY_MIN, "maximum": PRIORITY_MAX}
     elif kind == "integer":
         schema |= {"minimum": 0, "maximum": MAX_COUNT}
     elif kind == "string":
@@ -586,6 +593,12 @@ class StartDeploymentIn(Body):
         default_factory=dict,
         description="The run's parameters, on top of the deployment's defaults; checked "
         "against the deployment's parameter schema.",
+    )
+    priority: int | None = Field(
+        default=None,
+        ge=PRIORITY_MIN,
+        le=PRIORITY_MAX,
+        description="The run's priority instead of the deployment's (higher is claimed first).",
     )
 
 

@@ -70,7 +70,7 @@ def start_deployment(
         raise HTTPException(404, detail=f"no deployment named {name!r}")
     check_pool(token, dep.pool, "start runs in")
     try:
-        run = store.start_deployment(dep.name, body.parameters)
+        run = store.start_deployment(dep.name, body.parameters, priority=body.priority)
     except InvalidParameters as exc:
         raise invalid(
             *((("body", "parameters", param), why) for param, why in exc.errors)

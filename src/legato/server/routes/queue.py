@@ -10,7 +10,7 @@ from fastapi import HTTPException, Query, Request
 
 from legato.audit import queue_action
 from legato.deployments import DEFAULT_POOL
-from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, Role, TaskRun
+from legato.models import RESUME_FROM, RETRY_FROM, FlowRun, Role, TaskRun, Waiting
 from legato.rerun import Rerun
 from legato.server.routes._common import (
     Audit,
@@ -85,6 +85,13 @@ def requeue_expired(store: StoreDep, token: Caller, body: w.RequeueIn) -> list[T
     server's clock: only an admin may name another time (a runner could otherwise expire
     every lease in every pool)."""
     return store.requeue_expired(body.now if token.role is Role.ADMIN else None)
+
+
+@routes.op(OPERATIONS["waiting"])
+def waiting(store: StoreDep, per_pool: Annotated[int, Query(ge=1, le=100)] = 5) -> list[Waiting]:
+    """Per pool, the flow runs with task runs queued there, in the order claims serve them
+    (highest priority, then fewest running)."""
+    return store.waiting(per_pool)
 
 
 @routes.op(OPERATIONS["queue_depths"])
