@@ -1,10 +1,11 @@
 """Claim + complete throughput and wake-up latency of the store over PostgreSQL.
 
-    python bench/claims.py [--url postgresql://...] [--runs 3000] [--batch 10]
+    python bench/claims.py [--url postgresql://...] [--runs 3000] [--batch 10] [--flow-runs 1]
 
 Queues task runs for a pool, then 1, 2 and 4 claimer processes claim them (``--batch`` per
 claim) and complete each one (a fenced, committed result), as workers do. Reports task runs
-per second. Then measures wake-up latency: a claimer blocked in ``wait_for_queue`` and a
+per second; ``--flow-runs N`` spreads them over N flow runs (claims then share the pool
+out between them). Then measures wake-up latency: a claimer blocked in ``wait_for_queue`` and a
 producer in another process queueing one run at a time; the latency is from the producer's
 commit to the claimer holding the claimed run. Prints medians; asserts nothing.
 """
@@ -38,13 +39,17 @@ def fresh_database(admin_url: str) -> tuple[str, Any]:
     return url, admin, name
 
 
-def enqueue(url: str, n: int, pool: str = "bench") -> None:
+def enqueue(url: str, n: int, pool: str = "bench", flow_runs: int = 1) -> None:
     from legato.models import FlowRun, State, TaskRun, new_id
     from legato.store import InsertFlowRun, InsertTaskRun, open_store
 
     store = open_store(url)
-    run = FlowRun(new_id(), "bench", State.RUNNING, created_at=time.time())
-    store.apply([InsertFlowRun(run)])
+    runs = [FlowRun(new_id(), "bench", State.RUNNING, created_at=time.time())]
+    runs += [
+        FlowRun(new_id(), "bench", State.RUNNING, created_at=time.time())
+        for _ in range(flow_runs - 1)
+    ]
+    store.apply([InsertFlowRun(r) for r in runs])
     now = time.time()
     for start in range(0, n, 1000):
         store.apply(
@@ -52,7 +57,7 @@ def enqueue(url: str, n: int, pool: str = "bench") -> None:
                 InsertTaskRun(
                     TaskRun(
                         new_id(),
-                        run.id,
+                        runs[i % len(runs)].id,
                         "t",
                         f"t:{i}",
                         State.PENDING,
@@ -85,7 +90,7 @@ def claimer(url: str, batch: int, out: Any) -> None:
     store.close()
 
 
-def throughput(url: str, runs: int, claimers: int, batch: int) -> float:
+def throughput(url: str, runs: int, claimers: int, batch: int, flow_runs: int = 1) -> float:
     from sqlalchemy import text
 
     from legato.store import open_store
@@ -94,7 +99,7 @@ def throughput(url: str, runs: int, claimers: int, batch: int) -> float:
     with store.engine.begin() as conn:  # type: ignore[attr-defined]
         conn.execute(text("TRUNCATE task_runs, state_history, flow_runs"))
     store.close()
-    enqueue(url, runs)
+    enqueue(url, runs, flow_runs=flow_runs)
     out: Any = mp.Queue()
     t0 = time.perf_counter()
     procs = [mp.Process(target=claimer, args=(url, batch, out)) for _ in range(claimers)]
@@ -166,13 +171,19 @@ def main() -> None:
     parser.add_argument("--url", default=DEFAULT_URL, help="admin URL of a PostgreSQL server")
     parser.add_argument("--runs", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=10, help="task runs per claim")
+    parser.add_argument("--flow-runs", type=int, default=1, help="flow runs the runs belong to")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     url, admin, name = fresh_database(args.url)
     try:
-        report: dict[str, Any] = {"runs": args.runs, "batch": args.batch, "throughput": {}}
+        report: dict[str, Any] = {
+            "runs": args.runs,
+            "batch": args.batch,
+            "flow_runs": args.flow_runs,
+            "throughput": {},
+        }
         for claimers in (1, 2, 4):
-            rate = throughput(url, args.runs, claimers, args.batch)
+            rate = throughput(url, args.runs, claimers, args.batch, args.flow_runs)
             report["throughput"][claimers] = round(rate)
             print(
                 f"{claimers} claimer(s): {rate:8.0f} task runs/s claimed and completed",

@@ -621,6 +621,48 @@ class Waiting:
         }
 
 
+@dataclass
+class DeletedRuns:
+    """What deleting runs removed; ``refs``: the result files their rows named (for the
+    holder of the result storage to remove), ``kept_cached``: results of cached calls kept."""
+
+    runs: int = 0
+    child_runs: int = 0
+    task_runs: int = 0
+    logs: int = 0
+    artifacts: int = 0
+    kept_cached: int = 0
+    refs: list[str] = field(default_factory=list)
+    files_removed: int = 0
+
+    def add(self, other: DeletedRuns) -> None:
+        for name in ("runs", "child_runs", "task_runs", "logs", "artifacts", "kept_cached"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.files_removed += other.files_removed
+
+
+@dataclass
+class StorageSummary:
+    """What the store holds: rows per table, top-level runs, the oldest, bytes on disk."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    top_level_runs: int = 0
+    oldest_run_at: float | None = None
+    database_bytes: int | None = None
+    result_files: int | None = None  # in the result storage, when this process can see it
+    result_bytes: int | None = None
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes for people: 512 B, 3.4 MiB."""
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
 class PoolType(enum.StrEnum):
     PROCESS = "process"  # Legato's own workers
     SLURM = "slurm"

@@ -210,7 +210,7 @@ def pick_calls(
     the run, or every call of the task named ``STEP``; when the run has none, the same in
     its child runs (those ``items`` picks, by call key or map index; all with
     ``in_children``, the items page's way). ``states`` filters."""
-    from legato.resume import item_matches
+    from legato.items import item_matches
 
     def matching(calls: list[TaskRun]) -> list[TaskRun]:
         current = [t for t in calls if t.superseded_at is None]

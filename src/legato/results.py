@@ -245,6 +245,39 @@ class ResultStorage:
             "size": len(data),
         }
 
+    def remove(self, refs: list[str]) -> int:
+        """Delete the result files ``refs`` name (retention); refs outside this storage are
+        left alone (a row could name any path). Returns how many files were removed."""
+        fs = self._filesystem()
+        removed = 0
+        for ref in dict.fromkeys(refs):
+            if ref_problem(ref, self.url) is not None:
+                continue
+            try:
+                fs.rm(ref)
+                removed += 1
+            except FileNotFoundError:
+                continue  # already gone: nothing to do
+        return removed
+
+    def usage(self, limit: int = 1_000_000) -> tuple[int, int] | None:
+        """(files, bytes) in the storage, counted up to ``limit`` files; None when it cannot
+        be listed from here."""
+        try:
+            fs = self._filesystem()
+            if not fs.exists(self._root):
+                return 0, 0
+            files = total = 0
+            for info in fs.ls(self._root, detail=True):
+                if info.get("type") == "file":
+                    files += 1
+                    total += int(info.get("size") or 0)
+                    if files >= limit:
+                        break
+            return files, total
+        except Exception:
+            return None
+
     def _read(self, ref: str, what: str) -> bytes:
         try:
             with self._filesystem().open(ref, "rb") as fh:

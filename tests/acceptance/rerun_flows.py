@@ -26,9 +26,9 @@ def extract(i: int) -> int:
 
 
 @task
-def qc(value: int) -> int:
+def qc(value: int) -> tuple[int, str]:
     _note(f"qc {value}")
-    return value
+    return value, "ok"  # a tuple is no JSON: stored as a file in the result storage
 
 
 @task
@@ -39,7 +39,7 @@ def summary(values: list[int]) -> int:
 
 @flow
 def recording(i: int) -> int:
-    return qc.submit(extract.submit(load.submit(i))).result()
+    return qc.submit(extract.submit(load.submit(i))).result()[0]
 
 
 @flow

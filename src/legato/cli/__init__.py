@@ -24,6 +24,7 @@ from legato.cli import audit as _audit
 from legato.cli import deploy as _deploy
 from legato.cli import notify as _notify
 from legato.cli import output
+from legato.cli import retention as _retention
 from legato.cli import schedules as _schedules
 from legato.cli import serve as _serve
 from legato.cli import server as _server
@@ -71,6 +72,9 @@ app.add_typer(_notify.slack_app, name="slack")
 app.command("serve")(_serve.serve)
 app.add_typer(_audit.audit_app, name="audit")
 app.add_typer(_share.share_app, name="share")
+runs_app.command("delete")(_retention.runs_delete)
+db_app.command("prune")(_retention.db_prune)
+db_app.command("storage")(_retention.db_storage)
 
 _debug = False
 
@@ -636,8 +640,9 @@ def runs_rerun(
     """Run chosen calls of a finished run again, and every call downstream of them; the rest
     replay their recorded results. Recorded as a forced rerun, with who asked."""
     from legato.audit import local_actor
+    from legato.items import item_of
     from legato.rerun import pick_calls, plan_rerun
-    from legato.resume import continue_run, item_of
+    from legato.resume import continue_run
     from legato.store.http import HttpStore
 
     store = _store()
@@ -719,7 +724,8 @@ def answer(
 ) -> None:
     """Answer a question a paused run asked, then carry the run on in this process."""
     from legato.ask import answer_question, default_answerer, parse_answer
-    from legato.resume import continue_run, item_matches, item_of, pending_questions
+    from legato.items import item_matches, item_of
+    from legato.resume import continue_run, pending_questions
 
     store = _store()
     run = store.get_flow_run(run_id)

@@ -244,6 +244,7 @@ class Dashboard:
         get("/questions", self.questions_page)
         get("/pools", self.pools_page)
         get("/audit", self.audit_page, Role.ADMIN)
+        get("/storage", self.storage_page, Role.ADMIN)
         get("/notifications", self.notifications_page, Role.OPERATOR)
         app.add_api_route(
             "/login",
@@ -457,7 +458,8 @@ class Dashboard:
             except RunNotFound:
                 parent = None
         logs_ctx = self._logs_context(run, request)
-        from legato.resume import failed_while_waiting, item_of, pending_questions
+        from legato.items import item_of
+        from legato.resume import failed_while_waiting, pending_questions
 
         paused = run.state is State.PAUSED
         waiting_failed = failed_while_waiting(self.store, run) if paused else []
@@ -651,6 +653,19 @@ class Dashboard:
             chosen=chosen,
             ranges=list(RANGES),
             limit=AUDIT_LINES,
+        )
+
+    def storage_page(self, request: Request, session: Session) -> HTMLResponse:
+        from legato.models import human_bytes
+        from legato.results import ResultStorage
+
+        summary = self.store.storage_summary()
+        root = getattr(request.app.state, "result_storage", None)
+        usage = ResultStorage(str(root)).usage() if root else None
+        if usage is not None:
+            summary.result_files, summary.result_bytes = usage
+        return self.render(
+            request, "storage.html", session, summary=summary, human_bytes=human_bytes
         )
 
     # -- actions ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from legato.errors import RunNotFound, UsageError
 from legato.models import (
     ApiToken,
     AuditEvent,
+    DeletedRuns,
     Deployment,
     FlowRun,
     Notification,
@@ -26,6 +27,7 @@ from legato.models import (
     ShareAccess,
     ShareItem,
     StateChange,
+    StorageSummary,
     Trigger,
 )
 from legato.store.operations import OPERATIONS
@@ -136,6 +138,24 @@ class HttpAdmin:
         if priority is not None:
             body["priority"] = priority
         return decode(FlowRun, self._send(op, name=name, json=body))
+
+    def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+        """The server deletes the rows and their result files (it holds the storage)."""
+        body = {"run_ids": list(run_ids)}
+        return decode(DeletedRuns, self._send(OPERATIONS["delete_runs"], json=body))
+
+    def prunable_runs(
+        self, before: float, *, keep_failed: bool = False, limit: int = 200
+    ) -> list[str]:
+        params = {"before": before, "keep_failed": keep_failed, "limit": limit}
+        return [str(i) for i in self._send(OPERATIONS["prunable_runs"], params=params)]
+
+    def count_prunable(self, before: float, *, keep_failed: bool = False) -> int:
+        params = {"before": before, "keep_failed": keep_failed}
+        return int(self._send(OPERATIONS["count_prunable"], params=params))
+
+    def storage_summary(self) -> StorageSummary:
+        return decode(StorageSummary, self._send(OPERATIONS["storage_summary"]))
 
     def delete_deployment(self, name: str) -> bool:
         return bool(self._send(OPERATIONS["delete_deployment"], name=name)["changed"])

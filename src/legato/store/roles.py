@@ -25,6 +25,7 @@ from legato.models import (
     ApiToken,
     Artifact,
     AuditEvent,
+    DeletedRuns,
     Deployment,
     FlowRun,
     Notification,
@@ -39,6 +40,7 @@ from legato.models import (
     ShareItem,
     State,
     StateChange,
+    StorageSummary,
     TaskRun,
     Trigger,
     Waiting,
@@ -262,6 +264,20 @@ class AdminStore(Connected, Protocol):
 
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
+
+    def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+        """Delete stopped top-level runs with everything under them (retention)."""
+
+    def prunable_runs(
+        self, before: float, *, keep_failed: bool = False, limit: int = 200
+    ) -> list[str]:
+        """Top-level runs that stopped before ``before``, oldest first."""
+
+    def count_prunable(self, before: float, *, keep_failed: bool = False) -> int:
+        """How many top-level runs a prune before ``before`` would remove."""
+
+    def storage_summary(self) -> StorageSummary:
+        """Rows per table, top-level runs, the oldest, the database's size."""
 
     def start_deployment(
         self, name: str, parameters: dict[str, Any], *, priority: int | None = None

@@ -69,6 +69,7 @@ from legato.store.ops import (
 )
 from legato.store.queue import QueueSql
 from legato.store.reruns import RerunSql
+from legato.store.retention import RetentionSql
 
 _INSERT_TASK_RUN = insert(s.task_runs)
 _INSERT_HISTORY = insert(s.state_history)
@@ -371,7 +372,7 @@ else:
     _AdminPart = _AdminOnFirstUse
 
 
-class SqlStore(QueueSql, RerunSql, _AdminPart):
+class SqlStore(QueueSql, RerunSql, RetentionSql, _AdminPart):
     """The Store over a SQL database. ``auto_upgrade`` creates or upgrades the schema
     (embedded mode); ``create_empty`` only creates it in an empty database (the server);
     otherwise an old schema is an error that says to run `legato db upgrade`."""

@@ -576,6 +576,10 @@ class QueueFlowRunIn(Body):
     allowed_from: list[State]
 
 
+class DeleteRunsIn(Body):
+    run_ids: list[Name] = Field(min_length=1, max_length=1000)
+
+
 class RerunIn(Body):
     task_run_ids: list[Name] = Field(min_length=1, max_length=10_000)
 

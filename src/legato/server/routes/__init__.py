@@ -16,6 +16,7 @@ from legato.server.routes import (
     pools,
     questions,
     queue,
+    retention,
     runs,
     schedules,
     server,
@@ -42,6 +43,7 @@ MODULES = (
     shares,
     slack,
     audit,
+    retention,
 )
 
 
