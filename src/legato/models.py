@@ -223,6 +223,7 @@ class TaskRun:
     superseded_at: float | None = None
     rerun_by: str | None = None  # superseded by a forced rerun this person asked for
     priority: int = 0  # its flow run's plus its task's: claimed before lower ones
+    root_id: str | None = None  # its top-level flow run's id: a pool shares out by it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -254,6 +255,7 @@ class TaskRun:
             "superseded_at": self.superseded_at,
             "rerun_by": self.rerun_by,
             "priority": self.priority,
+            "root_id": self.root_id,
         }
 
 

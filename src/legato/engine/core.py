@@ -88,10 +88,13 @@ class FlowRunEngine:
         records: Iterable[TaskRun] = (),
         *,
         replaying: bool = False,
+        root_id: str | None = None,
     ) -> None:
         self.rt = rt
         self.flow = flow
         self.run = run
+        # The top-level run this one belongs to: a pool shares its capacity out by it.
+        self.root_id = root_id or run.id
         mode = flow.replay or rt.settings.replay
         self.replay = Replay(run.id, records, strict=mode == "strict")
         # Run before (resume, retry): what the flow body records again is recorded once.
@@ -443,6 +446,7 @@ class FlowRunEngine:
             resources=dict(resources or {}),
             tags=list(called.tags),
             priority=clamp_priority(self.run.priority + called.priority),
+            root_id=self.root_id,
             depends_on=depends_on,
             created_at=t,
             started_at=t if running else None,

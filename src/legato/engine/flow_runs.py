@@ -53,7 +53,14 @@ def run_flow(
     attempt = 0
     while True:
         attempt += 1
-        engine = FlowRunEngine(rt, flow, run, records, replaying=replaying)
+        engine = FlowRunEngine(
+            rt,
+            flow,
+            run,
+            records,
+            replaying=replaying,
+            root_id=parent.root_id if parent is not None else None,
+        )
         with _attached(rt, engine, parent, flow):
             try:
                 value = flow.fn(**params)

@@ -31,6 +31,7 @@ from legato.models import (
 )
 from legato.store import rows as rowmap
 from legato.store import schema as s
+from legato.store.fairness import BAND
 from legato.store.notify import DONE_CHANNEL, QUEUE_CHANNEL, Notifier, pack
 from legato.store.ops import Finish
 
@@ -132,12 +133,21 @@ class QueueSql:
         """Claim up to ``limit`` queued task runs of ``pool`` that fit in ``free``."""
         now = time.time()
         c = s.task_runs.c
+        # Lowest claim key first: priority bands, fair between top-level runs (fairness.py).
+        q = (
+            select(c.id, c.resources, c.tags, c.flow_run_id)
+            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
+            .order_by(c.claim_key, c.id)
+            .limit(max(limit * 4, 16))
+        )
+        if self.dialect == "postgresql":
+            q = q.with_for_update(skip_locked=True)
         left = dict(free)
         with self._write() as conn:
             limits = self._limits_in_force(conn)
             taken: dict[str, int] = {}  # claimed in this batch, per limit
             chosen = []
-            for row in self._claim_order(conn, pool, now, max(limit * 4, 16)):
+            for row in conn.execute(q):
                 needs = json.loads(row.resources)
                 keys: list[str] | None = []
                 if limits:
@@ -171,45 +181,6 @@ class QueueSql:
             rows = conn.execute(select(s.task_runs).where(c.id.in_(chosen))).all()
         by_id = {r.id: rowmap.task_run(r) for r in rows}
         return [by_id[i] for i in chosen]
-
-    def _claim_order(self, conn: Connection, pool: str, now: float, n: int) -> list[Any]:
-        """Up to ``n`` queued task runs of ``pool`` in the order a claim takes them: higher
-        priority first; within a priority, round robin over flow runs, the one with fewest
-        task runs RUNNING in the pool first, each flow run's own in age order. So a flood
-        from one flow run does not starve another's few. Locked (PostgreSQL, SKIP LOCKED)."""
-        c = s.task_runs.c
-        nth = (
-            func.row_number()
-            .over(partition_by=(c.flow_run_id, c.priority), order_by=(c.queued_at, c.id))
-            .label("nth")
-        )
-        ranked = (
-            select(c.id, c.flow_run_id, c.priority, c.queued_at, nth)
-            .where(c.pool == pool, c.state.in_(_QUEUED), c.queued_at <= now)
-            .subquery()
-        )
-        heads = list(conn.execute(select(ranked).where(ranked.c.nth <= n)))
-        if not heads:
-            return []
-        running: dict[str, int] = {}
-        if len({h.flow_run_id for h in heads}) > 1:  # one flow run waiting: age order is fair
-            counted = (
-                select(c.flow_run_id, func.count())
-                .where(c.pool == pool, c.state == State.RUNNING.value)
-                .group_by(c.flow_run_id)
-            )
-            running = {fr: int(k) for fr, k in conn.execute(counted)}
-        heads.sort(
-            key=lambda h: (-h.priority, running.get(h.flow_run_id, 0) + h.nth, h.queued_at, h.id)
-        )
-        ids = [h.id for h in heads[:n]]
-        q = select(c.id, c.resources, c.tags, c.flow_run_id).where(
-            c.id.in_(ids), c.state.in_(_QUEUED)
-        )
-        if self.dialect == "postgresql":
-            q = q.with_for_update(skip_locked=True)
-        found = {r.id: r for r in conn.execute(q)}
-        return [found[i] for i in ids if i in found]
 
     # -- concurrency limits ---------------------------------------------------------------------
 
@@ -606,10 +577,17 @@ class QueueSql:
     def waiting(self, per_pool: int = 5) -> list[Waiting]:
         """Per pool, the flow runs with task runs queued there (or queued there themselves,
         a deployment's run waiting for a worker), in the order claims serve them (highest
-        priority, then fewest running), at most ``per_pool`` each."""
+        priority, then fair share by claim key), at most ``per_pool`` each."""
         c, f = s.task_runs.c, s.flow_runs.c
         queued = (
-            select(c.pool, c.flow_run_id, func.max(c.priority), func.count(), func.min(c.queued_at))
+            select(
+                c.pool,
+                c.flow_run_id,
+                func.max(c.priority),
+                func.count(),
+                func.min(c.queued_at),
+                func.min(c.claim_key),
+            )
             .where(c.state.in_(_QUEUED), c.queued_at.is_not(None), c.pool.is_not(None))
             .group_by(c.pool, c.flow_run_id)
         )
@@ -640,13 +618,23 @@ class QueueSql:
                 running=running.get((p, fr), 0),
                 since=float(since),
             )
-            for p, fr, pri, n, since in rows
+            for p, fr, pri, n, since, _key in rows
         ]
         found += [
             Waiting(str(p), i, name, int(pri), 1, 0, float(at), kind="flow")
             for p, i, name, pri, at in whole
         ]
-        found.sort(key=lambda w: (w.pool, -w.priority, w.running, w.since))
+        # Claims serve queued flow runs first (by priority, then age), then task runs by
+        # claim key: the lowest key a flow run holds is where it stands.
+        keys = {r[1]: r[5] for r in rows}
+
+        def place(w: Waiting) -> tuple[str, int, float]:
+            if w.kind == "flow":
+                return w.pool, 0, -w.priority * BAND + w.since
+            key = keys.get(w.flow_run_id)
+            return w.pool, 1, float("inf") if key is None else float(key)
+
+        found.sort(key=place)
         out: list[Waiting] = []
         for w in found:
             if sum(1 for o in out if o.pool == w.pool) < per_pool:

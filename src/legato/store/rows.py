@@ -124,6 +124,7 @@ def task_run(row: Any) -> TaskRun:
         superseded_at=m.get("superseded_at"),
         rerun_by=m.get("rerun_by"),
         priority=m.get("priority", 0),
+        root_id=m.get("root_id"),
     )
 
 
@@ -203,6 +204,7 @@ def task_run_row(run: TaskRun) -> dict[str, Any]:
         "superseded_at": run.superseded_at,
         "rerun_by": run.rerun_by,
         "priority": run.priority,
+        "root_id": run.root_id,
     }
 
 

@@ -114,11 +114,16 @@ task_runs = Table(
     Column("superseded_at", Float),
     # A forced rerun (0014, `legato runs rerun`) supersedes records too: who asked for it.
     Column("rerun_by", String(200)),
-    # 0015: higher is claimed first; within one priority a pool shares out by flow run.
+    # 0015: higher is claimed first; within one priority a pool shares out by top-level
+    # run (root_id), so a week of 1,000 child runs counts as one.
     Column("priority", Integer, nullable=False, server_default="0"),
+    Column("root_id", String(36)),
+    Column("claim_key", Float),  # 0015: claims take the lowest first (store/fairness.py)
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),
+    Index("ix_task_runs_claim", "pool", "state", "claim_key"),
+    Index("ix_task_runs_owner", "root_id", "pool", "state", "claim_key"),
     Index("ix_task_runs_lease", "state", "lease_expires_at"),
 )
 

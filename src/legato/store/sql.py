@@ -50,6 +50,7 @@ from legato.models import (
     TaskRun,
     check_transition,
 )
+from legato.store import fairness
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.migrate import check_schema
@@ -295,9 +296,51 @@ class _Batch:
         }
         self.conn.execute(insert(s.cache_entries), [row])
 
+    def place_in_queues(self) -> None:
+        """Claim keys (fairness.py) for the task runs this batch queues: new ones inserted
+        queued, and stored ones queued for their pool now (a retry's requeue keeps its key,
+        set by the worker's outcome, not here)."""
+        for row in self.new_tasks.values():
+            row.setdefault("claim_key", None)  # one executemany: every row the same keys
+        queued = [r for r in self.new_tasks.values() if r.get("queued_at") is not None]
+        updates = [
+            u
+            for u in self.task_updates
+            if u.get("queued_at") is not None and u["state"] == State.PENDING.value
+        ]
+        if updates:
+            ids = [u["_id"] for u in updates]
+            c = s.task_runs.c
+            known = {
+                r.id: r
+                for r in self.conn.execute(
+                    select(c.id, c.pool, c.priority, c.root_id, c.flow_run_id).where(c.id.in_(ids))
+                )
+            }
+            for u in updates:
+                r = known.get(u["_id"])
+                new = self.new_tasks.get(u["_id"])  # inserted by this same batch
+                if r is None and new is None:
+                    continue
+                got = new if new is not None else r._mapping  # type: ignore[union-attr]
+                u["_where"] = {
+                    "pool": u.get("pool") or got["pool"],
+                    "priority": got["priority"],
+                    "root_id": got["root_id"],
+                    "flow_run_id": got["flow_run_id"],
+                }
+        places = [r for r in queued if r.get("pool")]
+        places += [u["_where"] for u in updates if "_where" in u]
+        if places:
+            fairness.assign(self.conn, places)
+        for u in updates:
+            where = u.pop("_where", None)
+            u["claim_key"] = where["claim_key"] if where else None
+
     def flush(self) -> None:
         """Write what was gathered: new task runs, wake-ups, updates, history, logs."""
         conn, store = self.conn, self.store
+        self.place_in_queues()
         if self.new_tasks:
             store._bulk(conn, "task_runs", _INSERT_TASK_RUN, list(self.new_tasks.values()))
         queued = {r["pool"] for r in self.new_tasks.values() if r.get("queued_at") is not None}

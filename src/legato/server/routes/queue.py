@@ -90,7 +90,7 @@ def requeue_expired(store: StoreDep, token: Caller, body: w.RequeueIn) -> list[T
 @routes.op(OPERATIONS["waiting"])
 def waiting(store: StoreDep, per_pool: Annotated[int, Query(ge=1, le=100)] = 5) -> list[Waiting]:
     """Per pool, the flow runs with task runs queued there, in the order claims serve them
-    (highest priority, then fewest running)."""
+    (queued flow runs first, then by claim key: priority, then fair share)."""
     return store.waiting(per_pool)
 
 
