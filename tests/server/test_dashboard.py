@@ -366,3 +366,20 @@ def test_failed_notifications_are_flagged_and_listed_masked(
         assert "s3cr3t-path" in admin.get("/notifications").text  # an admin sees it whole
     finally:
         admin.close()
+
+
+def test_the_storage_page_is_for_admins_and_counts_what_is_held(
+    live: LiveServer, tokens: dict[Role, str], failed_run: FlowRun, operator: httpx.Client
+) -> None:
+    assert operator.get("/storage").status_code == 403
+    assert 'href="/storage"' not in operator.get("/").text
+    admin = _login(live, tokens[Role.ADMIN])
+    try:
+        assert 'href="/storage"' in admin.get("/").text
+        page = admin.get("/storage")
+        assert page.status_code == 200
+        assert re.search(r'data-k="top_level_runs">1<', page.text)
+        assert re.search(r'data-table="task_runs"><td class="mono">task_runs</td><td>2<', page.text)
+        assert "KiB" in page.text or "MiB" in page.text  # the database's size
+    finally:
+        admin.close()

@@ -188,13 +188,7 @@ def run(
     ] = False,
     priority: Annotated[
         int | None,
-        typer.Option(
-            "--priority",
-            min=-100,
-            max=100,
-            help="The run's priority, -100 to 100 (default: the flow's or the "
-            "deployment's); higher is claimed first from a pool.",
-        ),
+        _deploy.priority_option("The run's priority (default: the flow's or deployment's)."),
     ] = None,
 ) -> None:
     """Run a flow now: FILE.py:FLOW in this process, or a deployment's NAME on its pool."""

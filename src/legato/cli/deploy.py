@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -11,8 +11,19 @@ from rich.table import Table
 from legato.audit import record_local
 from legato.cli import output
 from legato.errors import UsageError
+from legato.models import PRIORITY_MAX, PRIORITY_MIN
 
 deployments_app = typer.Typer(help="Flows registered to run on pools.", no_args_is_help=True)
+
+
+def priority_option(what: str) -> Any:
+    """``--priority N`` of `legato run` and `legato deploy`: -100 to 100, higher first."""
+    return typer.Option(
+        "--priority",
+        min=PRIORITY_MIN,
+        max=PRIORITY_MAX,
+        help=f"{what} -100 to 100; higher is claimed first from a pool.",
+    )
 
 
 def deploy(
@@ -45,13 +56,7 @@ def deploy(
         float, typer.Option("--settle", min=0, help="Seconds a file must stop growing.")
     ] = 5.0,
     priority: Annotated[
-        int | None,
-        typer.Option(
-            "--priority",
-            min=-100,
-            max=100,
-            help="Its runs' priority, -100 to 100 (default: the flow's); higher is claimed first.",
-        ),
+        int | None, priority_option("Its runs' priority (default: the flow's).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
