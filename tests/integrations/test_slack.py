@@ -338,6 +338,32 @@ def test_structured_answers_go_through_a_modal(lab: Lab) -> None:
     assert lab.rt.results.decode(finished.result) == {"ok": True, "score": 4, "note": "fine"}
 
 
+def _command(lab: Lab, text: str, uid: str) -> dict[str, Any]:
+    """A slash command as Slack sends it (its documented form fields), signed."""
+    body = urllib.parse.urlencode(
+        {
+            "token": "legacy",
+            "team_id": "T1",
+            "team_domain": "lab",
+            "channel_id": "C0LAB",
+            "channel_name": "lab-qc",
+            "user_id": uid,
+            "user_name": "someone",
+            "command": "/legato",
+            "text": text,
+            "api_app_id": "A1",
+            "response_url": "https://hooks.slack.invalid/commands/1",
+            "trigger_id": "1.2.3",
+        }
+    )
+    answer = lab.send("commands", body)
+    assert answer.status_code == 200
+    data: dict[str, Any] = answer.json()
+    assert data["response_type"] == "ephemeral"
+    assert len(data["text"]) <= 3000
+    return data
+
+
 def test_the_slash_command_lists_and_retries_runs(lab: Lab) -> None:
     broken = load_flow(f"{lab.flows_file}:broken")
     with pytest.raises(ValueError):
@@ -345,27 +371,7 @@ def test_the_slash_command_lists_and_retries_runs(lab: Lab) -> None:
     (run,) = lab.rt.store.list_flow_runs(flow="broken")
 
     def command(text: str, uid: str) -> dict[str, Any]:
-        body = urllib.parse.urlencode(
-            {
-                "token": "legacy",
-                "team_id": "T1",
-                "team_domain": "lab",
-                "channel_id": "C0LAB",
-                "channel_name": "lab-qc",
-                "user_id": uid,
-                "user_name": "someone",
-                "command": "/legato",
-                "text": text,
-                "api_app_id": "A1",
-                "response_url": "https://hooks.slack.invalid/commands/1",
-                "trigger_id": "1.2.3",
-            }
-        )
-        answer = lab.send("commands", body)
-        assert answer.status_code == 200
-        data: dict[str, Any] = answer.json()
-        assert data["response_type"] == "ephemeral"
-        return data
+        return _command(lab, text, uid)
 
     listed = command("runs", "U456")["text"]
     assert run.id[:13] in listed and "FAILED" in listed
@@ -379,3 +385,47 @@ def test_the_slash_command_lists_and_retries_runs(lab: Lab) -> None:
     assert "/legato runs" in command("", "U123")["text"]
     bad = lab.send("commands", "user_id=U123&text=runs", signed("user_id=U123&text=other"))
     assert bad.status_code == 401
+
+
+def test_run_starts_a_deployment_with_checked_parameters(lab: Lab) -> None:
+    from tests.triggers.conftest import deploy_flow
+
+    deploy_flow(lab.rt.store, lab.flows_file, "from_hook", "hook")
+    said = _command(lab, "run hook sample=S-7 threshold=0.9", "U123")["text"]
+    assert "of *hook* is queued on pool default" in said
+    (run,) = lab.rt.store.list_flow_runs(flow="from_hook")
+    assert run.parameters == {"sample": "S-7", "threshold": 0.9}
+    assert run.state is State.PENDING and run.deployment == "hook"
+    [event] = lab.rt.store.list_audit(action="deployment.start")
+    assert (event.actor, event.target) == ("slack:U123", "hook")
+    quoted = _command(lab, "run hook 'sample=S 8 &lt;a&gt;'", "U123")["text"]
+    assert "queued" in quoted
+    assert {r.parameters["sample"] for r in lab.rt.store.list_flow_runs(flow="from_hook")} == {
+        "S-7",
+        "S 8 <a>",  # Slack's escapes undone: the parameter is what was typed
+    }
+    bad = _command(lab, "run hook threshold=high", "U123")["text"]
+    assert bad.startswith("Not started") and "`sample`: missing" in bad
+    assert "`threshold`" in bad
+    assert "No deployment named 'nope'" in _command(lab, "run nope", "U123")["text"]
+    assert "is not key=value" in _command(lab, "run hook S-9", "U123")["text"]
+    assert "role is viewer" in _command(lab, "run hook sample=S-1", "U456")["text"]
+    assert "not mapped" in _command(lab, "run hook sample=S-1", "U999")["text"]
+    assert len(lab.rt.store.list_flow_runs(flow="from_hook")) == 2  # nothing else started
+
+
+def test_why_says_which_calls_failed_their_errors_and_log_tails(lab: Lab) -> None:
+    week = load_flow(f"{lab.flows_file}:week_fails")
+    with pytest.raises(RuntimeError, match="some recordings failed"):
+        week(2)
+    (run,) = lab.rt.store.list_flow_runs(flow="week_fails")
+    said = _command(lab, f"why {run.id}", "U456")["text"]  # a viewer may ask
+    link = f"<https://legato.lab.org/runs/{run.id}|{run.id}>"  # LEGATO_PUBLIC_URL is set
+    assert f"*week_fails* {link} is *FAILED*: RuntimeError: some recordings failed" in said
+    assert "2 failed task runs" in said
+    assert "`recording_fails:0[0] / extract_keypoints:0` (FAILED, 1 tries)" in said
+    assert "CUDA out of memory on S-1" in said
+    assert "WARN frame 12 unreadable in S-0" in said
+    assert "not mapped" in _command(lab, f"why {run.id}", "U999")["text"]
+    assert "no run has id" in _command(lab, "why 0000dead", "U456")["text"]
+    assert "Usage: `/legato why RUN_ID`" in _command(lab, "why", "U456")["text"]

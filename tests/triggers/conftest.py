@@ -16,7 +16,7 @@ from legato.store import Store, open_store
 FLOWS = """
 from pydantic import BaseModel
 
-from legato import ask, flow
+from legato import ask, flow, get_logger, task
 
 
 class Grade(BaseModel):
@@ -58,6 +58,24 @@ def grade(sample: str) -> dict:
 @flow
 def broken(sample: str) -> None:
     raise ValueError(f"disk full while writing {sample}")
+
+
+@task
+def extract_keypoints(sample: str) -> None:
+    get_logger().warning("frame 12 unreadable in %s", sample)
+    raise RuntimeError(f"CUDA out of memory on {sample}")
+
+
+@flow
+def recording_fails(sample: str) -> None:
+    extract_keypoints(sample)
+
+
+@flow
+def week_fails(n: int = 2) -> None:
+    for f in recording_fails.map([f"S-{i}" for i in range(n)]):
+        f.exception()  # each child's failure is seen; the week fails as a whole below
+    raise RuntimeError("some recordings failed")
 """
 
 

@@ -6,7 +6,8 @@
 - A click or a submitted modal comes back to ``POST /api/v1/slack/interactions``; the answer
   is recorded and the run re-queued exactly as ``legato answer`` and the API do
   (``answer_question`` + ``queue_answered_run``), and the message is updated with who answered.
-- ``/legato runs`` and ``/legato retry RUN_ID`` come to ``POST /api/v1/slack/commands``.
+- ``/legato runs``, ``/legato retry RUN_ID``, ``/legato run NAME key=value ...`` and
+  ``/legato why RUN_ID`` come to ``POST /api/v1/slack/commands`` (slack_commands.py).
 
 Every request from Slack is verified (signature v0: HMAC-SHA256 of ``v0:timestamp:body`` with
 the signing secret, compared in constant time by slack_sdk's ``SignatureVerifier``; the
@@ -605,10 +606,47 @@ class SlackApp:
             if len(words) != 2:
                 return 200, _ephemeral("Usage: `/legato retry RUN_ID`")
             return 200, _ephemeral(self._retry(words[1], user_id))
+        if sub == "run":
+            if not self.may(user_id, Role.OPERATOR):
+                return 200, _ephemeral(self._refuse(user_id, Role.OPERATOR))
+            if len(words) < 2:
+                return 200, _ephemeral("Usage: `/legato run NAME key=value ...`")
+            rest = form.get("text", "").strip()[len(words[0]) :].strip()[len(words[1]) :]
+            return 200, _ephemeral(self._start(words[1], rest, user_id, form))
+        if sub == "why":
+            if not self.may(user_id, Role.VIEWER):
+                return 200, _ephemeral(self._refuse(user_id, Role.VIEWER))
+            if len(words) != 2:
+                return 200, _ephemeral("Usage: `/legato why RUN_ID`")
+            return 200, _ephemeral(self._why(words[1]))
         return 200, _ephemeral(
             "`/legato runs [STATE]`: the latest runs\n`/legato retry RUN_ID`: run a failed, "
-            "crashed or cancelled run again on its pool"
+            "crashed or cancelled run again on its pool\n`/legato run NAME key=value ...`: "
+            "start a deployment\n`/legato why RUN_ID`: its failed task runs, their errors "
+            "and log tails"
         )
+
+    def _start(self, name: str, text: str, user_id: str, form: dict[str, str]) -> str:
+        from legato.integrations.slack_commands import start_text
+
+        who = f"slack:{form.get('user_name') or user_id}"
+        said, run = start_text(self.store, name, text, who)
+        if run is not None:
+            detail = {"flow_run_id": run.id, "pool": run.pool, "via": "slack"}
+            self._actor(user_id, f"slack:{user_id}").record(
+                self.store, "deployment.start", name, detail
+            )
+            said = said.replace(f"`{run.id}`", _run_link(self.settings, run), 1)
+        return said
+
+    def _why(self, run_id: str) -> str:
+        from legato.integrations.slack_commands import why_text
+
+        try:
+            run = self.store.get_flow_run(run_id)
+        except RunNotFound as exc:
+            return _esc(str(exc))
+        return why_text(self.store, run.id, _run_link(self.settings, run))
 
     def _runs_text(self, args: list[str]) -> str:
         from legato.models import State
