@@ -252,7 +252,9 @@ class Flow(Generic[P, R]):
         from pydantic import ConfigDict, create_model
 
         try:
-            hints = typing.get_type_hints(self.fn)
+            hints = typing.get_type_hints(
+                self.fn, include_extras=True
+            )  # keep Annotated constraints
         except Exception:
             hints = {}
         fields: dict[str, Any] = {}

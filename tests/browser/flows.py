@@ -1,10 +1,13 @@
 """Flows the browser tests run against a live server (loaded by path by `legato run` and by
-the worker, so only the standard library and legato here)."""
+the worker, so only the standard library, legato and its pydantic here)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from legato import artifact, ask, flow, get_logger, task
 
@@ -123,3 +126,10 @@ def ledgered(i: int, ledger: str) -> int:
 def ledgered_week(n: int, ledger: str) -> int:
     """n recordings, then a tally that depends on all of them."""
     return tally(ledgered.map(range(n), ledger=ledger), ledger)
+
+
+@flow
+def calibrate(sample: str, frames: Annotated[int, Field(ge=1)] = 10) -> str:
+    """A flow with typed parameters, for the deployment form."""
+    fetch(frames)
+    return f"{sample}:{frames}"

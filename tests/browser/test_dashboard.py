@@ -171,6 +171,58 @@ def test_a_step_is_rerun_for_chosen_items_from_the_matrix(
     assert page.locator(".superseded", has_text="rerun by t-operator").count() == 3
 
 
+def test_a_deployment_form_refuses_a_bad_parameter_and_starts_a_good_one(
+    dash: Dashboard, page: Any, shot: Shot
+) -> None:
+    from legato.deployments import deploy
+    from legato.loader import load_flow
+    from legato.triggers.setup import configure
+    from tests.browser.conftest import FLOWS
+
+    dep = deploy(
+        dash.store,
+        load_flow(f"{FLOWS}:calibrate"),
+        name="calibration",
+        pool="default",
+        parameters={"frames": 5},
+        tags=[],
+    )
+    configure(dash.store, dep, every=3600.0)  # a schedule to switch off and on
+    dash.login(page, Role.OPERATOR)
+    page.goto(f"{dash.url}/deployments")
+    page.click("a:has-text('calibration')")
+    assert page.input_value("input[name='v.frames']") == "5"  # the deployment's default
+    page.fill("input[name='v.sample']", "S-12")
+    page.fill("input[name='v.frames']", "0")  # the browser allows it; the schema does not
+    page.click("#start-form button:has-text('Start')")
+    refusal = page.locator("p.error").inner_text()
+    assert "Not started" in refusal and "frames" in refusal and "minimum of 1" in refusal
+    assert page.input_value("input[name='v.sample']") == "S-12"  # what was typed stays
+    assert dash.store.list_flow_runs(flow="calibrate") == []  # nothing was queued
+    shot(page, "deployment-refused")
+    page.fill("input[name='v.frames']", "3")
+    page.click("#start-form button:has-text('Start')")
+    page.locator(".notice", has_text="Started from the dashboard").wait_for()
+    [run] = dash.store.list_flow_runs(flow="calibrate")
+    assert run.parameters == {"sample": "S-12", "frames": 3} and run.deployment == "calibration"
+    dash.wait_state(run.id, "COMPLETED")
+    page.goto(f"{dash.url}/deployments/calibration")
+    assert "needs a runner" in page.locator("section", has_text="Schedules").inner_text()
+    dash.login(page, Role.ADMIN)
+    page.goto(f"{dash.url}/deployments/calibration")
+    assert page.locator("td.sched-state").inner_text() == "on"
+    page.click("button.schedule-switch")
+    page.locator(".notice", has_text="1 schedule switched off").wait_for()
+    assert page.locator("td.sched-state").inner_text() == "off"
+    assert all(s.paused for s in dash.store.list_schedules("calibration"))
+    shot(page, "deployment")
+    page.click("button.schedule-switch")
+    page.locator(".notice", has_text="1 schedule switched on").wait_for()
+    assert not any(s.paused for s in dash.store.list_schedules("calibration"))
+    events = [e.action for e in dash.store.list_audit(target="calibration", limit=20)]
+    assert {"deployment.start", "schedule.pause", "schedule.resume"} <= set(events)
+
+
 def test_a_viewer_sees_no_actions_and_is_refused_anyway(
     dash: Dashboard, page: Any, shot: Shot, tmp_path: Any
 ) -> None:

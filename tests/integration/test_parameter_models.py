@@ -3,7 +3,7 @@ once per run: building them costs far more than validating with them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import pydantic
 import pytest
@@ -39,3 +39,15 @@ def test_parameter_models_are_built_once_per_flow(monkeypatch: pytest.MonkeyPatc
         scaled(x="three")
     assert last_flow_run(get_runtime().store).parameters == {"x": 3, "factor": 2.0, "label": "b"}
     assert sorted(kind for kind, _ in built) == ["adapter"] * 3 + ["model"]
+
+
+@flow
+def calibrate(frames: Annotated[int, pydantic.Field(ge=1, le=100)] = 10) -> int:
+    return frames
+
+
+def test_annotated_constraints_are_kept_in_validation_and_the_recorded_schema() -> None:
+    assert calibrate.parameter_schema()["properties"]["frames"]["minimum"] == 1
+    with pytest.raises(ParameterError, match="greater than or equal to 1"):
+        calibrate.validate((), {"frames": 0})  # was accepted: the Annotated part was dropped
+    assert calibrate.validate((), {"frames": 7}) == {"frames": 7}

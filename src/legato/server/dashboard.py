@@ -158,9 +158,11 @@ class Dashboard:
         self.sessions = SessionKeeper(auth.store, keys=keys, hours=hours, auth=auth.enabled)
         auth.on_forget.append(self.sessions.forget)  # a token revoked here ends its sessions
         self.env = template_env()
+        from legato.server.deployment_pages import DeploymentPages
         from legato.server.share_panel import SharePanel
 
         self.shares = SharePanel(self)
+        self.deployments = DeploymentPages(self)
         # run id -> (when, its state then, items picture, progress): see _items_view
         self._items_cache: dict[str, tuple[float, State, str, dict[str, tuple[int, int]]]] = {}
 
@@ -275,6 +277,7 @@ class Dashboard:
             openapi_extra=SESSION,
         )
         self.shares.mount()
+        self.deployments.mount()
         app.add_api_route(
             "/questions/{question_id}/answer",
             self.answer,
