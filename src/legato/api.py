@@ -85,6 +85,7 @@ class Task(Generic[P, R]):
         version: str | None = None,
         isolation: Isolation = None,
         priority: int = 0,
+        expected_duration: float | None = None,
     ) -> None:
         if not callable(fn):
             raise UsageError(f"@task needs a function, got {fn!r}")
@@ -93,6 +94,11 @@ class Task(Generic[P, R]):
         self.pool = pool
         # Added to its flow run's priority; higher is claimed first from a pool's queue.
         self.priority = check_priority(priority, f"task {self.name!r}")
+        if expected_duration is not None and not expected_duration > 0:
+            raise UsageError(f"task {self.name!r}: expected_duration must be > 0 seconds")
+        # A run going past it is the `long` event of notification rules (else the task's
+        # usual p95 is the measure).
+        self.expected_duration = None if expected_duration is None else float(expected_duration)
         self.resources = {str(k): float(v) for k, v in (resources or {}).items()}
         gpus = self.resources.get("gpu", 0.0)
         if gpus != int(gpus) or gpus < 0:
@@ -449,6 +455,7 @@ def task(
     version: str | None = ...,
     isolation: Isolation = ...,
     priority: int = ...,
+    expected_duration: float | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

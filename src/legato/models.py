@@ -224,6 +224,7 @@ class TaskRun:
     rerun_by: str | None = None  # superseded by a forced rerun this person asked for
     priority: int = 0  # its flow run's plus its task's: claimed before lower ones
     root_id: str | None = None  # its top-level flow run's id: a pool shares out by it
+    expected_duration: float | None = None  # seconds; longer is the `long` alert
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -256,6 +257,7 @@ class TaskRun:
             "rerun_by": self.rerun_by,
             "priority": self.priority,
             "root_id": self.root_id,
+            "expected_duration": self.expected_duration,
         }
 
 

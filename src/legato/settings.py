@@ -185,6 +185,18 @@ class Settings(BaseSettings):
     notify_rate_per_minute: int = Field(
         default=30, ge=1, description="Most notifications sent per channel per minute."
     )
+    remind_after_hours: float | None = Field(
+        default=24.0,
+        gt=0,
+        description="A question still waiting this many hours is posted again to its "
+        "channels, and again after each such span (empty: never).",
+    )
+    late_after_minutes: float = Field(
+        default=15.0,
+        gt=0,
+        description="A run queued for workers this long without starting is late: the "
+        "`late` event of notification rules.",
+    )
 
     @field_validator("log_level")
     @classmethod

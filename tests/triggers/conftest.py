@@ -56,6 +56,11 @@ def grade(sample: str) -> dict:
 
 
 @flow
+def deadline(sample: str) -> bool:
+    return ask(f"Keep {sample}?", schema=bool, timeout=60, default=True, notify="slack:#qc")
+
+
+@flow
 def broken(sample: str) -> None:
     raise ValueError(f"disk full while writing {sample}")
 

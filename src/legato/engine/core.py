@@ -447,6 +447,7 @@ class FlowRunEngine:
             tags=list(called.tags),
             priority=clamp_priority(self.run.priority + called.priority),
             root_id=self.root_id,
+            expected_duration=getattr(called, "expected_duration", None),
             depends_on=depends_on,
             created_at=t,
             started_at=t if running else None,

@@ -8,8 +8,10 @@ from legato.errors import UsageError
 from legato.models import NotifyRule, State, new_id
 from legato.outbound import Policy
 
-# Events are flow run states, lower case.
-EVENTS = tuple(s.value.lower() for s in State)
+# Events are flow run states, lower case, and two that come from the clock (alerts.py): a run
+# queued too long without starting, a task run running past its expected time.
+CLOCK_EVENTS = ("late", "long")
+EVENTS = (*(s.value.lower() for s in State), *CLOCK_EVENTS)
 CHANNEL_KINDS = ("slack", "email", "webhook")
 
 

@@ -105,6 +105,9 @@ class Notifier:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self._sent: dict[str, collections.deque[float]] = {}
+        from legato.notify.alerts import Alerts
+
+        self.alerts = Alerts(store, settings, now)
 
     def tick(self) -> int:
         """Collect, then deliver; returns how many messages were sent."""
@@ -120,6 +123,7 @@ class Notifier:
             self.store.set_cursor(CURSOR, self.store.last_history_id())
             position = self.store.get_cursor(CURSOR) or 0
         rules = self.store.list_notify_rules()
+        added += self.alerts.collect(rules)
         while True:
             events = self.store.flow_events_after(position, limit=500)
             if not events:
@@ -224,9 +228,49 @@ class Notifier:
                 message.text += f"\n\nAnswer it with: legato answer {q.flow_run_id} VALUE"
                 message.link = run_link(self.settings, run.id)
             return message
+        if n.event in ("reminder", "late", "long"):
+            return self._alert_message(n)
         run = self.store.get_flow_run(str(n.payload["flow_run_id"]))
         links = link_artifacts(self.store.get_artifacts(run.id))
         return run_message(run, State(str(n.payload["state"])), self.settings, links)
+
+    def _alert_message(self, n: Notification) -> Message | None:
+        p = n.payload
+        run = self.store.get_flow_run(str(p["flow_run_id"]))
+        link = run_link(self.settings, run.id)
+        fields = {"flow_run_id": run.id, "flow": run.flow, "event": n.event}
+        if n.event == "reminder":
+            q = self.store.get_question(str(p["question_id"]))
+            if q.state.value != "pending":
+                return None  # answered since: nothing to remind of
+            return Message(
+                title=f"Still waiting for an answer: {run.flow}",
+                text=f"{q.prompt!r} has waited {p['waited_hours']} hours.\n\n"
+                f"Answer it with: legato answer {q.flow_run_id} VALUE",
+                link=link,
+                fields={**fields, "question_id": q.id},
+            )
+        if n.event == "late":
+            if run.state is not State.PENDING or run.started_at is not None:
+                return None  # a worker took it since
+            return Message(
+                title=f"{run.flow} is late",
+                text=f"Flow run {run.id} has waited {p['waited_minutes']} minutes for a worker "
+                f"of pool {p.get('pool') or 'default'} (is one running?).",
+                link=link,
+                fields=fields,
+            )
+        tr = self.store.get_task_run(str(p["task_run_id"]))
+        if tr.state is not State.RUNNING:
+            return None  # it ended since
+        measure = "its expected duration" if p["measure"] == "expected_duration" else "its p95"
+        return Message(
+            title=f"{run.flow}: {tr.key} is running long",
+            text=f"Task run {tr.key} of flow run {run.id} has run {p['running_seconds']} s, "
+            f"past {measure} of {p['limit_seconds']} s.",
+            link=link,
+            fields={**fields, "task_run_id": tr.id},
+        )
 
     def _send(self, n: Notification, now: float) -> int:
         attempts = n.attempts + 1

@@ -28,6 +28,7 @@ from legato.models import (
     ShareItem,
     StateChange,
     StorageSummary,
+    TaskRun,
     Trigger,
 )
 from legato.store.operations import OPERATIONS
@@ -360,6 +361,12 @@ class HttpAdmin:
         _server_only("the notifier")
 
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
+        _server_only("the notifier")
+
+    def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:
+        _server_only("the notifier")
+
+    def task_durations(self, task: str, limit: int = 100) -> list[float]:
         _server_only("the notifier")
 
     def unannounced_questions(

@@ -662,6 +662,8 @@ SERVER_ONLY = frozenset(
         "last_history_id",
         "flow_events_after",
         "unannounced_questions",
+        "running_task_runs",
+        "task_durations",
         "record_audit",
         "create_session",
         "live_session",

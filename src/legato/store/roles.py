@@ -445,6 +445,12 @@ class AdminStore(Connected, Protocol):
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
         """Flow run state changes after history row ``position``, oldest first."""
 
+    def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:
+        """Task runs RUNNING now, longest running first."""
+
+    def task_durations(self, task: str, limit: int = 100) -> list[float]:
+        """Seconds the task's latest COMPLETED runs took."""
+
     def unannounced_questions(
         self, limit: int = 100, *, named_only: bool = False
     ) -> list[Question]:

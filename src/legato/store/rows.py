@@ -125,6 +125,7 @@ def task_run(row: Any) -> TaskRun:
         rerun_by=m.get("rerun_by"),
         priority=m.get("priority", 0),
         root_id=m.get("root_id"),
+        expected_duration=m.get("expected_duration"),
     )
 
 
@@ -205,6 +206,7 @@ def task_run_row(run: TaskRun) -> dict[str, Any]:
         "rerun_by": run.rerun_by,
         "priority": run.priority,
         "root_id": run.root_id,
+        "expected_duration": run.expected_duration,
     }
 
 

@@ -119,6 +119,7 @@ task_runs = Table(
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("root_id", String(36)),
     Column("claim_key", Float),  # 0015: claims take the lowest first (store/fairness.py)
+    Column("expected_duration", Float),  # 0015: @task(expected_duration=): the long alert
     UniqueConstraint("flow_run_id", "key", name="uq_task_runs_flow_run_key"),
     Index("ix_task_runs_state", "state"),
     Index("ix_task_runs_queue", "pool", "state", "queued_at"),

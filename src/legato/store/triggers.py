@@ -26,6 +26,7 @@ from legato.models import (
     Schedule,
     State,
     StateChange,
+    TaskRun,
     Trigger,
 )
 from legato.store import rows as rowmap
@@ -401,6 +402,35 @@ class TriggerSql:
                 (r.id, StateChange(r.run_id, r.kind, State(r.state), r.at, r.message))
                 for r in conn.execute(q)
             ]
+
+    def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:
+        """Task runs RUNNING now, longest running first (the long-run alert)."""
+        c = s.task_runs.c
+        q = (
+            select(s.task_runs)
+            .where(c.state == State.RUNNING.value, c.started_at.is_not(None))
+            .order_by(c.started_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [rowmap.task_run(r) for r in conn.execute(q)]
+
+    def task_durations(self, task: str, limit: int = 100) -> list[float]:
+        """How long the task's latest COMPLETED runs took, in seconds (newest first)."""
+        c = s.task_runs.c
+        q = (
+            select(c.ended_at - c.started_at)
+            .where(
+                c.task == task,
+                c.state == State.COMPLETED.value,
+                c.started_at.is_not(None),
+                c.ended_at.is_not(None),
+            )
+            .order_by(c.ended_at.desc())
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [float(d) for (d,) in conn.execute(q)]
 
     def unannounced_questions(
         self, limit: int = 100, *, named_only: bool = False

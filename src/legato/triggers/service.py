@@ -15,6 +15,7 @@ from legato.settings import Settings
 from legato.store import Store
 from legato.triggers.files import FileWatcher
 from legato.triggers.scheduler import Scheduler
+from legato.triggers.timeouts import expire_questions
 from legato.triggers.webhooks import WINDOW_SECONDS
 
 log = logging.getLogger("legato.triggers")
@@ -48,6 +49,10 @@ class TriggerService:
                 started += part()
             except Exception as exc:
                 log.error("trigger pass failed: %s", exc)
+        try:
+            expire_questions(self.store, self.now())
+        except Exception as exc:
+            log.error("question timeouts pass failed: %s", exc)
         now = self.now()
         if now - self._last_prune > 3600:
             self._last_prune = now
