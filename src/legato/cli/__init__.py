@@ -49,7 +49,8 @@ app = typer.Typer(
     help="Durable workflows for heterogeneous data pipelines.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # `legato --install-completion` / `--show-completion` (bash, zsh, fish, PowerShell).
+    add_completion=True,
 )
 runs_app = typer.Typer(help="List, inspect, cancel, resume and retry runs.", no_args_is_help=True)
 db_app = typer.Typer(help="The state database.", no_args_is_help=True)
@@ -79,10 +80,24 @@ db_app.command("storage")(_retention.db_storage)
 _debug = False
 
 
+def _version(shown: bool) -> None:
+    if shown:
+        from legato import __version__
+
+        output.out.print(f"legato {__version__}", markup=False, highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks.", envvar="LEGATO_DEBUG")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print Legato's version."
+        ),
     ] = False,
 ) -> None:
     global _debug
