@@ -58,10 +58,15 @@ class Replay:
         # Calls of child flows superseded by a forced rerun: the new call carries the same
         # child run on (reopened in place), found by the call's own key.
         self._rerun_children: dict[tuple[str, str], str] = {}
+        # (task, key) of calls a forced rerun chose: the call at that key runs again, and is
+        # never matched to another record by its inputs (that one was not chosen).
+        self._rerun_keys: set[tuple[str, str]] = set()
         for rec in sorted(records, key=lambda r: (r.created_at, r.id)):
             self.taken.add(rec.key)
-            if rec.rerun_by is not None and rec.child_flow_run_id:
-                self._rerun_children[(rec.task, original_key(rec))] = rec.child_flow_run_id
+            if rec.rerun_by is not None:
+                self._rerun_keys.add((rec.task, original_key(rec)))
+                if rec.child_flow_run_id:
+                    self._rerun_children[(rec.task, original_key(rec))] = rec.child_flow_run_id
             if rec.superseded_at is not None:
                 continue  # its inputs changed on an earlier resume: never served again
             self._by_key[rec.key] = rec
@@ -83,6 +88,9 @@ class Replay:
         rec = self._by_key.get(call.key)
         if rec is not None and rec.id in self._claimed:
             rec = None
+        if rec is None and (call.name, call.key) in self._rerun_keys:
+            self._rerun_keys.discard((call.name, call.key))
+            return Match(None, self.fresh(call.key))  # chosen for a rerun: it runs again
         if rec is not None and rec.task != call.name:
             raise ReplayMismatch(
                 f"flow run {self.run_id} recorded task {rec.task!r} at call key "

@@ -131,6 +131,9 @@ class _Planner:
         self.superseded: dict[str, TaskRun] = {}
         self.reopened: dict[str, None] = {}  # ordered: the root ends up first (see below)
         self._whole: set[str] = set()
+        # Calls of child runs superseded only as the way up from a call inside them: reached
+        # again as a chosen call or as downstream of one, their child runs again whole.
+        self._path: set[str] = set()
 
     def run(self, run_id: str) -> FlowRun:
         if run_id not in self.runs:
@@ -164,10 +167,16 @@ class _Planner:
         todo = list(seeds)
         while todo:
             tr = todo.pop()
+            on_path = via is not None and tr.child_flow_run_id == via
             if tr.id in self.superseded:
+                if tr.id in self._path and not on_path and tr.child_flow_run_id:
+                    self._path.discard(tr.id)
+                    self.whole(tr.child_flow_run_id)  # it is downstream after all
                 continue
             self.superseded[tr.id] = tr
-            if tr.child_flow_run_id and tr.child_flow_run_id != via:
+            if on_path:
+                self._path.add(tr.id)
+            elif tr.child_flow_run_id:
                 self.whole(tr.child_flow_run_id)
             todo.extend(dependents.get(tr.id, ()))
         first_time = run_id not in self.reopened

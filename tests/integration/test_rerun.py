@@ -147,3 +147,54 @@ def test_rerun_only_failed_calls_of_a_step_and_refusals(rt: Runtime) -> None:
     finished, _ = continue_run(parent.id)  # a reopened run is carried on by a resume
     assert finished.state is State.COMPLETED
     assert sorted(LEDGER) == ["extract 0", "qc 1", "summary"]
+
+
+@task
+def measure(x: int) -> int:
+    LEDGER.append(f"measure {x} v{VERSION['extract']}")
+    return x * 10 + VERSION["extract"]
+
+
+@flow
+def twins() -> list[int]:
+    first, second = measure.submit(5), measure.submit(5)  # the same inputs twice
+    return [first.result(), second.result()]
+
+
+def test_rerun_of_one_of_two_identical_calls_runs_that_one(rt: Runtime) -> None:
+    LEDGER.clear()
+    twins()
+    [run] = rt.store.list_flow_runs()
+    VERSION["extract"] = 2
+    try:
+        _rerun(rt, run.id, "measure:0")
+    finally:
+        VERSION["extract"] = 1
+    # The chosen call ran again under its own key; the other kept its record and result.
+    assert rt.results.decode(rt.store.get_flow_run(run.id).result) == [52, 51]
+    current = {t.key for t in rt.store.get_task_runs(run.id) if t.superseded_at is None}
+    assert current == {"measure:0", "measure:1"}
+    assert LEDGER.count("measure 5 v2") == 1
+
+
+@flow
+def chain_of_children() -> int:
+    a = recording.submit(1)
+    b = recording.submit(2, wait_for=[a])  # recorded as depending on the first child
+    return b.result()[0]
+
+
+def test_a_plan_does_not_depend_on_the_order_of_the_chosen_calls(rt: Runtime) -> None:
+    LEDGER.clear()
+    chain_of_children()
+    [top] = rt.store.list_flow_runs(top_level=True)
+    calls = {t.key: t for t in rt.store.get_task_runs(top.id)}
+    first = rt.store.get_task_runs(calls["recording:0"].child_flow_run_id or "")
+    second = rt.store.get_task_runs(calls["recording:1"].child_flow_run_id or "")
+    a_qc = next(t.id for t in first if t.task == "qc")
+    b_load = next(t.id for t in second if t.task == "load")
+    one = plan_rerun(rt.store, [a_qc, b_load])
+    other = plan_rerun(rt.store, [b_load, a_qc])
+    assert {t.id for t in one.superseded} == {t.id for t in other.superseded}
+    # The second child depends on the first's value: it runs again whole, every call of it.
+    assert {t.id for t in second} <= {t.id for t in one.superseded}

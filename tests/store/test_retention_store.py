@@ -103,3 +103,13 @@ def test_prune_finds_runs_stopped_before_a_time_oldest_first(store: Store) -> No
     assert store.prunable_runs(T0 + 100, limit=1) == [older_failed]
     store.delete_runs(store.prunable_runs(T0 + 100))
     assert [r.id for r in store.list_flow_runs(top_level=True)] == [recent]
+
+
+def test_a_prune_leaves_out_a_run_resumed_meanwhile(store: Store) -> None:
+    listed = [_finished(store, state=State.FAILED), _finished(store)]
+    assert store.queue_flow_run(listed[0], "default", allowed_from=[State.FAILED])  # a retry
+    done = store.delete_runs(listed, skip_active=True)
+    assert done.runs == 1
+    assert [r.id for r in store.list_flow_runs(top_level=True)] == [listed[0]]
+    with pytest.raises(UsageError, match="PENDING: cancel it first"):
+        store.delete_runs([listed[0]])  # asked for by name: said, not skipped

@@ -95,9 +95,7 @@ def _main(
     ] = False,
     version: Annotated[
         bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print Legato's version."
-        ),
+        typer.Option("--version", callback=_version, is_eager=True, help="Print Legato's version."),
     ] = False,
 ) -> None:
     global _debug

@@ -31,10 +31,10 @@ def _remote(store: Any) -> bool:
     return bool(store.url.startswith(("http://", "https://")))
 
 
-def _delete(store: Any, run_ids: list[str]) -> DeletedRuns:
+def _delete(store: Any, run_ids: list[str], *, skip_active: bool = False) -> DeletedRuns:
     """Delete one batch; embedded, remove its result files and record it here too."""
-    done: DeletedRuns = store.delete_runs(run_ids)
-    if not _remote(store):
+    done: DeletedRuns = store.delete_runs(run_ids, skip_active=skip_active)
+    if not _remote(store) and done.runs:
         from legato.runtime import get_runtime
 
         done.files_removed = get_runtime().results.remove(done.refs)
@@ -118,7 +118,10 @@ def db_prune(
         ids = store.prunable_runs(before, keep_failed=keep_failed, limit=batch)
         if not ids:
             break  # another prune (or a delete) got there first
-        done.add(_delete(store, ids))
+        got = _delete(store, ids, skip_active=True)  # one resumed meanwhile is left alone
+        done.add(got)
+        if got.runs == 0:
+            break  # what is left changed under us: stop rather than spin
         if output.err.is_terminal:
             output.err.print(f"  {done.runs}/{total} runs deleted", end="\r")
     elapsed = time.monotonic() - started

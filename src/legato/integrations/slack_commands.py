@@ -120,7 +120,7 @@ def why_text(store: Any, run_id: str, link: str) -> str:
         lines.append(
             f"• `{esc(name)}` ({tr.state.value}, {tr.attempts} tries): {esc(error[-1][:300])}"
         )
-        tail = store.get_logs(tr.flow_run_id, task_run_id=tr.id, limit=1000)[-LOG_LINES:]
+        tail = store.log_tail(tr.flow_run_id, task_run_id=tr.id, limit=LOG_LINES)
         if tail:
             text = "\n".join(
                 f"{logging.getLevelName(e.record.level)[:4]} {e.record.message[:200]}" for e in tail

@@ -25,11 +25,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from legato.models import Notification, NotifyRule, QuestionState, State, TaskRun, new_id
+from legato.models import Notification, NotifyRule, QuestionState, TaskRun, new_id
 from legato.settings import Settings
 
 log = logging.getLogger("legato.notify")
 P95_SAMPLES = 20  # completed runs of a task before its p95 is trusted
+SEEN_MAX = 100_000
 LOOKED_AT = 500  # questions, queued runs and running task runs looked at per pass
 
 
@@ -45,6 +46,18 @@ class Alerts:
         self.store = store
         self.settings = settings
         self.now = now
+        # Dedup keys already in the outbox: a key seen is not offered again on every pass
+        # (the outbox's unique key would refuse it, but at the cost of a write each time).
+        self._seen: set[str] = set()
+
+    def _enqueue(self, n: Notification) -> int:
+        if n.dedup_key in self._seen:
+            return 0
+        if len(self._seen) > SEEN_MAX:
+            self._seen.clear()
+        added = int(self.store.enqueue_notification(n))
+        self._seen.add(n.dedup_key)
+        return added
 
     def collect(self, rules: list[NotifyRule]) -> int:
         added = 0
@@ -92,7 +105,7 @@ class Alerts:
             channels += [c for c in q.notify if c != configured]
             for channel in channels:
                 key = f"reminder:{q.id}:{spans}:{_short_hash(channel)}"  # within 300
-                added += self.store.enqueue_notification(
+                added += self._enqueue(
                     self._notification(
                         channel,
                         "reminder",
@@ -110,16 +123,15 @@ class Alerts:
             return 0
         cutoff = self.now() - self.settings.late_after_minutes * 60.0
         added = 0
-        for run in self.store.list_flow_runs(states=[State.PENDING], limit=LOOKED_AT):
-            if run.queued_at is None or run.queued_at > cutoff or run.started_at is not None:
-                continue
+        for run in self.store.late_flow_runs(cutoff, limit=LOOKED_AT):
+            assert run.queued_at is not None
             for rule in wanted:
                 if rule.flow is None or rule.flow == run.flow:
-                    added += self.store.enqueue_notification(
+                    added += self._enqueue(
                         self._notification(
                             rule.channel,
                             "late",
-                            f"late:{rule.id}:{run.id}",
+                            f"late:{rule.id}:{run.id}:{run.queued_at:.0f}",  # each wait
                             rule_id=rule.id,
                             flow_run_id=run.id,
                             waited_minutes=round((self.now() - run.queued_at) / 60.0, 1),
@@ -143,7 +155,7 @@ class Alerts:
             run = self.store.get_flow_run(tr.flow_run_id)
             for rule in wanted:
                 if rule.flow is None or rule.flow == run.flow:
-                    added += self.store.enqueue_notification(
+                    added += self._enqueue(
                         self._notification(
                             rule.channel,
                             "long",

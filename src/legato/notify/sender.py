@@ -251,7 +251,7 @@ class Notifier:
                 fields={**fields, "question_id": q.id},
             )
         if n.event == "late":
-            if run.state is not State.PENDING or run.started_at is not None:
+            if run.state is not State.PENDING or run.queued_at is None:
                 return None  # a worker took it since
             return Message(
                 title=f"{run.flow} is late",

@@ -152,7 +152,10 @@ class DeploymentPages:
             return self.dash.refuse(request, session, why)
         name = request.path_params["name"]
         paused = form.get("to") == "off"
-        count = await run_in_threadpool(self._switch, name, paused, session)
+        try:
+            count = await run_in_threadpool(self._switch, name, paused, session)
+        except UsageError as exc:
+            return self.dash.refuse(request, session, str(exc))
         said = f"{count} schedule{'s' if count != 1 else ''} switched {'off' if paused else 'on'}."
         back = f"/deployments/{quote(name)}?{urlencode({'notice': said})}"
         return RedirectResponse(back, status_code=303)
@@ -160,7 +163,14 @@ class DeploymentPages:
     def _switch(self, name: str, paused: bool, session: Session) -> int:
         from legato.server.dashboard import _actor
 
-        count = int(self.store.set_schedules_paused(name, paused))
+        if self.store.get_deployment(name) is None:
+            raise UsageError(f"no deployment named {name!r}")
+        # This deployment's own schedules, each by its whole id (a name that looks like an
+        # id prefix must not reach another deployment's).
+        count = sum(
+            int(self.store.set_schedules_paused(s.id, paused))
+            for s in self.store.list_schedules(name)
+        )
         if count:
             action = "schedule.pause" if paused else "schedule.resume"
             _actor(session).record(self.store, action, name, {"count": count, "via": "dashboard"})

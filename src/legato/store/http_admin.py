@@ -140,9 +140,9 @@ class HttpAdmin:
             body["priority"] = priority
         return decode(FlowRun, self._send(op, name=name, json=body))
 
-    def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+    def delete_runs(self, run_ids: Sequence[str], *, skip_active: bool = False) -> DeletedRuns:
         """The server deletes the rows and their result files (it holds the storage)."""
-        body = {"run_ids": list(run_ids)}
+        body = {"run_ids": list(run_ids), "skip_active": skip_active}
         return decode(DeletedRuns, self._send(OPERATIONS["delete_runs"], json=body))
 
     def prunable_runs(
@@ -361,6 +361,12 @@ class HttpAdmin:
         _server_only("the notifier")
 
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
+        _server_only("the notifier")
+
+    def due_question_timeouts(self, now: float, limit: int = 500) -> list[Question]:
+        _server_only("the scheduler")
+
+    def late_flow_runs(self, queued_before: float, limit: int = 500) -> list[FlowRun]:
         _server_only("the notifier")
 
     def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:

@@ -663,6 +663,8 @@ SERVER_ONLY = frozenset(
         "flow_events_after",
         "unannounced_questions",
         "running_task_runs",
+        "due_question_timeouts",
+        "late_flow_runs",
         "task_durations",
         "record_audit",
         "create_session",

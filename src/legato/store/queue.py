@@ -626,12 +626,12 @@ class QueueSql:
         ]
         # Claims serve queued flow runs first (by priority, then age), then task runs by
         # claim key: the lowest key a flow run holds is where it stands.
-        keys = {r[1]: r[5] for r in rows}
+        keys = {(r[0], r[1]): r[5] for r in rows}
 
         def place(w: Waiting) -> tuple[str, int, float]:
             if w.kind == "flow":
                 return w.pool, 0, -w.priority * BAND + w.since
-            key = keys.get(w.flow_run_id)
+            key = keys.get((w.pool, w.flow_run_id))
             return w.pool, 1, float("inf") if key is None else float(key)
 
         found.sort(key=place)

@@ -61,20 +61,30 @@ class RetentionSql:
     _read: Any
     dialect: str
 
-    def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+    def delete_runs(self, run_ids: Sequence[str], *, skip_active: bool = False) -> DeletedRuns:
         """Delete top-level runs and everything under them, in one transaction. UsageError
-        naming the first that is a child run, not stopped, or unknown (nothing deleted)."""
+        naming the first that is a child run, not stopped, or unknown (nothing deleted);
+        with ``skip_active`` (a prune), runs no longer stopped, or gone, are left out
+        instead. The rows are locked first (PostgreSQL): a retry, resume or rerun racing
+        with the delete waits for it, then finds the run gone."""
         if len(run_ids) > MAX_DELETE:
             raise UsageError(f"delete at most {MAX_DELETE} runs at once")
         fr, tr = s.flow_runs.c, s.task_runs.c
         done = DeletedRuns()
         with self._write() as conn:
-            roots = {
-                r.id: r
-                for r in conn.execute(
-                    select(fr.id, fr.state, fr.parent_task_run_id).where(fr.id.in_(list(run_ids)))
-                )
-            }
+            q = select(fr.id, fr.state, fr.parent_task_run_id).where(fr.id.in_(list(run_ids)))
+            if self.dialect == "postgresql":
+                q = q.with_for_update()
+            roots = {r.id: r for r in conn.execute(q)}
+            if skip_active:
+                run_ids = [
+                    i
+                    for i in run_ids
+                    if i in roots
+                    and roots[i].parent_task_run_id is None
+                    and State(roots[i].state) in DELETABLE
+                ]
+                roots = {i: roots[i] for i in run_ids}
             for rid in run_ids:
                 row = roots.get(rid)
                 if row is None:

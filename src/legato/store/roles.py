@@ -265,7 +265,7 @@ class AdminStore(Connected, Protocol):
     def delete_deployment(self, name: str) -> bool:
         """Remove a deployment; False if there was none."""
 
-    def delete_runs(self, run_ids: Sequence[str]) -> DeletedRuns:
+    def delete_runs(self, run_ids: Sequence[str], *, skip_active: bool = False) -> DeletedRuns:
         """Delete stopped top-level runs with everything under them (retention)."""
 
     def prunable_runs(
@@ -444,6 +444,12 @@ class AdminStore(Connected, Protocol):
 
     def flow_events_after(self, position: int, limit: int = 500) -> list[tuple[int, StateChange]]:
         """Flow run state changes after history row ``position``, oldest first."""
+
+    def due_question_timeouts(self, now: float, limit: int = 500) -> list[Question]:
+        """Pending questions whose timeout has passed, the earliest first."""
+
+    def late_flow_runs(self, queued_before: float, limit: int = 500) -> list[FlowRun]:
+        """Flow runs still queued for workers since before ``queued_before``, oldest first."""
 
     def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:
         """Task runs RUNNING now, longest running first."""

@@ -403,6 +403,35 @@ class TriggerSql:
                 for r in conn.execute(q)
             ]
 
+    def due_question_timeouts(self, now: float, limit: int = 500) -> list[Question]:
+        """Pending questions whose timeout has passed, the earliest first."""
+        c = s.questions.c
+        q = (
+            select(s.questions)
+            .where(c.state == "pending", c.timeout_at.is_not(None), c.timeout_at <= now)
+            .order_by(c.timeout_at, c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [rowmap.question(r) for r in conn.execute(q)]
+
+    def late_flow_runs(self, queued_before: float, limit: int = 500) -> list[FlowRun]:
+        """Flow runs still queued for workers since before ``queued_before``, oldest first
+        (a claim moves a run to RUNNING and clears ``queued_at``)."""
+        c = s.flow_runs.c
+        q = (
+            select(s.flow_runs)
+            .where(
+                c.state == State.PENDING.value,
+                c.queued_at.is_not(None),
+                c.queued_at < queued_before,
+            )
+            .order_by(c.queued_at, c.id)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [rowmap.flow_run(r) for r in conn.execute(q)]
+
     def running_task_runs(self, limit: int = 1000) -> list[TaskRun]:
         """Task runs RUNNING now, longest running first (the long-run alert)."""
         c = s.task_runs.c

@@ -578,6 +578,9 @@ class QueueFlowRunIn(Body):
 
 class DeleteRunsIn(Body):
     run_ids: list[Name] = Field(min_length=1, max_length=1000)
+    skip_active: bool = Field(
+        default=False, description="Leave out runs no longer stopped (a prune), not refuse."
+    )
 
 
 class RerunIn(Body):

@@ -20,9 +20,7 @@ def expire_questions(store: Any, now: float, limit: int = 500) -> int:
     from legato.resume import queue_answered_run
 
     expired = 0
-    for q in store.list_questions(states=[QuestionState.PENDING], limit=limit):
-        if q.timeout_at is None or q.timeout_at > now:
-            continue
+    for q in store.due_question_timeouts(now, limit=limit):
         if not store.update_question(
             q.id,
             allowed_from=[QuestionState.PENDING],

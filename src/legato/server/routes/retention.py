@@ -35,15 +35,16 @@ def delete_runs(
     """Delete stopped top-level runs with their child runs, task runs, history, logs,
     artifacts, questions and share links, and their result files (not those of cached calls).
     The audit log keeps a ``run.delete`` event per call."""
-    done = store.delete_runs(body.run_ids)
+    done = store.delete_runs(body.run_ids, skip_active=body.skip_active)
     storage = result_storage(request, root)
     done.files_removed = storage.remove(done.refs)
     first = body.run_ids[0] if len(body.run_ids) == 1 else f"{len(body.run_ids)} runs"
-    audit(
-        "run.delete",
-        first,
-        {"runs": done.runs, "child_runs": done.child_runs, "task_runs": done.task_runs},
-    )
+    if done.runs:
+        audit(
+            "run.delete",
+            first,
+            {"runs": done.runs, "child_runs": done.child_runs, "task_runs": done.task_runs},
+        )
     done.refs = []  # paths of the server's storage stay on the server
     return done
 
