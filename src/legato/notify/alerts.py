@@ -84,18 +84,14 @@ class Alerts:
         )
 
     def _reminders(self) -> int:
-        from legato.notify.sender import _short_hash
+        from legato.notify.sender import _short_hash, question_channel
 
         hours = self.settings.remind_after_hours
         if hours is None:
             return 0
         span = hours * 3600.0
         now = self.now()
-        configured = (
-            f"slack:{self.settings.slack_channel}"
-            if self.settings.slack_bot_token and self.settings.slack_channel
-            else None
-        )
+        configured = question_channel(self.settings)
         added = 0
         for q in self.store.list_questions(states=[QuestionState.PENDING], limit=LOOKED_AT):
             spans = int((now - q.created_at) // span)

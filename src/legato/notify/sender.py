@@ -43,6 +43,14 @@ def backoff(attempt: int, base: float = 5.0, cap: float = 900.0) -> float:
     return delay * (0.8 + 0.4 * random.random())
 
 
+def question_channel(settings: Settings) -> str | None:
+    """Where every question goes besides its own ``notify`` channels: LEGATO_SLACK_CHANNEL,
+    when Slack is configured."""
+    if settings.slack_bot_token and settings.slack_channel:
+        return f"slack:{settings.slack_channel}"
+    return None
+
+
 def _short_hash(text: str) -> str:
     """A fixed-length stand-in for ``text`` in a dedup key (a channel may be 500 long)."""
     import hashlib
@@ -132,11 +140,7 @@ class Notifier:
                 added += self._event(hid, change.run_id, change.state, rules)
             position = events[-1][0]
             self.store.set_cursor(CURSOR, position)
-        configured = (
-            f"slack:{self.settings.slack_channel}"
-            if self.settings.slack_bot_token and self.settings.slack_channel
-            else None
-        )
+        configured = question_channel(self.settings)
         for q in self.store.unannounced_questions(named_only=configured is None):
             channels = [c for c in q.notify if c != configured]
             if configured:
