@@ -50,3 +50,60 @@ def test_rerun_a_step_of_two_items_from_the_cli(legato: Legato, tmp_path: Path) 
     assert missing.returncode == 2 and "no call has key or task 'nope'" in missing.stderr
     bad_state = legato("runs", "rerun", run_id, "--from", "qc", "--state", "sideways")
     assert bad_state.returncode == 2 and "--state takes one of" in bad_state.stderr
+
+
+def test_rerun_through_a_server_is_queued_for_the_runs_pool(
+    legato: Legato, home: Path, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.acceptance.test_server import server
+
+    ledger = tmp_path / "ledger.txt"
+    runner = legato("tokens", "create", "--name", "flows", "--role", "runner").stdout.strip()
+    operator = legato("tokens", "create", "--name", "ana", "--role", "operator").stdout.strip()
+    with server(home) as (url, _proc):
+        as_runner = {
+            "LEGATO_API_URL": url,
+            "LEGATO_API_TOKEN": runner,
+            "LEDGER": str(ledger),
+            "LEGATO_RESULT_STORAGE": str(home / "results"),  # shared, as on several machines
+        }
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
+        env.update(as_runner, LEGATO_HOME=str(tmp_path / "worker-home"))
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "legato", "worker", "start", "--pool", "default"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            ran = legato("run", f"{FLOWS}:week", "-p", "n=2", "--json", env=as_runner)
+            assert ran.returncode == 0, ran.stderr
+            run_id = as_json(ran)["id"]
+            ledger.write_text("")
+            as_operator = {"LEGATO_API_URL": url, "LEGATO_API_TOKEN": operator}
+            rerun = legato(
+                "runs", "rerun", run_id, "--from", "extract", "--item", "1", env=as_operator
+            )
+            assert rerun.returncode == 0, rerun.stderr
+            assert "queued for pool default" in rerun.stderr
+            deadline = time.monotonic() + 90
+            while True:  # the worker replays it: wait for the run to end again
+                shown = as_json(legato("runs", "show", run_id, "--json", env=as_operator))
+                if shown["state"] == "COMPLETED" and "summary" in ledger.read_text():
+                    break
+                assert shown["state"] not in ("FAILED", "CRASHED"), shown
+                assert time.monotonic() < deadline, f"still {shown['state']}"
+                time.sleep(0.2)
+        finally:
+            worker.kill()
+            worker.wait(10)
+    assert sorted(ledger.read_text().split()) == sorted(["extract", "1", "qc", "10", "summary"])
+    old = [t for t in shown["task_runs"] if t["superseded_at"]]
+    assert {t["rerun_by"] for t in old} == {"ana"}  # the token's name, recorded by the server
+    audit = as_json(legato("audit", "ls", "--action", "run.rerun", "--json"))
+    assert [(e["actor"], e["target"]) for e in audit] == [("ana", run_id)]
