@@ -31,6 +31,8 @@ class State(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED})
+# Stopped for now: final, or crashed (nothing runs it until someone resumes it).
+STOPPED_STATES = FINAL_STATES | {State.CRASHED}
 # The stopped runs a person may carry on by queueing them for their pool's workers (the
 # dashboard, Slack, the CLI and the API's queue route): retried, or resumed.
 RETRY_FROM = (State.FAILED, State.CANCELLED, State.CRASHED)

@@ -10,13 +10,13 @@ from typing import Any
 from sqlalchemy import and_, bindparam, insert, update
 
 from legato.errors import UsageError
-from legato.models import State
+from legato.models import STOPPED_STATES, State
 from legato.rerun import RERUN_FROM, Rerun, moved_key, plan_rerun
 from legato.store import rows as rowmap
 from legato.store import schema as s
 from legato.store.notify import QUEUE_CHANNEL
 
-_FINAL = [st.value for st in State if st.is_final] + [State.CRASHED.value]
+_FINAL = [st.value for st in STOPPED_STATES]
 
 
 class RerunSql:

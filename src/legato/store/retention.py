@@ -17,12 +17,12 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, select
 
 from legato.errors import UsageError
-from legato.models import DeletedRuns, State, StorageSummary
+from legato.models import STOPPED_STATES, DeletedRuns, State, StorageSummary
 from legato.store import schema as s
 
 # A run may be deleted once it has stopped for good; a crashed run counts (nothing will
 # resume it once it is this old, and `legato runs delete` is asked for by name).
-DELETABLE = (State.COMPLETED, State.CACHED, State.FAILED, State.CANCELLED, State.CRASHED)
+DELETABLE = STOPPED_STATES
 FAILED_LIKE = (State.FAILED, State.CRASHED)
 CHUNK = 500  # ids per IN list
 MAX_DELETE = 1000  # top-level runs per call

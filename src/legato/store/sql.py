@@ -41,6 +41,7 @@ from legato.errors import (
 )
 from legato.models import (
     SOURCES,
+    STOPPED_STATES,
     Artifact,
     FlowRun,
     Question,
@@ -77,7 +78,7 @@ _INSERT_HISTORY = insert(s.state_history)
 _INSERT_LOG = insert(s.logs)
 
 # Where a flow's wait for a remote task run stops: it ended, or crashed for good.
-_STOPS = frozenset([*(st for st in State if st.is_final), State.CRASHED])
+_STOPS = STOPPED_STATES
 # A run read unfinished is read again after this long even without a wake-up (a safety net;
 # every way a task run stops signals its waiters).
 UNENDED_FOR = 5.0
