@@ -7,10 +7,14 @@ SRC    := src tests bench examples
 
 .PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser bench scale demo clean
 
+# Installs go through uv (from PyPI, into the virtualenv) where it can be had, else pip.
+UV_INSTALL = ($(BIN)/python -m pip install -q --disable-pip-version-check uv \
+	  && $(BIN)/uv pip install -q --python $(BIN)/python -e '.[$(1)]') \
+	  || $(BIN)/python -m pip install -q --disable-pip-version-check -e '.[$(1)]'
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(call UV_INSTALL,dev)
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -70,8 +74,15 @@ scale: install
 	$(BIN)/python bench/scale.py --items 10000 --mode embedded
 	$(BIN)/python bench/scale.py --items $(or $(SCALE_SERVER_ITEMS),10000) --mode server
 
-demo: install
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[examples]'
+# Only what the demo needs (the `demo` extra), not the dev toolchain: seconds, not minutes.
+DEMO_STAMP := $(VENV)/.demo-stamp
+
+$(DEMO_STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(call UV_INSTALL,demo)
+	@touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(BIN)/legato demo
 
 clean:

@@ -1,33 +1,56 @@
-"""Synthetic recordings: short stacks of frames with a blob moving across noise.
+"""Synthetic recordings, as an acquisition machine would leave them: for each, a short mp4
+video of two animals with five marked body parts, its ground-truth poses and its metadata.
 
-python examples/lab_pipeline/generate.py /data/incoming 20
+    python examples/lab_pipeline/generate.py /data/incoming 20
+
+For REC: REC.truth.npz (``poses``: frames x 2 animals x 5 parts x (x, y) pixels), REC.json
+(session, subjects, date, fps), then REC.mp4, written in FOLDER/.partial and moved in, so a
+file trigger on ``FOLDER/*.mp4`` never sees half a video.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
+try:  # the same package, run as a script or imported by path
+    from labkit import scene, video
+except ImportError:  # pragma: no cover
+    from .labkit import scene, video  # type: ignore[no-redef]
+
+NOISY = 45.0  # camera noise that makes a recording fail QC (a clean one has 6)
+PER_SESSION = 4  # recordings per session (one day in one cage)
+FIRST_DAY = dt.date(2026, 11, 30)
+
 
 def make_recording(
-    path: Path, seed: int, *, frames: int = 40, size: int = 48, noisy: bool = False
+    path: Path, seed: int, index: int, *, noisy: bool = False, frames: int = 90
 ) -> Path:
-    """One recording (.npz with `frames`, uint8). ``noisy`` ones fail QC."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size]
-    start = rng.uniform(8, size - 8, 2)
-    velocity = rng.uniform(-0.6, 0.6, 2)
-    stack = np.empty((frames, size, size), dtype=np.uint8)
-    noise_level = 60.0 if noisy else 12.0
-    for t in range(frames):
-        cy, cx = np.clip(start + velocity * t, 3, size - 4)
-        blob = 180.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 8.0)
-        frame = blob + rng.normal(30.0, noise_level, (size, size))
-        stack[t] = np.clip(frame, 0, 255).astype(np.uint8)
+    """One recording at ``path`` (REC.mp4) with its sidecars; returns the video's path."""
+    made = scene.simulate(seed, frames=frames, noise=NOISY if noisy else 6.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, frames=stack)
+    stem = path.with_suffix("")
+    np.savez_compressed(f"{stem}.truth.npz", poses=made.poses.astype(np.float32))
+    day = FIRST_DAY + dt.timedelta(days=index // PER_SESSION)
+    meta = {
+        "recording": path.stem,
+        "session": f"{day.isoformat()}-cage-{'AB'[index % 2]}",
+        "recorded_on": day.isoformat(),
+        "subjects": [f"m{2 * (index % 2) + 1}", f"m{2 * (index % 2) + 2}"],
+        "fps": scene.FPS,
+        "frames": frames,
+        "nodes": list(scene.NODES),
+    }
+    Path(f"{stem}.json").write_text(json.dumps(meta, indent=1))
+    partial = path.parent / ".partial" / path.name  # not matched by FOLDER/*.mp4
+    partial.parent.mkdir(exist_ok=True)
+    video.write_mp4(partial, made.frames, scene.FPS)
+    os.replace(partial, path)
     return path
 
 
@@ -38,13 +61,20 @@ def generate(
     noisy: tuple[int, ...] = (3,),
     seed: int = 0,
     prefix: str = "rec",
+    frames: int = 90,
 ) -> list[Path]:
-    """``count`` new recordings named PREFIX-NNN.npz after those already in ``folder``; the
+    """``count`` new recordings named PREFIX-NNN.mp4 after those already in ``folder``; the
     ``noisy`` ones (by position in this batch) fail QC."""
     folder = Path(folder)
-    start = len(list(folder.glob(f"{prefix}-*.npz"))) if folder.exists() else 0
+    start = len(list(folder.glob(f"{prefix}-*.mp4"))) if folder.exists() else 0
     return [
-        make_recording(folder / f"{prefix}-{start + i:03d}.npz", seed + start + i, noisy=i in noisy)
+        make_recording(
+            folder / f"{prefix}-{start + i:03d}.mp4",
+            seed + start + i,
+            start + i,
+            noisy=i in noisy,
+            frames=frames,
+        )
         for i in range(count)
     ]
 

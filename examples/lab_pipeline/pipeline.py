@@ -1,13 +1,14 @@
-"""The lab pipeline: recordings in, tracks, statistics, QC reports, a database and share
-links out. Real (small) computations on data the example generates itself.
+"""The lab pipeline: pose-tracking recordings in; SLEAP predictions, QC reports, statistics in
+the lab's database and share links out. Each step is its own task on its own pool:
 
-    recording --io--> remote storage --gpu--> tracks --cpu--> preliminary stats --> database
-    remote storage --light--> QC report (plot) ---------------------------------> dashboard
-    tracks --gpu--> smoothed tracks --cpu--> detailed stats ----------------------> database
-    remote storage, tracks --> share link for collaborators
+    recording --io--> remote storage --gpu--> predictions (.slp) --cpu--> preliminary stats
+    predictions --any--> QC report (figures, verdict; a person when it looks wrong)
+    QC verdict --cpu--> lab database (sessions, recordings, verdicts)
+    predictions --gpu--> transformed poses (.slp) --cpu--> detailed stats --> lab database
+    recording and .slp files --io--> share link for collaborators
 
-One child flow run per recording (``process_recording``), mapped by ``lab_pipeline`` over the
-recordings in the incoming folder. A recording whose QC is doubtful waits for a person.
+One child flow run per recording (``process_recording``), mapped by ``lab_pipeline`` (the
+weekly run) over the recordings in a folder; it ends with a summary across all of them.
 
     legato run examples/lab_pipeline/pipeline.py:lab_pipeline -p incoming=/data/incoming
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,18 @@ import numpy as np
 from legato import artifact, ask, flow, get_logger, task
 
 try:  # the same package, run as a script or imported by path
-    from imaging import png_bytes, track_overlay
+    from labkit import figures, labdb, measures, poses, qc, tracking, transfer, video
 except ImportError:  # pragma: no cover
-    from .imaging import png_bytes, track_overlay  # type: ignore[no-redef]
-
-SNR_DOUBTFUL = 8.0  # QC below this asks a person (clean recordings: about 12)
+    from .labkit import (  # type: ignore[no-redef]
+        figures,
+        labdb,
+        measures,
+        poses,
+        qc,
+        tracking,
+        transfer,
+        video,
+    )
 
 
 def _home() -> Path:
@@ -37,184 +46,175 @@ def _home() -> Path:
 
 def remote_root() -> str:
     """Where recordings are uploaded: any fsspec URL (LAB_REMOTE_STORAGE), a folder here."""
-    return os.environ.get("LAB_REMOTE_STORAGE", str(_home() / "remote"))
+    return os.environ.get("LAB_REMOTE_STORAGE", str(_home() / "remote")).rstrip("/")
 
 
 def database_url() -> str:
-    """Results database: LAB_DATABASE_URL (the server's PostgreSQL), else SQLite here."""
-    return os.environ.get("LAB_DATABASE_URL", f"sqlite:///{_home() / 'results.db'}")
+    """The lab's database: LAB_DATABASE_URL (PostgreSQL in server mode), else SQLite here."""
+    return os.environ.get("LAB_DATABASE_URL", f"sqlite:///{_home() / 'lab.db'}")
 
 
-def _open(url: str, mode: str) -> Any:
-    import fsspec
+def _scratch() -> tempfile.TemporaryDirectory[str]:
+    return tempfile.TemporaryDirectory(prefix="lab-")
 
-    fs, path = fsspec.core.url_to_fs(url)
-    if "w" in mode:
-        fs.makedirs(fs._parent(path), exist_ok=True)
-    return fs.open(path, mode)
+
+def _frames(rec: dict[str, Any]) -> np.ndarray:
+    with _scratch() as tmp:
+        return video.read_mp4(transfer.local_copy(rec["video"], tmp))
+
+
+def _load(url: str, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    with _scratch() as tmp:
+        return poses.load_slp(transfer.local_copy(url, tmp), frames)
+
+
+def _save(url: str, points: np.ndarray, scores: np.ndarray, rec: dict[str, Any], step: str) -> str:
+    with _scratch() as tmp:
+        local = Path(tmp) / Path(url).name
+        poses.save_slp(
+            local, points, scores, rec["video"], {"step": step, "recording": rec["recording"]}
+        )
+        return transfer.put_file(local, url)
 
 
 # -- the steps -----------------------------------------------------------------------------
 
 
 @task(pool="io", retries=3, retry_delay=[1, 5, 30])
-def upload(path: str) -> str:
-    """Copy a recording from the acquisition machine to remote storage."""
-    name = Path(path).name
-    target = f"{remote_root().rstrip('/')}/recordings/{name}"
-    with open(path, "rb") as src, _open(target, "wb") as dst:
-        dst.write(src.read())
-    return target
-
-
-def _frames(uri: str) -> np.ndarray:
-    with _open(uri, "rb") as fh:
-        return np.load(fh)["frames"]
-
-
-def _brightest_path(frames: np.ndarray) -> np.ndarray:
-    """(T, 2) positions of the brightest blob, frame by frame (torch on CUDA when there)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            t = torch.as_tensor(frames, device="cuda", dtype=torch.float32)
-            blurred = torch.nn.functional.avg_pool2d(t[:, None], 5, stride=1, padding=2)[:, 0]
-            flat = blurred.reshape(t.shape[0], -1).argmax(dim=1).cpu().numpy()
-            return np.stack(np.unravel_index(flat, frames.shape[1:]), axis=1).astype(float)
-    except ImportError:
-        pass
-    kernel = np.ones(5) / 5
-    blurred = np.apply_along_axis(lambda r: np.convolve(r, kernel, "same"), 2, frames.astype(float))
-    blurred = np.apply_along_axis(lambda c: np.convolve(c, kernel, "same"), 1, blurred)
-    flat = blurred.reshape(frames.shape[0], -1).argmax(axis=1)
-    return np.stack(np.unravel_index(flat, frames.shape[1:]), axis=1).astype(float)
+def upload(path: str) -> dict[str, Any]:
+    """Copy a recording (video, metadata, ground truth when there is one) to remote storage:
+    chunked, resumable, checksum-verified (``labkit.transfer``)."""
+    source = Path(path)
+    meta = json.loads(source.with_suffix(".json").read_text())
+    base = f"{remote_root()}/recordings/{source.stem}"
+    sent = transfer.upload(source, f"{base}/{source.name}")
+    truth = source.with_suffix(".truth.npz")
+    if truth.exists():
+        transfer.upload(truth, f"{base}/{truth.name}")
+    get_logger().info(
+        "%s: %d bytes, sha256 %s (%d chunks sent, %d already there)",
+        source.stem, sent["bytes"], sent["sha256"][:12], sent["sent"], sent["skipped"],
+    )  # fmt: skip
+    return {
+        "recording": source.stem,
+        "video": f"{base}/{source.name}",
+        "truth": f"{base}/{truth.name}" if truth.exists() else None,
+        "sha256": sent["sha256"],
+        "session": meta["session"],
+        "recorded_on": meta["recorded_on"],
+        "subjects": meta["subjects"],
+        "fps": float(meta["fps"]),
+        "frames": int(meta["frames"]),
+    }
 
 
 @task(pool="gpu", resources={"gpu": 1}, timeout=3600)
-def extract_tracks(uri: str) -> str:
-    """Find the moving blob in every frame; store its track next to the recording."""
-    track = _brightest_path(_frames(uri))
-    out = uri.replace("/recordings/", "/tracks/").replace(".npz", ".tracks.npz")
-    with _open(out, "wb") as fh:
-        np.savez(fh, track=track)
-    return out
-
-
-def _track(uri: str) -> np.ndarray:
-    with _open(uri, "rb") as fh:
-        return np.load(fh)["track"]
+def extract_poses(rec: dict[str, Any]) -> dict[str, Any]:
+    """Keypoints and identities of both animals in every frame, as a SLEAP predictions file;
+    the error against ground truth when the recording has it."""
+    found = tracking.track(_frames(rec))
+    error = None
+    if rec["truth"]:
+        with transfer.open_url(rec["truth"], "rb") as fh:
+            truth = np.load(fh)["poses"]
+        error = tracking.error_against_truth(found.points, truth)
+    url = rec["video"].removesuffix(".mp4") + ".predictions.slp"
+    _save(url, found.points, found.scores, rec, f"extract_poses ({found.backend})")
+    return {"predictions": url, "backend": found.backend, "error": error}
 
 
 @task
-def qc_report(uri: str) -> dict[str, Any]:
-    """Signal-to-noise per recording, with a plot of the mean frame and the track."""
-    frames = _frames(uri).astype(float)
-    peak = frames.max(axis=(1, 2)).mean()
-    noise = frames.std(axis=(1, 2)).mean()
-    snr = float(peak / max(noise, 1e-9))
-    track = _brightest_path(frames.astype(np.uint8))
-    name = Path(uri).name
-    artifact.image(png_bytes(track_overlay(frames.mean(axis=0), track)), title=f"QC {name}")
-    verdict = "**doubtful**" if snr < SNR_DOUBTFUL else "fine"
+def qc_report(rec: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
+    """Figures and a table of the tracking's quality; flagged when a threshold is crossed."""
+    name = rec["recording"]
+    points, scores = _load(predicted["predictions"], rec["frames"])
+    with _scratch() as tmp:
+        first = next(video.iter_frames(transfer.local_copy(rec["video"], tmp)))
+    artifact.image(figures.trajectories(first, points, name), title=f"{name}: trajectories")
+    artifact.image(figures.confidence_histograms(scores, points, name), title=f"{name}: confidence")
+    artifact.image(
+        figures.missing_over_time(points, rec["fps"], name), title=f"{name}: missing points"
+    )
+    found = qc.measure(points, scores, predicted["error"])
+    why = qc.reasons(found)
+    lines = "\n".join(f"| {k.replace('_', ' ')} | {v} |" for k, v in found.items())
+    verdict = "**needs a look**: " + "; ".join(why) if why else "pass"
     artifact.markdown(
-        f"# QC for {name}\n\n| measure | value |\n|---|---|\n| frames | {len(frames)} |\n"
-        f"| SNR | {snr:.2f} |\n\nVerdict: {verdict}",
+        f"# QC for {name}\n\n| measure | value |\n|---|---|\n{lines}\n\nVerdict: {verdict}",
         title=f"QC {name}",
     )
-    return {"snr": round(snr, 3), "doubtful": snr < SNR_DOUBTFUL}
-
-
-def _speed(track: np.ndarray) -> np.ndarray:
-    return np.linalg.norm(np.diff(track, axis=0), axis=1)
+    return {**found, "reasons": why, "flagged": bool(why)}
 
 
 @task(pool="cpu")
-def prelim_stats(tracks_uri: str) -> dict[str, float]:
-    speed = _speed(_track(tracks_uri))
-    return {"mean_speed": round(float(speed.mean()), 4), "max_speed": round(float(speed.max()), 4)}
+def prelim_stats(rec: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
+    """Speed, distance travelled and missing points per body part, into the lab database."""
+    points, _ = _load(predicted["predictions"], rec["frames"])
+    found = measures.preliminary(points, rec["fps"])
+    labdb.upsert(database_url(), "statistics", labdb.statistic_rows(rec["recording"], found))
+    return found
 
 
 @task(pool="gpu", resources={"gpu": 1})
-def transform_tracks(tracks_uri: str) -> str:
-    """Smooth the track (a moving average over 5 frames)."""
-    track = _track(tracks_uri)
-    kernel = np.ones(5) / 5
-    smooth = np.stack([np.convolve(track[:, i], kernel, "valid") for i in range(2)], axis=1)
-    out = tracks_uri.replace(".tracks.npz", ".smooth.npz")
-    with _open(out, "wb") as fh:
-        np.savez(fh, track=smooth)
-    return out
+def transform_poses(rec: dict[str, Any], predicted: dict[str, Any]) -> dict[str, str]:
+    """Gaps filled and smoothed (pixel coordinates), and the same in each animal's own frame
+    (egocentric), as two more .slp files."""
+    points, scores = _load(predicted["predictions"], rec["frames"])
+    clean = poses.smooth(poses.fill_gaps(points))
+    base = rec["video"].removesuffix(".mp4")
+    return {
+        "transformed": _save(f"{base}.transformed.slp", clean, scores, rec, "transform_poses"),
+        "egocentric": _save(
+            f"{base}.egocentric.slp", poses.egocentric(clean), scores, rec, "egocentric"
+        ),
+    }
 
 
 @task(pool="cpu")
-def detailed_stats(smooth_uri: str) -> dict[str, float]:
-    track = _track(smooth_uri)
-    steps = _speed(track)
-    path = float(steps.sum())
-    straight = float(np.linalg.norm(track[-1] - track[0]))
-    return {
-        "path_length": round(path, 3),
-        "tortuosity": round(path / straight, 4) if straight > 0 else 0.0,
-    }
+def detailed_stats(rec: dict[str, Any], transformed: dict[str, str]) -> dict[str, Any]:
+    """Distance between the animals, time in the centre, approach and contact bouts."""
+    points, _ = _load(transformed["transformed"], rec["frames"])
+    found = measures.detailed(points, rec["fps"])
+    labdb.upsert(database_url(), "statistics", labdb.statistic_rows(rec["recording"], found))
+    return found
 
 
 @task(pool="cpu", retries=2, retry_delay=1)
 def sync_to_database(
-    recording: str, measures: list[dict[str, Any]], verdict: dict[str, Any]
+    rec: dict[str, Any], predicted: dict[str, Any], quality: dict[str, Any], verdict: str
 ) -> int:
-    """Upsert one row per recording (its statistics and QC verdict): a rerun updates it,
-    never duplicates it. The statistics come in as the tasks returned them, so the run's
-    graph draws this step after theirs."""
-    row = {k: v for m in measures for k, v in m.items()} | verdict
-    from sqlalchemy import Column, Float, MetaData, String, Table, Text, create_engine
-
-    meta = MetaData()
-    table = Table(
-        "recording_stats",
-        meta,
-        Column("recording", String(300), primary_key=True),
-        Column("mean_speed", Float),
-        Column("max_speed", Float),
-        Column("path_length", Float),
-        Column("tortuosity", Float),
-        Column("snr", Float),
-        Column("approved", String(10)),
-        Column("extra", Text),
-    )
+    """The session, the recording and its QC verdict, upserted: a rerun updates the rows and
+    never duplicates them."""
     url = database_url()
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url)
-    meta.create_all(engine)
-    names = [c.name for c in table.columns]
-    values = {"recording": recording, **{k: row[k] for k in names if k in row}}
-    values["approved"] = str(row.get("approved"))
-    values["extra"] = json.dumps({k: v for k, v in row.items() if k not in names})
-    if engine.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(table).values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["recording"], set_={k: stmt.excluded[k] for k in values if k != "recording"}
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt)
-    engine.dispose()
-    return 1
+    labdb.upsert(url, "sessions", [{
+        "session_id": rec["session"], "recorded_on": rec["recorded_on"],
+        "subjects": ",".join(rec["subjects"]),
+    }])  # fmt: skip
+    labdb.upsert(url, "recordings", [{
+        "recording": rec["recording"], "session_id": rec["session"], "video": rec["video"],
+        "sha256": rec["sha256"], "frames": rec["frames"], "fps": rec["fps"],
+        "predictions": predicted["predictions"],
+    }])  # fmt: skip
+    labdb.upsert(url, "qc_verdicts", [{
+        "recording": rec["recording"], "verdict": verdict, "reasons": "; ".join(quality["reasons"]),
+        "missing_fraction": quality["missing_fraction"],
+        "mean_confidence": quality["mean_confidence"],
+        "identity_swaps": quality.get("identity_swaps"),
+        "mean_pixel_error": quality.get("mean_pixel_error"),
+    }])  # fmt: skip
+    return 3
 
 
 @task(pool="io")
 def publish_share_link(recording: str, uris: list[str]) -> str:
-    """A link collaborators open without an account: the QC report and the recording with
-    its tracks (``legato.share``), for 30 days. Its files must lie under the server's share
-    roots (LEGATO_SHARE_ROOTS holds the remote storage); where they do not, the link gives
-    the report alone. The link is an artifact too, so the run's Slack message carries it."""
+    """A link collaborators open without an account: the QC report, the video and its .slp
+    files (``legato.share``), for 30 days. Its files must lie under the server's share roots
+    (LEGATO_SHARE_ROOTS holds the remote storage); where they do not, the link gives the
+    report alone. The link is an artifact too, so the run's Slack message carries it."""
     from legato import share
     from legato.errors import Unauthorized, UsageError
 
-    note = f"Recording {recording}: QC report, recording and tracks"
+    note = f"Recording {recording}: QC report, video and pose files"
     try:
         link = share(paths=uris, note=note, expires="30d")
     except (UsageError, Unauthorized) as exc:  # outside the share roots; a pool-limited token
@@ -224,38 +224,79 @@ def publish_share_link(recording: str, uris: list[str]) -> str:
     return link
 
 
+@task
+def weekly_summary(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """One plot and one table across the week's recordings, flagged ones first."""
+    rows = sorted(
+        (
+            {
+                "recording": r["recording"],
+                "flagged": r["flagged"],
+                "verdict": r["verdict"],
+                "missing_fraction": r["qc"]["missing_fraction"],
+                "mean_confidence": r["qc"]["mean_confidence"],
+                "identity_swaps": r["qc"].get("identity_swaps"),
+                "contact_bouts": r["detailed"]["contact_bouts"],
+                "reasons": "; ".join(r["qc"]["reasons"]),
+            }
+            for r in results
+        ),
+        key=lambda row: (not row["flagged"], row["recording"]),
+    )
+    if rows:
+        artifact.image(figures.week_summary(rows), title="The week's recordings")
+    artifact.table(rows, title=f"The week: {len(rows)} recordings, flagged first")
+    return {"recordings": len(rows), "flagged": [r["recording"] for r in rows if r["flagged"]]}
+
+
 # -- the flows -------------------------------------------------------------------------------
 
 
 @flow(pool="flows")
 def process_recording(path: str) -> dict[str, Any]:
     """Everything for one recording."""
-    log = get_logger()
-    name = Path(path).stem
-    remote = upload(path)
-    tracks = extract_tracks.submit(remote)
-    qc = qc_report.submit(remote)
-    prelim = prelim_stats.submit(tracks)
-    smooth = transform_tracks.submit(tracks)
-    detailed = detailed_stats.submit(smooth)
-    quality = qc.result()
-    approved = True
-    if quality["doubtful"]:
-        log.warning("%s: QC is doubtful (SNR %.2f); asking for approval", name, quality["snr"])
-        approved = ask(f"QC of {name} is doubtful (SNR {quality['snr']}). Keep it?", schema=bool)
-    measures = [prelim.result(), detailed.result()]
-    verdict = {"snr": quality["snr"], "approved": approved}
-    sync_to_database(name, measures, verdict)
-    row = {k: v for m in measures for k, v in m.items()} | verdict
-    link = publish_share_link(name, [remote, tracks.result(), smooth.result()])
-    return {"recording": name, "approved": approved, "share": link, **row}
+    rec = upload(path)
+    name = rec["recording"]
+    predicted = extract_poses.submit(rec)
+    quality_f = qc_report.submit(rec, predicted)
+    prelim = prelim_stats.submit(rec, predicted)
+    transformed = transform_poses.submit(rec, predicted)
+    detailed = detailed_stats.submit(rec, transformed)
+    quality = quality_f.result()
+    verdict = "pass"
+    if quality["flagged"]:
+        why = "; ".join(quality["reasons"])
+        get_logger().warning("%s: QC needs a look (%s); asking for approval", name, why)
+        keep = ask(f"QC of {name} looks wrong: {why}. Keep it?", schema=bool)
+        verdict = "approved" if keep else "rejected"
+    sync_to_database(rec, predicted, quality, verdict)
+    files = {"video": rec["video"], "predictions": predicted.result()["predictions"]}
+    files |= transformed.result()
+    link = publish_share_link(name, list(files.values()))
+    return {
+        "recording": name,
+        "verdict": verdict,
+        "flagged": quality["flagged"],
+        "qc": quality,
+        "prelim": prelim.result(),
+        "detailed": detailed.result(),
+        "share": link,
+        "files": files,
+    }
 
 
 @flow(pool="flows")
 def lab_pipeline(incoming: str) -> dict[str, Any]:
-    """Process every recording in the incoming folder, one child flow run each."""
-    paths = sorted(str(p) for p in Path(incoming).glob("*.npz"))
+    """The week's run: every recording in the folder, one child flow run each, then a
+    summary report across all of them."""
+    paths = sorted(str(p) for p in Path(incoming).glob("*.mp4"))
     get_logger().info("%d recordings in %s", len(paths), incoming)
     results = [f.result() for f in process_recording.map(paths, key=lambda p: Path(p).stem)]
-    kept = [r["recording"] for r in results if r["approved"]]
-    return {"processed": len(results), "kept": len(kept), "rejected": len(results) - len(kept)}
+    summary = weekly_summary(results)
+    rejected = sum(r["verdict"] == "rejected" for r in results)
+    return {
+        "processed": len(results),
+        "kept": len(results) - rejected,
+        "rejected": rejected,
+        "flagged": summary["flagged"],
+    }

@@ -30,21 +30,29 @@ def run_payload(payload: bytes, out_path: str) -> None:
     import cloudpickle
 
     from legato import logs
+    from legato._calls import unpack
     from legato.context import RunContext, current_run
+    from legato.errors import CallNotLoadable
 
-    path, fn, args, kwargs, context = cloudpickle.loads(payload)
-    sys.path[:] = path
     records: list[object] = []
     artifacts: list[object] = []
-    logs.install(context.pop("log_level", "INFO"))
-    if context.pop("capture_output", False):
-        logs.capture_output()
-    current_run.set(RunContext(emit_log=records.append, emit_artifact=artifacts.append, **context))
-    value, error = None, None
+    value: object = None
+    error: BaseException | None = None
     try:
-        value = fn(*args, **kwargs)
-    except BaseException as exc:  # shipped back to the engine, which decides on retries
+        fn, args, kwargs, context = unpack(payload)
+    except CallNotLoadable as exc:
         error = exc
+    else:
+        logs.install(context.pop("log_level", "INFO"))
+        if context.pop("capture_output", False):
+            logs.capture_output()
+        current_run.set(
+            RunContext(emit_log=records.append, emit_artifact=artifacts.append, **context)
+        )
+        try:
+            value = fn(*args, **kwargs)
+        except BaseException as exc:  # shipped back to the engine, which decides on retries
+            error = exc
     try:
         data = cloudpickle.dumps((value, error, records, artifacts))
     except Exception as exc:

@@ -1,7 +1,7 @@
 """A warm child process: runs a worker's task calls one after another.
 
 Run as ``python -m legato._warm``. Frames on stdin and stdout are a 4-byte big-endian length
-and a cloudpickle: a request is ``(sys_path, fn, args, kwargs, context)``, a reply
+and a cloudpickle: a request is a call packed by ``legato._calls``, a reply
 ``(value, error, logs, artifacts)``. A thread owns stdin: when the worker goes away (killed
 with -9 too, since the pipe closes), this process exits at once, even in the middle of a
 task, so a task cannot race the attempt that replaces it. What a task prints goes to
@@ -57,13 +57,16 @@ def _run(frame: bytes) -> bytes:
     import cloudpickle
 
     from legato import logs
+    from legato._calls import unpack
     from legato.context import RunContext, current_run
+    from legato.errors import CallNotLoadable
 
-    path, fn, args, kwargs, context = cloudpickle.loads(frame)
-    if sys.path != path:
-        sys.path[:] = path
     records: list[Any] = []
     artifacts: list[Any] = []
+    try:
+        fn, args, kwargs, context = unpack(frame)
+    except CallNotLoadable as exc:
+        return bytes(cloudpickle.dumps((None, exc, records, artifacts)))
     logs.install(context.pop("log_level", "INFO"))
     if context.pop("capture_output", False):
         logs.capture_output()

@@ -63,9 +63,26 @@ def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+DEMO_MODULES = ("numpy", "scipy", "matplotlib", "sleap_io", "imageio_ffmpeg")
+
+
+def check_demo_installed() -> None:
+    """The demo's libraries are an extra: say how to get them rather than fail halfway."""
+    import importlib.util
+
+    missing = [m for m in DEMO_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"legato demo needs {', '.join(missing)}: install the demo extra with "
+            "pip install 'legato[demo]' (or run make demo in a checkout)"
+        )
+
+
 def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) -> int:
     """Set up, run the pipeline, serve; returns the pipeline run's exit code."""
     from legato.settings import get_settings
+
+    check_demo_installed()
 
     site = DemoSite(get_settings().home / "demo", _free_port(port))
     # Its processes have sessions of their own, so a closed terminal (SIGHUP) or a SIGTERM
@@ -197,7 +214,7 @@ class DemoSite:
                 *self.legato,
                 *("deploy", f"{self.example / 'pipeline.py'}:process_recording"),
                 *("--name", "lab-recording", "--pool", "flows"),
-                *("--on-new-files", f"{live}/*.npz", "--settle", "1"),
+                *("--on-new-files", f"{live}/*.mp4", "--settle", "1"),
             ],
             env=self.remote,
             check=True,

@@ -98,6 +98,10 @@ class PickleRefused(SerializationError):
     loading a pickle runs code."""
 
 
+class CallNotLoadable(SerializationError):
+    """A task's function or arguments cannot be unpickled in the process that runs it."""
+
+
 class TaskFailed(LegatoError):
     """A task run failed."""
 

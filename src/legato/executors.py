@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from legato._calls import pack
 from legato.errors import Cancelled, NoWorkerForPool, ProcessCrashed, TaskTimeout
 from legato.processes import kill_tree, session_options, start_mode
 from legato.warm_pool import WarmPool
@@ -204,7 +205,7 @@ def run_in_child(
     if gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpus))
     with tempfile.TemporaryDirectory(prefix="legato-child-") as tmp:
-        payload = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
+        payload = pack(fn, args, kwargs, context)
         out_path = os.path.join(tmp, "result.pkl")
         if start_mode() == "fork":
             payload_path = os.path.join(tmp, "call.pkl")
@@ -274,7 +275,7 @@ def run_warm(
     ProcessCrashed."""
     import cloudpickle
 
-    call = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
+    call = pack(fn, args, kwargs, context)
     result: ChildResult = pool.run(
         call, cancelled, lambda reply: ChildResult(*cloudpickle.loads(reply))
     )
