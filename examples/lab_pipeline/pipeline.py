@@ -129,7 +129,7 @@ def qc_report(rec: dict[str, Any], predicted: dict[str, Any]) -> dict[str, Any]:
     name = rec["recording"]
     points, scores = _load(predicted["predictions"], rec["frames"])
     with _scratch() as tmp:
-        first = next(video.iter_frames(transfer.local_copy(rec["video"], tmp)))
+        first = video.first_frame(transfer.local_copy(rec["video"], tmp))
     artifact.image(figures.trajectories(first, points, name), title=f"{name}: trajectories")
     artifact.image(figures.confidence_histograms(scores, points, name), title=f"{name}: confidence")
     artifact.image(

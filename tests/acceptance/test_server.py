@@ -27,23 +27,35 @@ def free_port() -> int:
 
 
 @contextmanager
-def server(home: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    """`legato server start` on a free port; killed at the end whatever happens."""
+def server(
+    home: Path, *args: str, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`legato server start` on a free port; killed at the end whatever happens. ``env``:
+    the whole environment (LEGATO_HOME is set to ``home``), else this one's without LEGATO_*."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
-    env["LEGATO_HOME"] = str(home)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "legato", "server", "start", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    env = (
+        dict(env)
+        if env is not None
+        else {k: v for k, v in os.environ.items() if not k.startswith("LEGATO_")}
     )
+    env["LEGATO_HOME"] = str(home)
+    # Its output goes to a file, never a pipe nobody reads: a full pipe stalls the server.
+    log_path = home.parent / f"server-{port}.log"
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "legato", "server", "start", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    proc.log_path = log_path  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
-            assert proc.poll() is None, proc.communicate()[0]
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{url}/health", timeout=1).status_code == 200:
                     break
@@ -55,8 +67,6 @@ def server(home: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[str]]
     finally:
         proc.kill()
         proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_the_server_refuses_an_out_of_date_schema(legato: Legato, home: Path) -> None:
@@ -111,5 +121,6 @@ def test_a_created_token_works_against_a_started_server(legato: Legato, home: Pa
         denied = legato("tokens", "ls", env=api)
         assert denied.returncode != 0 and "needs admin" in denied.stderr
         proc.kill()
-        output = proc.communicate(timeout=10)[0]
+        proc.wait(10)
+        output = proc.log_path.read_text()
     assert secret not in output

@@ -81,7 +81,9 @@ def engine(url: str) -> Engine:
             if url.startswith("sqlite:///"):
                 Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
             args = {"timeout": 30} if url.startswith("sqlite") else {}
-            found = create_engine(url, connect_args=args)
+            # psycopg 3 (Legato's own driver) for a plain postgresql:// URL
+            driver = url.replace("postgresql://", "postgresql+psycopg://", 1)
+            found = create_engine(driver, connect_args=args)
             _create_tables(found)
             _engines[url] = found
         return found

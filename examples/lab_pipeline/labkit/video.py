@@ -3,7 +3,6 @@ ships, so nothing but pip is needed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,17 +32,31 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: int) -> Path:
     return path
 
 
-def iter_frames(path: str | Path) -> Iterator[np.ndarray]:
-    """Frames (H, W, 3) uint8, one by one."""
+def _decode(path: str | Path, *limit: str) -> np.ndarray:
+    """Frames (T, H, W, 3) uint8, decoded by the bundled ffmpeg in one call (its stream line
+    on stderr gives the size). Not imageio-ffmpeg's reader: it leaves a pipe open when a
+    video ends."""
+    import re
+    import subprocess
+
     import imageio_ffmpeg
 
-    reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-    meta = next(reader)
-    width, height = meta["size"]
-    for raw in reader:
-        yield np.frombuffer(raw, dtype=np.uint8).reshape(height, width, 3)
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path),
+           *limit, "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, check=False)
+    log = done.stderr.decode(errors="replace")
+    size = re.search(r"Video: .*?, (\d+)x(\d+)", log)
+    if done.returncode != 0 or size is None:
+        raise ValueError(f"cannot decode {path}: {log.strip()[-300:]}")
+    width, height = int(size[1]), int(size[2])
+    return np.frombuffer(done.stdout, dtype=np.uint8).reshape(-1, height, width, 3)
 
 
 def read_mp4(path: str | Path) -> np.ndarray:
     """All frames (T, H, W, 3) uint8."""
-    return np.stack(list(iter_frames(path)))
+    return _decode(path)
+
+
+def first_frame(path: str | Path) -> np.ndarray:
+    """The first frame (H, W, 3) uint8, without decoding the rest."""
+    return _decode(path, "-frames:v", "1")[0]
