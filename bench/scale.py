@@ -1,4 +1,4 @@
-"""Scale: N items through the 7-step pipeline shape (trivial bodies), memory sampled.
+"""Scale: N items through the 8-step pipeline shape (trivial bodies), memory sampled.
 
     python bench/scale.py --items 10000                      # embedded, SQLite
     python bench/scale.py --items 10000 --mode server        # server + PostgreSQL + workers
@@ -43,7 +43,7 @@ def run_flow_sampled(items: int) -> dict[str, object]:
 
     flow = load_flow(f"{FLOWS}:many_items")
     rt = get_runtime()
-    total = items * 7
+    total = items * 8 + 1  # the steps of each item, and the summary
     done = [0]
 
     def count(op: object) -> None:

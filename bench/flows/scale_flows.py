@@ -1,4 +1,6 @@
-"""The lab pipeline's shape with trivial bodies, for bench/scale.py: 7 task runs per item."""
+"""The lab pipeline's shape with trivial bodies, for bench/scale.py: 8 task runs per item
+(the steps of ``examples/lab_pipeline``, with the same dependencies and pools), then one
+summary across all items."""
 
 from __future__ import annotations
 
@@ -16,8 +18,8 @@ def extract(x: int) -> int:
 
 
 @task
-def qc(x: int) -> bool:
-    return x >= 0
+def qc(up: int, ex: int) -> bool:
+    return ex > up
 
 
 @task(pool="cpu")
@@ -40,20 +42,28 @@ def sync(a: int, b: int, ok: bool) -> int:
     return a + b if ok else 0
 
 
+@task(pool="io")
+def share(up: int, ex: int, tr: int) -> int:
+    return up + ex + tr
+
+
+@task
+def summary(results: list[int]) -> int:
+    return sum(results)
+
+
 @flow
 def one_item(item: int) -> int:
     up = upload.submit(item)
     ex = extract.submit(up)
-    ok = qc.submit(up)
+    ok = qc.submit(up, ex)
     pre = prelim.submit(ex)
     tr = transform.submit(ex)
     det = detailed.submit(tr)
-    return sync(pre, det, ok)
+    synced = sync(pre, det, ok)
+    return synced + share(up, ex, tr)
 
 
 @flow
 def many_items(n: int) -> int:
-    total = 0
-    for f in one_item.map(range(n)):
-        total += f.result()
-    return total
+    return summary([f.result() for f in one_item.map(range(n))])

@@ -9,9 +9,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from legato.models import FlowRun, Question, Role, State, TaskRun, new_id, now
+from legato.models import Artifact, FlowRun, Question, Role, State, TaskRun, new_id, now
 from legato.server import forms, graphs
-from legato.store import InsertFlowRun, InsertQuestion, InsertTaskRun, UpdateFlowRun
+from legato.store import (
+    InsertArtifact,
+    InsertFlowRun,
+    InsertQuestion,
+    InsertTaskRun,
+    UpdateFlowRun,
+)
 from legato.store.sql import SqlStore
 from legato.store.views import RunFilter
 from tests.live_server import LiveServer
@@ -148,6 +154,31 @@ def test_answering_through_the_form_records_who_and_queues_the_run(
     assert answered.answer == {"ok": True, "score": 4} and answered.answered_by == "t-operator"
     assert server_store.get_flow_run(run.id).state is State.PENDING  # queued for a worker
     assert "by t-operator" in operator.get(f"/runs/{run.id}").text
+
+
+def test_a_question_is_shown_with_the_figures_its_run_attached(
+    viewer: httpx.Client, server_store: SqlStore
+) -> None:
+    """A QC plot attached before ask() sits beside the question, so whoever answers sees
+    what the run saw; a viewer sees it too, without the form."""
+    import base64
+
+    run = FlowRun(id=new_id(), flow="qc", state=State.RUNNING, created_at=now())
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 40
+    plot = Artifact(
+        new_id(), run.id, None, "image",
+        {"mime": "image/png", "base64": base64.b64encode(png).decode()}, "rec-7: trajectories",
+        now(),
+    )  # fmt: skip
+    note = Artifact(new_id(), run.id, None, "markdown", {"markdown": "# QC"}, "QC", now())
+    q = Question(new_id(), run.id, "ask:0", "Keep rec-7?", {"type": "boolean"}, created_at=now())
+    server_store.apply(
+        [InsertFlowRun(run), InsertArtifact(plot), InsertArtifact(note), InsertQuestion(q)]
+    )
+    page = viewer.get("/questions").text
+    assert "Keep rec-7?" in page and "Only an operator can answer." in page
+    assert page.count("<figure>") == 1 and "rec-7: trajectories</figcaption>" in page
+    assert f"base64,{base64.b64encode(png).decode()}" in page
 
 
 def test_without_auth_everyone_is_an_operator(server_store: SqlStore, failed_run: FlowRun) -> None:

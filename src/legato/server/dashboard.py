@@ -36,6 +36,7 @@ from legato.errors import InvalidAnswer, RunNotFound, UsageError
 from legato.models import (
     FINAL_STATES,
     RETRY_FROM,
+    Artifact,
     FlowRun,
     PoolType,
     Question,
@@ -64,6 +65,8 @@ ITEMS_PAGE = 100
 CHILDREN_AS_ITEMS = 5  # child flow runs from which a run's graph shows them as items
 ITEMS_VIEW_SECONDS = 10.0  # how stale a running parent's items picture may be
 NOTIFICATIONS = 200  # messages on the notifications page
+FIGURES_FOR_QUESTIONS = 20  # pending questions shown with their run's figures
+FIGURES_PER_QUESTION = 3
 FAILED_RECENTLY = 86400.0  # failed messages younger than this are flagged on the runs page
 LOG_LINES = 500
 POLL = "every 2s"
@@ -573,8 +576,22 @@ class Dashboard:
             pending=[(q, forms.build(q.schema)) for q in pending],
             answered=answered,
             runs=runs,
+            figures=self._figures_of([q.flow_run_id for q in pending]),
             notice=request.query_params.get("notice"),
         )
+
+    def _figures_of(self, run_ids: list[str]) -> dict[str, list[Artifact]]:
+        """The images each asking run attached before it asked (a QC plot, say), shown
+        beside its question: the first runs' first few, so a long queue stays light."""
+        shown: dict[str, list[Artifact]] = {}
+        for run_id in dict.fromkeys(run_ids[:FIGURES_FOR_QUESTIONS]):
+            images = [
+                a
+                for a in self.store.get_artifacts(run_id)
+                if a.kind == "image" and isinstance(a.data, dict) and a.data.get("base64")
+            ]
+            shown[run_id] = images[:FIGURES_PER_QUESTION]
+        return shown
 
     def notifications_page(self, request: Request, session: Session) -> HTMLResponse:
         """The outbox: what was sent, is pending, or failed for good (with its last error).
