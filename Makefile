@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 SRC    := src tests bench examples
 
-.PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser bench scale demo clean
+.PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser test-package bench scale demo clean
 
 # Installs go through uv (from PyPI, into the virtualenv) where it can be had, else pip.
 UV_INSTALL = ($(BIN)/python -m pip install -q --disable-pip-version-check uv \
@@ -60,6 +60,10 @@ test-dask: install
 # The dashboard in a real browser (Debian's Chromium, installed with apt-get when missing).
 test-browser: install
 	$(BIN)/pytest -m browser
+
+# The wheel as a user gets it: built, installed in fresh virtualenvs, `legato demo` run from it.
+test-package: install
+	.ci/package-smoke
 
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)

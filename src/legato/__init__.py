@@ -12,8 +12,7 @@ from legato.futures import Future
 from legato.logs import get_logger
 from legato.models import State
 from legato.sharing import share
-
-__version__ = "0.1.0"
+from legato.version import __version__ as __version__  # re-exported
 
 __all__ = [
     "Flow",

@@ -17,13 +17,17 @@ def pack(fn: Any, args: Any, kwargs: Any, context: dict[str, Any]) -> bytes:
     return bytes(cloudpickle.dumps((list(sys.path), call)))
 
 
-def unpack(frame: bytes) -> tuple[Any, Any, Any, dict[str, Any]]:
+def unpack(frame: bytes, *, add_path: bool = False) -> tuple[Any, Any, Any, dict[str, Any]]:
     """The call; raises CallNotLoadable when the function or its arguments cannot be loaded
-    here (a module the parent had that this process cannot import, say)."""
+    here (a module the parent had that this process cannot import, say). The parent's path
+    replaces this process's, or with ``add_path`` is added to it (a Dask worker's thread,
+    whose own modules must stay importable)."""
     import cloudpickle
 
     path, call = cloudpickle.loads(frame)
-    if sys.path != path:
+    if add_path:
+        sys.path.extend(entry for entry in path if entry and entry not in sys.path)
+    elif sys.path != path:
         sys.path[:] = path
     try:
         fn, args, kwargs, context = cloudpickle.loads(call)

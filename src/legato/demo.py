@@ -63,26 +63,13 @@ def _interrupt(_signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-DEMO_MODULES = ("numpy", "scipy", "matplotlib", "sleap_io", "imageio_ffmpeg")
-
-
-def check_demo_installed() -> None:
-    """The demo's libraries are an extra: say how to get them rather than fail halfway."""
-    import importlib.util
-
-    missing = [m for m in DEMO_MODULES if importlib.util.find_spec(m) is None]
-    if missing:
-        raise UsageError(
-            f"legato demo needs {', '.join(missing)}: install the demo extra with "
-            "pip install 'legato[demo]' (or run make demo in a checkout)"
-        )
-
-
 def run_demo(port: int = 8787, recordings: int = 20, keep_serving: bool = True) -> int:
     """Set up, run the pipeline, serve; returns the pipeline run's exit code."""
+    from legato.extras import require
     from legato.settings import get_settings
 
-    check_demo_installed()
+    require("server", "legato demo")
+    require("demo", "legato demo")
 
     site = DemoSite(get_settings().home / "demo", _free_port(port))
     # Its processes have sessions of their own, so a closed terminal (SIGHUP) or a SIGTERM
@@ -196,7 +183,7 @@ class DemoSite:
         """Generate recordings and run the pipeline over them; its exit code."""
         generate = self._generator()
         incoming = self.home / "incoming"
-        generate(incoming, recordings, noisy=(7,))
+        generate(incoming, recordings, noisy=(min(7, recordings - 1),))  # one for a person
         self.say(f"{recordings} recordings generated in {incoming}")
         flow = f"{self.example / 'pipeline.py'}:lab_pipeline"
         run = subprocess.run(

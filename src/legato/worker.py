@@ -23,6 +23,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from legato.attempts import Outcome, RetryRule, decide
@@ -86,8 +87,11 @@ class WorkerProcess:
         heartbeat: float = 5.0,
         grace: float = 30.0,
         backend: Backend | None = None,
+        health_file: Path | None = None,
     ) -> None:
         self.store = store
+        # Touched whenever the server took a heartbeat: `legato worker health` reads its age.
+        self.health_file = health_file
         self.results = results
         self.pool = pool
         self.capacity = capacity
@@ -135,6 +139,7 @@ class WorkerProcess:
                 last_heartbeat=time.time(),
             )
         )
+        self._healthy()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.drain())
             signal.signal(signal.SIGINT, lambda *_: self.drain())
@@ -474,11 +479,20 @@ class WorkerProcess:
             except Exception as exc:
                 log.warning("heartbeat failed: %s", exc)
                 continue
+            self._healthy()
             for run_id in lost:
                 with self._lock:
                     item = self._running.get(run_id)
                 if item is not None:
                     item.cancelled.set()
+
+    def _healthy(self) -> None:
+        if self.health_file is not None:
+            try:
+                self.health_file.parent.mkdir(parents=True, exist_ok=True)
+                self.health_file.write_text(f"{self.name}\n")
+            except OSError as exc:  # a read-only home must not stop the worker
+                log.warning("cannot write %s: %s", self.health_file, exc)
 
     def _drain_running(self) -> None:
         deadline = time.monotonic() + self.grace

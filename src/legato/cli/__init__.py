@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from legato.audit import record_local
 from legato.cli import audit as _audit
+from legato.cli import backup as _backup
 from legato.cli import deploy as _deploy
 from legato.cli import notify as _notify
 from legato.cli import output
@@ -76,6 +77,8 @@ app.add_typer(_share.share_app, name="share")
 runs_app.command("delete")(_retention.runs_delete)
 db_app.command("prune")(_retention.db_prune)
 db_app.command("storage")(_retention.db_storage)
+db_app.command("backup")(_backup.db_backup)
+db_app.command("restore")(_backup.db_restore)
 
 _debug = False
 

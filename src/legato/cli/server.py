@@ -32,6 +32,9 @@ def server_start(
     An empty database gets this Legato's schema; an older schema is never migrated here
     (run `legato db upgrade`). Tokens come from `legato tokens create`.
     """
+    from legato.extras import require
+
+    require("server", "legato server start")
     from legato.server.auth import is_loopback
     from legato.settings import get_settings
 

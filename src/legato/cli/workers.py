@@ -62,8 +62,41 @@ def worker_start(
         concurrency=concurrency,
         heartbeat=rt.settings.heartbeat_seconds,
         grace=grace,
+        health_file=rt.settings.home / HEALTH_FILE,
     )
     worker.run()
+
+
+HEALTH_FILE = "worker.health"
+
+
+@worker_app.command("health")
+def worker_health(
+    max_age: Annotated[
+        float | None,
+        typer.Option(
+            "--max-age",
+            min=1,
+            help="Seconds (default: 3 heartbeat periods, LEGATO_HEARTBEAT_SECONDS).",
+        ),
+    ] = None,
+) -> None:
+    """Exit 0 if a worker on this LEGATO_HOME had a heartbeat taken by the server within
+    MAX_AGE seconds, else 1: a container's or a supervisor's health check."""
+    from legato.errors import LegatoError
+    from legato.settings import get_settings
+
+    settings = get_settings()
+    path = settings.home / HEALTH_FILE
+    limit = max_age if max_age is not None else 3 * settings.heartbeat_seconds
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        raise LegatoError(f"no worker has run on {settings.home} ({path} is missing)") from None
+    if age > limit:
+        raise LegatoError(f"the last heartbeat was {age:.0f} s ago (over {limit:g} s)")
+    name = path.read_text().strip()
+    output.err.print(f"{name}: last heartbeat {age:.0f} s ago", markup=False)
 
 
 @workers_app.command("ls")

@@ -52,7 +52,7 @@ class EngineJob:
     run_id: str
     attempt: int
     name: str  # the task's (or flow's) name, for the engine's listings
-    payload: bytes  # cloudpickled (sys.path, fn, args, kwargs, context): see legato._child
+    payload: bytes  # a call packed by legato._calls (the parent's sys.path, then the call)
     resources: dict[str, float] = field(default_factory=dict)
     timeout: float | None = None
 

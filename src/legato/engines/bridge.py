@@ -9,7 +9,6 @@ lease is lost or the run cancelled (``cancelled`` is set), the engine job is can
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from typing import Any
@@ -38,9 +37,9 @@ def run_on_engine(
 ) -> ChildResult:
     """Run ``fn(*args, **kwargs)`` as an engine job. Raises TaskTimeout, EngineJobFailed,
     EngineLost, EngineCancelled, or Cancelled (when ``cancelled`` was set)."""
-    import cloudpickle
+    from legato._calls import pack
 
-    payload = cloudpickle.dumps((list(sys.path), fn, args, kwargs, context))
+    payload = pack(fn, args, kwargs, context)
     name = run.task if isinstance(run, TaskRun) else run.flow
     job = EngineJob(run.id, run.attempts, name, payload, dict(resources), timeout)
     job_id = backend.submit(job)

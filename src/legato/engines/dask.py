@@ -186,14 +186,16 @@ def _in_thread(payload: bytes) -> bytes:
     import cloudpickle
 
     from legato import logs
+    from legato._calls import unpack
     from legato.context import RunContext, current_run
+    from legato.errors import CallNotLoadable
 
-    path, fn, args, kwargs, context = cloudpickle.loads(payload)
-    for entry in path:  # the flow's modules, importable by name (never drop the worker's own)
-        if entry and entry not in sys.path:
-            sys.path.append(entry)
     records: list[object] = []
     artifacts: list[object] = []
+    try:  # the flow's modules, importable by name (never drop the worker's own)
+        fn, args, kwargs, context = unpack(payload, add_path=True)
+    except CallNotLoadable as exc:
+        return bytes(cloudpickle.dumps((None, exc, records, artifacts)))
     logs.install(context.pop("log_level", "INFO"))
     context.pop("capture_output", None)
     token = current_run.set(

@@ -29,7 +29,7 @@ from legato.server.errors import error, validation_body
 from legato.server.routes._common import BEARER, ROLE_KEY
 from legato.server.scope import TokenScope
 from legato.store import Store
-from legato.store.operations import API
+from legato.store.operations import API, VERSION_HEADER
 
 DEFAULT_MAX_BODY_BYTES = 16 * 2**20
 MAX_WAIT_SECONDS = 30.0  # the longest one long-poll request waits
@@ -57,7 +57,7 @@ def create_app(
     ``legato.outbound``). A token holds at most ``max_waits_per_token`` long-polls at once
     (default: LEGATO_MAX_WAITS_PER_TOKEN). Share links give files from the result storage
     and ``share_roots`` (default: LEGATO_SHARE_ROOTS), and expire by ``clock`` (tests)."""
-    from legato import __version__
+    from legato.version import __version__
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -78,6 +78,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.add_middleware(DeclaredSizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(VersionCheck, version=__version__)
     app.state.store = store
     app.state.max_body_bytes = max_body_bytes
     from legato.server.waits import WaitSlots
@@ -174,6 +175,37 @@ class DeclaredSizeLimit:
                 message = f"the request body is {size} bytes; the limit is {self.max_bytes}"
                 await error(413, message)(scope, receive, send)
                 return
+        await self.app(scope, receive, send)
+
+
+def release(version: str) -> tuple[str, str]:
+    """A version's release line (major, minor): within one, the API does not change."""
+    major, _, rest = version.partition(".")
+    return major, rest.partition(".")[0]
+
+
+class VersionCheck:
+    """A Legato client (worker, flow, CLI) of another release line than this server gets a
+    400 naming both versions, before anything is read or written: an API that changed
+    between them must not half-work. Clients without the header (curl, scripts) pass."""
+
+    def __init__(self, app: ASGIApp, version: str) -> None:
+        self.app = app
+        self.version = version
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            sent = dict(scope["headers"]).get(VERSION_HEADER.lower().encode())
+            if sent is not None:
+                theirs = sent.decode("latin-1")[:40]
+                if release(theirs) != release(self.version):
+                    message = (
+                        f"this client is Legato {theirs} and the server is {self.version}: "
+                        f"install Legato {'.'.join(release(self.version))}.x on this machine "
+                        "(docs/deploy.md, Upgrading)"
+                    )
+                    await error(400, message)(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 

@@ -38,7 +38,7 @@ from legato.models import (
 )
 from legato.rerun import Rerun
 from legato.store.http_admin import HttpAdmin
-from legato.store.operations import API, OPERATIONS, Operation
+from legato.store.operations import API, OPERATIONS, VERSION_HEADER, Operation
 from legato.store.ops import Finish, LogEntry, Op
 from legato.store.wire import decode, encode, encode_op
 
@@ -70,7 +70,10 @@ class HttpStore(HttpAdmin):
         self.retry_seconds = retry_seconds
         self._timeout = timeout
         self._refused_until = 0.0  # monotonic time before which long-polls are not sent
-        headers = {"User-Agent": "legato"}
+        from legato.version import __version__
+
+        # The server refuses a client of another release line (server/app.VersionCheck).
+        headers = {"User-Agent": f"legato/{__version__}", VERSION_HEADER: __version__}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(

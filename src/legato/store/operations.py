@@ -42,6 +42,7 @@ from legato.store import wire as w
 from legato.store.ops import LogEntry
 
 API = "/api/v1"
+VERSION_HEADER = "X-Legato-Version"  # what a client says it is; server/app.VersionCheck
 StoreRole = Literal["run", "queue", "admin"]
 
 
