@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-SRC    := src tests bench examples
+SRC    := src tests bench examples tools
 
-.PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser test-package bench scale demo clean
+.PHONY: install lint format typecheck test test-fast test-loaded test-slow test-slurm test-dask test-browser test-package docs bench scale demo clean
 
 # Installs go through uv (from PyPI, into the virtualenv) where it can be had, else pip.
 UV_INSTALL = ($(BIN)/python -m pip install -q --disable-pip-version-check uv \
@@ -65,6 +65,12 @@ test-browser: install
 test-package: install
 	.ci/package-smoke
 
+# The documentation site (mkdocs-material, strict: a broken link, anchor or docstring
+# reference fails the build) into site/, with the reference pages generated from the code.
+docs: install
+	$(BIN)/python tools/docs_reference.py
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: install
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
 	$(BIN)/python bench/claims.py
@@ -90,4 +96,4 @@ demo: $(DEMO_STAMP)
 	$(BIN)/legato demo $(DEMO_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist site docs/reference
