@@ -23,6 +23,18 @@ STEPS = {
 TABLES = ("sessions", "recordings", "qc_verdicts", "statistics")
 
 
+def finished_children(store: Any, results: Any, count: int) -> tuple[list[FlowRun], list[Any]]:
+    """The recordings' child runs, by recording, all COMPLETED, and their results."""
+    from legato.models import State
+
+    children = sorted(
+        (r for r in store.list_flow_runs(limit=100) if r.parent_task_run_id),
+        key=lambda r: str(r.parameters["path"]),
+    )
+    assert len(children) == count and all(c.state is State.COMPLETED for c in children)
+    return children, [results.decode(c.result) for c in children]
+
+
 def slp_files_open_with_sleap_io(results: list[dict[str, Any]]) -> None:
     """Predictions, transformed and egocentric files: 90 frames, 2 tracked instances each
     (clean recordings), 5 nodes, per-point scores."""

@@ -166,12 +166,7 @@ def test_five_recordings_through_a_server_and_workers(site: Site, tmp_path: Path
     assert rt.results.decode(parent.result) == {
         "processed": 5, "kept": 5, "rejected": 0, "flagged": ["rec-003"],
     }  # fmt: skip
-    children = sorted(
-        (r for r in rt.store.list_flow_runs(limit=100) if r.parent_task_run_id),
-        key=lambda r: str(r.parameters["path"]),
-    )
-    assert len(children) == 5 and all(c.state is State.COMPLETED for c in children)
-    results = [rt.results.decode(c.result) for c in children]
+    children, results = check.finished_children(rt.store, rt.results, 5)
     check.slp_files_open_with_sleap_io(results)
     check.poses_are_within_the_error_threshold(results)
     check.each_recording_has_its_qc_figures(rt.store, children)

@@ -136,34 +136,39 @@ def track(frames: np.ndarray, where: str | None = None) -> Tracks:
     velocity = np.zeros((2, 2))
     for t in range(t_count):
         predicted = last + velocity
-        bodies = candidates[t, BODY]
-        found = ~np.isnan(bodies[:, 0])
-        if found.any():
-            cost = np.linalg.norm(predicted[:, None] - bodies[None, found], axis=-1)
-            index = np.flatnonzero(found)
-            for a, k in assign(cost):
-                if cost[a, k] <= BODY_GATE:
-                    points[t, a, BODY] = bodies[index[k]]
-                    scores[t, a, BODY] = candidate_scores[t, BODY, index[k]]
+        _attach(points[t], scores[t], candidates[t], candidate_scores[t], BODY, predicted,
+                BODY_GATE)  # fmt: skip
         anchor = np.where(np.isnan(points[t, :, BODY]), predicted, points[t, :, BODY])
         for n in range(len(NODES)):
-            if n == BODY:
-                continue
-            parts = candidates[t, n]
-            found = ~np.isnan(parts[:, 0])
-            if not found.any():
-                continue
-            cost = np.linalg.norm(anchor[:, None] - parts[None, found], axis=-1)
-            index = np.flatnonzero(found)
-            for a, k in assign(cost):
-                if cost[a, k] <= PART_GATE:
-                    points[t, a, n] = parts[index[k]]
-                    scores[t, a, n] = candidate_scores[t, n, index[k]]
+            if n != BODY:
+                _attach(points[t], scores[t], candidates[t], candidate_scores[t], n, anchor,
+                        PART_GATE)  # fmt: skip
         seen = ~np.isnan(points[t, :, BODY, 0])
         moved = points[t, :, BODY] - last
         velocity = np.where(seen[:, None], 0.5 * velocity + 0.5 * moved, velocity)
         last = np.where(seen[:, None], points[t, :, BODY], predicted)
     return Tracks(points=points, scores=scores, backend=where)
+
+
+def _attach(
+    points: np.ndarray,
+    scores: np.ndarray,
+    candidates: np.ndarray,
+    candidate_scores: np.ndarray,
+    part: int,
+    near: np.ndarray,
+    gate: float,
+) -> None:
+    """Give one frame's candidates for ``part`` to the animals whose ``near`` point (where
+    the body was, or is) they are closest to, within ``gate`` pixels."""
+    found = np.flatnonzero(~np.isnan(candidates[part, :, 0]))
+    if not len(found):
+        return
+    cost = np.linalg.norm(near[:, None] - candidates[part, found][None], axis=-1)
+    for animal, k in assign(cost):
+        if cost[animal, k] <= gate:
+            points[animal, part] = candidates[part, found[k]]
+            scores[animal, part] = candidate_scores[part, found[k]]
 
 
 def assign(cost: np.ndarray) -> list[tuple[int, int]]:

@@ -45,6 +45,19 @@ def sqlite_file(url: str) -> Path:
     return Path(parsed.database)
 
 
+def _copy_into(source: sqlite3.Connection, dest: Path, progress: Progress | None) -> None:
+    """Copy into a hidden file beside ``dest``, then move it into place: whatever fails on
+    the way, ``dest`` is the old file or the whole new one, never half of one."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        _copy(source, partial, progress)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, dest)
+
+
 def _copy(source: sqlite3.Connection, dest: Path, progress: Progress | None) -> None:
     target = sqlite3.connect(dest)
     try:
@@ -84,17 +97,11 @@ def backup(
     if dest.exists() and not force:
         raise UsageError(f"{dest} exists; give --force to replace it")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(f".{dest.name}.partial")
-    partial.unlink(missing_ok=True)
     source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
     try:
-        _copy(source, partial, progress)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+        _copy_into(source, dest, progress)
     finally:
         source.close()
-    os.replace(partial, dest)
     return Copied(dest, dest.stat().st_size, _revision(dest))
 
 
@@ -114,16 +121,9 @@ def restore(backup_file: Path, url: str, *, force: bool = False) -> Copied:
         if target.exists() and not force:
             raise UsageError(f"{target} exists; give --force to replace it with the backup")
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.restoring")
-        partial.unlink(missing_ok=True)
-        try:
-            _copy(source, partial, None)
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
+        for stale in (Path(f"{target}-wal"), Path(f"{target}-shm")):
+            stale.unlink(missing_ok=True)  # the old database's journal must not replay on it
+        _copy_into(source, target, None)
     finally:
         source.close()
-    for stale in (Path(f"{target}-wal"), Path(f"{target}-shm")):
-        stale.unlink(missing_ok=True)  # the old database's journal must not replay on it
-    os.replace(partial, target)
     return Copied(target, target.stat().st_size, _revision(target))
