@@ -61,7 +61,7 @@ def walk(rng: np.random.Generator, frames: int) -> tuple[np.ndarray, np.ndarray]
             for a, towards in ((0, gap), (1, -gap)):
                 wanted = np.arctan2(towards[1], towards[0])
                 heading[a] += 0.06 * np.angle(np.exp(1j * (wanted - heading[a])))
-        elif np.hypot(*gap) < 34:  # close: each turns away from the other (they can't pass through)
+        elif np.hypot(*gap) < 20:  # close: each turns away (one may hide the other's markers)
             for a, away in ((0, -gap), (1, gap)):
                 wanted = np.arctan2(away[1], away[0])
                 heading[a] += 0.35 * np.angle(np.exp(1j * (wanted - heading[a])))
