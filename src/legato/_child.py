@@ -24,9 +24,12 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def run_payload(payload: bytes, out_path: str) -> None:
+def run_payload(payload: bytes, out_path: str, *, add_path: bool = False) -> None:
     """Run the pickled call and write its outcome (value, error, logs, artifacts) to
-    ``out_path`` atomically: a killed child leaves no half result."""
+    ``out_path`` atomically: a killed child leaves no half result. ``add_path``: keep this
+    interpreter's own path and add the parent's (an engine's job, which may run on another
+    machine or image, where the parent's path alone would not find even the standard
+    library)."""
     import cloudpickle
 
     from legato import logs
@@ -39,7 +42,7 @@ def run_payload(payload: bytes, out_path: str) -> None:
     value: object = None
     error: BaseException | None = None
     try:
-        fn, args, kwargs, context = unpack(payload)
+        fn, args, kwargs, context = unpack(payload, add_path=add_path)
     except CallNotLoadable as exc:
         error = exc
     else:

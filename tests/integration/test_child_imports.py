@@ -69,3 +69,39 @@ def test_a_call_that_cannot_be_loaded_names_why() -> None:
     frame = cloudpickle.dumps((list(sys.path), b"not a pickle"))
     with pytest.raises(CallNotLoadable, match="cannot be loaded in its process"):
         unpack(frame)
+
+
+def test_an_engine_job_keeps_its_own_path_and_adds_the_callers(tmp_path: Path) -> None:
+    """A Kubernetes pod's Python lives elsewhere than the bridge's: the payload's path must
+    not replace the job's own (the standard library and numpy would vanish)."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from legato._calls import pack
+
+    def uses_the_standard_library() -> str:
+        import colorsys  # not loaded by legato: found on the job's own path, or not at all
+
+        return f"{colorsys.rgb_to_hsv(1, 0, 0)}"
+
+    payload = tmp_path / "call.pkl"
+    real = sys.path
+    try:
+        sys.path = ["/nowhere/site-packages"]  # the bridge's layout, not the job's
+        payload.write_bytes(
+            pack(uses_the_standard_library, (), {}, {"flow_run_id": "f", "task_run_id": "t"})
+        )
+    finally:
+        sys.path = real
+    out = tmp_path / "outcome.pkl"
+    done = subprocess.run(
+        [sys.executable, "-m", "legato.engines.job", str(payload), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    value, error, _logs, _artifacts = cloudpickle.loads(out.read_bytes())
+    assert error is None and value == "(0.0, 1.0, 1)"

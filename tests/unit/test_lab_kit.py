@@ -169,3 +169,38 @@ def test_upserts_never_duplicate_rows(kit: Any, tmp_path: Path) -> None:
     labdb.upsert(url, "statistics", rows)
     labdb.upsert(url, "statistics", [dict(r, value=9.0) for r in rows])
     assert labdb.count(url, "statistics") == 2
+    with labdb.engine(url).connect() as conn:
+        values = {v for (v,) in conn.exec_driver_sql("SELECT value FROM statistics")}
+    assert values == {9.0}  # updated in place
+    unseen = labdb.statistic_rows("rec-2", {"mean_distance_px": float("nan"), "bouts": 0})
+    assert [r["measure"] for r in unseen] == ["bouts"]  # NaN: not measured, no row
+
+
+def test_smoothing_follows_a_line_up_to_a_gap_and_keeps_the_gap(kit: Any) -> None:
+    from labkit.poses import smooth
+
+    line = np.arange(100, dtype=float) * 3
+    points = line.reshape(100, 1, 1, 1).repeat(2, axis=-1)
+    points[40:70] = np.nan
+    smoothed = smooth(points)
+    assert np.isnan(smoothed[40:70]).all()
+    assert np.nanmax(np.abs(smoothed - line.reshape(100, 1, 1, 1))) < 1e-9  # no pull by the gap
+    noisy = line.reshape(100, 1, 1, 1) + np.random.default_rng(3).normal(0, 1, (100, 1, 1, 2))
+    assert np.abs(smooth(noisy) - line.reshape(100, 1, 1, 1))[3:-3].std() < 0.8
+
+
+def test_an_upload_to_an_object_store(kit: Any, tmp_path: Path) -> None:
+    """fsspec's memory filesystem stands in for an object store: no folders, nothing to
+    append to, an empty prefix that does not exist until written."""
+    import fsspec
+    from labkit import transfer
+
+    source = tmp_path / "rec.mp4"
+    source.write_bytes(np.random.default_rng(4).bytes(2_500))
+    target = "memory://lab-bucket/recordings/rec.mp4"
+    done = transfer.upload(source, target, chunk=1_000)
+    assert (done["sent"], done["already"]) == (3, False)
+    fs = fsspec.filesystem("memory")
+    assert fs.cat_file("/lab-bucket/recordings/rec.mp4") == source.read_bytes()
+    assert transfer.upload(source, target, chunk=1_000)["already"] is True
+    fs.rm("/lab-bucket", recursive=True)

@@ -4,6 +4,7 @@ natural key, so running a step again updates its rows and never adds duplicates.
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -130,7 +131,8 @@ def count(url: str, table: str) -> int:
 
 def statistic_rows(recording: str, found: dict[str, Any]) -> list[dict[str, Any]]:
     """Flatten nested statistics into (recording, subject, measure, value) rows: keys that
-    name an animal give its subject, everything else is the pair's."""
+    name an animal give its subject, everything else is the pair's. A measure that could not
+    be taken (NaN: an animal never seen) has no row."""
     rows: list[dict[str, Any]] = []
 
     def walk(prefix: str, subject: str, value: Any) -> None:
@@ -140,7 +142,7 @@ def statistic_rows(recording: str, found: dict[str, Any]) -> list[dict[str, Any]
                     walk(prefix, key, inner)
                 else:
                     walk(f"{prefix}.{key}" if prefix else key, subject, inner)
-        elif isinstance(value, int | float):
+        elif isinstance(value, int | float) and math.isfinite(value):  # NaN: not measured
             rows.append(
                 {
                     "recording": recording,

@@ -98,21 +98,25 @@ def fill_gaps(points: np.ndarray, max_gap: int = MAX_GAP) -> np.ndarray:
 
 
 def smooth(points: np.ndarray, window: int = 7) -> np.ndarray:
-    """Savitzky-Golay smoothing over time (a quadratic fitted in each ``window`` frames, the
-    ends padded with their own values); missing points stay missing. Its coefficients take
-    three lines of NumPy, where importing scipy.signal takes more than a second."""
-    if len(points) < window:
-        return points.copy()
+    """Savitzky-Golay smoothing over time (a quadratic fitted in each ``window`` frames),
+    within each stretch of frames where the point was seen, so a gap never pulls its
+    neighbours. The first and last ``window // 2`` frames of a stretch, stretches shorter
+    than ``window`` and missing points stay as they are. Its coefficients take three lines
+    of NumPy, where importing scipy.signal takes more than a second."""
     half = window // 2
     offsets = np.arange(-half, half + 1, dtype=float)
     weights = np.linalg.pinv(np.vander(offsets, 3, increasing=True))[0]
-    filled = np.where(np.isnan(points), np.nanmean(points, axis=0, keepdims=True), points)
-    filled = np.nan_to_num(filled)
-    padded = np.concatenate(
-        [np.repeat(filled[:1], half, 0), filled, np.repeat(filled[-1:], half, 0)]
-    )
-    out = sum(w * padded[i : i + len(points)] for i, w in enumerate(weights))
-    return np.where(np.isnan(points), np.nan, out)
+    out = points.copy()
+    flat = out.reshape(len(points), -1)
+    for column in flat.T:
+        seen = ~np.isnan(column)
+        edges = np.diff(np.r_[0, seen.astype(int), 0])
+        for start, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+            if end - start < window:
+                continue
+            run = column[start:end].copy()
+            column[start + half : end - half] = np.convolve(run, weights[::-1], mode="valid")
+    return out
 
 
 def egocentric(points: np.ndarray) -> np.ndarray:

@@ -3,10 +3,11 @@
 Detection: for each body part, the pixels whose colour is near its marker's colour, grouped
 into blobs; the two largest blobs are the candidates, scored by how well they match (size and
 colour). The per-pixel work runs on PyTorch with CUDA when it is installed and a GPU is
-visible, on NumPy otherwise; the blob grouping runs on SciPy either way, so both paths give
-the same points. Tracking: each animal's body is matched to the body candidates (least total
-distance to where it was), and every other part to the animal whose body is
-nearest. An unmatched part is a missing point (NaN), as in a SLEAP predictions file.
+visible, on NumPy otherwise; the blob grouping runs on SciPy either way, so both paths are
+meant to give the same points (``bench/gpu_check.sh`` compares them on a GPU). Tracking:
+each animal's body is matched to the body candidates (least total distance to where it was),
+and every other part to the animal whose body is nearest. An unmatched part is a missing
+point (NaN), as in a SLEAP predictions file.
 """
 
 from __future__ import annotations
@@ -65,7 +66,10 @@ def coloured_pixels(frames: np.ndarray, where: str) -> tuple[np.ndarray, ...]:
         wide = f.amax(dim=-1).to(torch.int16) - f.amin(dim=-1).to(torch.int16)
         t, y, x = torch.nonzero(wide > SATURATION, as_tuple=True)
         colours = torch.as_tensor(COLOURS, device=device, dtype=torch.float32)
-        distance = torch.cdist(f[t, y, x].to(torch.float32), colours)
+        # The direct formula, as NumPy's: cdist's matrix-product shortcut rounds otherwise.
+        distance = torch.cdist(
+            f[t, y, x].to(torch.float32), colours, compute_mode="donot_use_mm_for_euclid_dist"
+        )
         nearest, part = distance.min(dim=1)
         found = (t, y, x, part, nearest)
         t, y, x, part, nearest = (a.cpu().numpy() for a in found)

@@ -48,8 +48,11 @@ def upload(
     if fs.exists(path + ".sha256") and fs.cat_file(path + ".sha256").decode() == expected:
         return {"sha256": expected, "bytes": size, "sent": 0, "skipped": 0, "already": True}
     parts = path + ".parts"
-    fs.makedirs(parts, exist_ok=True)
-    stored = {Path(p).name for p in fs.ls(parts, detail=False)}
+    fs.makedirs(parts, exist_ok=True)  # nothing to make on an object store
+    try:
+        stored = {Path(p).name for p in fs.ls(parts, detail=False)}
+    except FileNotFoundError:  # an object store's prefix with nothing under it yet
+        stored = set()
     sent = skipped = 0
     names = []
     with open(source, "rb") as fh:

@@ -27,6 +27,7 @@ def db_backup(
         TextColumn("backing up"), BarColumn(), TaskProgressColumn(), console=output.err,
         transient=True,
     ) as bar:  # fmt: skip
+        # One step (store/backup.py): the bar moves once, when the copy is whole.
         task = bar.add_task("pages", total=None)
         copied = backup(
             url,
@@ -59,6 +60,10 @@ def db_restore(
         markup=False,
     )
     if copied.revision != HEAD_REVISION:
-        output.err.print(
-            f"this Legato needs schema {HEAD_REVISION}: run `legato db upgrade`", markup=False
+        older = (copied.revision or "") < HEAD_REVISION  # revisions are zero-padded numbers
+        advice = (
+            "run `legato db upgrade`"
+            if older
+            else "the backup is newer than this Legato: install the Legato that made it"
         )
+        output.err.print(f"this Legato needs schema {HEAD_REVISION}: {advice}", markup=False)

@@ -3,9 +3,10 @@
 ``PAYLOAD`` and ``OUT`` are paths on a shared filesystem (Slurm) or fsspec URLs (Kubernetes:
 ``s3://...``). The payload is the same cloudpickled call a local child process gets
 (``legato._child.run_payload``); the outcome (value, error, logs, artifacts) is written to
-``OUT`` only when the call has returned, so a job killed by its engine leaves none. What the
-task prints goes to the job's stdout and stderr, which the engine keeps and the bridge ships
-to the run's log.
+``OUT`` only when the call has returned, so a job killed by its engine leaves none. The job
+keeps its own interpreter's path and adds the bridge's: in a pod, Python may live elsewhere.
+What the task prints goes to the job's stdout and stderr, which the engine keeps and the
+bridge ships to the run's log.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(payload_at, "rb") as fh:
             payload = fh.read()
     if not _is_url(out_at):
-        run_payload(payload, out_at)
+        run_payload(payload, out_at, add_path=True)
         return 0
     with tempfile.TemporaryDirectory(prefix="legato-job-") as tmp:
         local = os.path.join(tmp, "outcome.pkl")
-        run_payload(payload, local)
+        run_payload(payload, local, add_path=True)
         import fsspec
 
         with open(local, "rb") as src, fsspec.open(out_at, "wb") as dst:

@@ -1,9 +1,11 @@
 """Backups of a SQLite state database, taken while the server or flows write to it.
 
-SQLite's online backup copies the database page by page between short read locks, so
-writers carry on; a page written meanwhile makes SQLite copy it again, and the copy ends
-consistent as of one moment. The copy is then checked (``PRAGMA integrity_check``) and
-moved into place, so a failed backup never leaves a half file under the name asked for.
+SQLite's online backup copies the database inside one read transaction. The state database
+runs in WAL mode, where a reader does not block writers, so the server carries on meanwhile,
+and the copy is the database as of the moment the transaction began. (Copied in several
+steps instead, SQLite starts over whenever another process writes between two steps: on a
+busy database, it never ends.) The copy is then checked (``PRAGMA integrity_check``) and moved
+into place, so a failed backup never leaves a half file under the name asked for.
 PostgreSQL is backed up with its own tools (``pg_dump``/``pg_restore``, docs/deploy.md).
 """
 
@@ -19,7 +21,6 @@ from sqlalchemy.engine import make_url
 
 from legato.errors import UsageError
 
-PAGES_PER_STEP = 1024  # about 4 MiB a step: writers wait at most one step
 Progress = Callable[[int, int], None]
 
 
@@ -45,43 +46,56 @@ def sqlite_file(url: str) -> Path:
     return Path(parsed.database)
 
 
-def _copy_into(source: sqlite3.Connection, dest: Path, progress: Progress | None) -> None:
-    """Copy into a hidden file beside ``dest``, then move it into place: whatever fails on
-    the way, ``dest`` is the old file or the whole new one, never half of one."""
-    partial = dest.with_name(f".{dest.name}.partial")
-    partial.unlink(missing_ok=True)
-    try:
-        _copy(source, partial, progress)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, dest)
-
-
-def _copy(source: sqlite3.Connection, dest: Path, progress: Progress | None) -> None:
-    target = sqlite3.connect(dest)
-    try:
-        source.backup(
-            target,
-            pages=PAGES_PER_STEP,
-            progress=(lambda _status, left, total: progress(total - left, total))
-            if progress
-            else None,
-        )
-        found = target.execute("PRAGMA integrity_check").fetchone()[0]
-        if found != "ok":
-            raise UsageError(f"the copy failed its integrity check: {found}")
-    finally:
-        target.close()
+def _read_only(path: Path, timeout: float = 30) -> sqlite3.Connection:
+    # A file: URI built from the path (as_uri quotes '#', '?' and '%', which would otherwise
+    # end the path early and open another file, read-write).
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
 
 
 def _revision(path: Path) -> str | None:
-    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-        try:
-            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        except sqlite3.DatabaseError:
-            return None
+    conn = _read_only(path)
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    finally:
+        conn.close()
     return str(row[0]) if row else None
+
+
+def _copy_into(
+    source: sqlite3.Connection, dest: Path, progress: Progress | None, before: Callable[[], None]
+) -> None:
+    """Copy into a hidden file beside ``dest``, check it, run ``before``, then move it into
+    place: whatever fails on the way, ``dest`` is the old file or the whole new one."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    partial.unlink(missing_ok=True)
+    try:
+        target = sqlite3.connect(partial)
+        try:
+            source.backup(  # one step: see the module's docstring
+                target,
+                pages=-1,
+                progress=(lambda _s, left, total: progress(total - left, total))
+                if progress
+                else None,
+            )
+            found = target.execute("PRAGMA integrity_check").fetchone()[0]
+            if found != "ok":
+                raise UsageError(f"the copy failed its integrity check: {found}")
+        finally:
+            target.close()
+        before()
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _check_target(path: Path, force: bool, what: str) -> None:
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder: give the file the {what} should be")
+    if path.exists() and not force:
+        raise UsageError(f"{path} exists; give --force to replace it")
 
 
 def backup(
@@ -94,36 +108,52 @@ def backup(
     dest = dest.resolve()
     if dest == source_path.resolve():
         raise UsageError("the backup must go to another file than the database itself")
-    if dest.exists() and not force:
-        raise UsageError(f"{dest} exists; give --force to replace it")
+    _check_target(dest, force, "backup")
+    if _revision(source_path) is None:
+        raise UsageError(f"{source_path} is not a Legato database (no schema revision)")
     dest.parent.mkdir(parents=True, exist_ok=True)
-    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+    source = _read_only(source_path)
     try:
-        _copy_into(source, dest, progress)
+        _copy_into(source, dest, progress, lambda: None)
     finally:
         source.close()
     return Copied(dest, dest.stat().st_size, _revision(dest))
 
 
+def _idle(target: Path) -> None:
+    """Refuse while another connection writes to the database (a running server or flow)."""
+    conn = sqlite3.connect(target, timeout=0.5)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.rollback()
+    except sqlite3.OperationalError:
+        raise UsageError(
+            f"{target} is in use: stop the server, workers and flows that use it first"
+        ) from None
+    finally:
+        conn.close()
+
+
 def restore(backup_file: Path, url: str, *, force: bool = False) -> Copied:
     """Put a backup in place of the database at ``url``; nothing may be using it (stop the
     server, workers on SQLite, and flows first)."""
-    target = sqlite_file(url)
+    target = sqlite_file(url).resolve()
     if not backup_file.is_file():
         raise UsageError(f"there is no backup at {backup_file}")
-    source = sqlite3.connect(f"file:{backup_file.resolve()}?mode=ro", uri=True)
-    try:
-        found = source.execute("PRAGMA integrity_check").fetchone()[0]
-        if found != "ok":
-            raise UsageError(f"{backup_file} failed its integrity check: {found}")
-        if _revision(backup_file) is None:
-            raise UsageError(f"{backup_file} is not a Legato database (no schema revision)")
-        if target.exists() and not force:
-            raise UsageError(f"{target} exists; give --force to replace it with the backup")
-        target.parent.mkdir(parents=True, exist_ok=True)
+    if _revision(backup_file) is None:
+        raise UsageError(f"{backup_file} is not a Legato database (no schema revision)")
+    _check_target(target, force, "database")
+    if target.exists():
+        _idle(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+
+    def drop_old_journal() -> None:  # once the copy is whole: it must not replay on it
         for stale in (Path(f"{target}-wal"), Path(f"{target}-shm")):
-            stale.unlink(missing_ok=True)  # the old database's journal must not replay on it
-        _copy_into(source, target, None)
+            stale.unlink(missing_ok=True)
+
+    source = _read_only(backup_file)
+    try:
+        _copy_into(source, target, None, drop_old_journal)
     finally:
         source.close()
     return Copied(target, target.stat().st_size, _revision(target))
