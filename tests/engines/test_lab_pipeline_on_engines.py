@@ -57,7 +57,7 @@ def test_the_lab_pipeline_runs_its_gpu_steps_on_slurm_and_cpu_steps_on_dask(
     )
     assert proc.returncode == 0, proc.stderr
     run = json.loads(proc.stdout)
-    assert run["result"] == {"processed": 2, "kept": 2, "rejected": 0}
+    assert run["result"] == {"processed": 2, "kept": 2, "rejected": 0, "flagged": []}
     rows = cluster.sql(
         "SELECT t.task, t.state, t.engine_job_id, t.pool FROM task_runs t"
         " WHERE t.pool IN ('gpu', 'cpu')"
@@ -65,7 +65,7 @@ def test_the_lab_pipeline_runs_its_gpu_steps_on_slurm_and_cpu_steps_on_dask(
     by_pool: dict[str, list[tuple[str, str, str]]] = {}
     for task, state, job, pool in rows:
         by_pool.setdefault(pool, []).append((task, state, job))
-    assert {t for t, _, _ in by_pool["gpu"]} == {"extract_tracks", "transform_tracks"}
+    assert {t for t, _, _ in by_pool["gpu"]} == {"extract_poses", "transform_poses"}
     assert {t for t, _, _ in by_pool["cpu"]} == {
         "prelim_stats",
         "detailed_stats",
