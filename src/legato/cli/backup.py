@@ -16,25 +16,14 @@ def db_backup(
     force: Annotated[bool, typer.Option("--force", help="Replace PATH if it exists.")] = False,
 ) -> None:
     """Copy the SQLite state database to PATH while the server and flows keep writing."""
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
-
     from legato.settings import get_settings
     from legato.store.backup import backup, sqlite_file
 
     url = get_settings().db_url
     source = sqlite_file(url)
-    with Progress(
-        TextColumn("backing up"), BarColumn(), TaskProgressColumn(), console=output.err,
-        transient=True,
-    ) as bar:  # fmt: skip
-        # One step (store/backup.py): the bar moves once, when the copy is whole.
-        task = bar.add_task("pages", total=None)
-        copied = backup(
-            url,
-            path,
-            force=force,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
-        )
+    # One step (store/backup.py): nothing to count, so a spinner while it copies.
+    with output.err.status(f"backing up {source}"):
+        copied = backup(url, path, force=force)
     output.err.print(
         f"{source} -> {copied.path}: {copied.bytes:,} bytes, schema {copied.revision}, "
         "integrity checked",

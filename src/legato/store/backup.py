@@ -21,8 +21,6 @@ from sqlalchemy.engine import make_url
 
 from legato.errors import UsageError
 
-Progress = Callable[[int, int], None]
-
 
 @dataclass(frozen=True)
 class Copied:
@@ -63,9 +61,7 @@ def _revision(path: Path) -> str | None:
     return str(row[0]) if row else None
 
 
-def _copy_into(
-    source: sqlite3.Connection, dest: Path, progress: Progress | None, before: Callable[[], None]
-) -> None:
+def _copy_into(source: sqlite3.Connection, dest: Path, before: Callable[[], None]) -> None:
     """Copy into a hidden file beside ``dest``, check it, run ``before``, then move it into
     place: whatever fails on the way, ``dest`` is the old file or the whole new one."""
     partial = dest.with_name(f".{dest.name}.partial")
@@ -73,13 +69,7 @@ def _copy_into(
     try:
         target = sqlite3.connect(partial)
         try:
-            source.backup(  # one step: see the module's docstring
-                target,
-                pages=-1,
-                progress=(lambda _s, left, total: progress(total - left, total))
-                if progress
-                else None,
-            )
+            source.backup(target, pages=-1)  # one step: see the module's docstring
             found = target.execute("PRAGMA integrity_check").fetchone()[0]
             if found != "ok":
                 raise UsageError(f"the copy failed its integrity check: {found}")
@@ -98,9 +88,7 @@ def _check_target(path: Path, force: bool, what: str) -> None:
         raise UsageError(f"{path} exists; give --force to replace it")
 
 
-def backup(
-    url: str, dest: Path, *, force: bool = False, progress: Progress | None = None
-) -> Copied:
+def backup(url: str, dest: Path, *, force: bool = False) -> Copied:
     """Copy the live database at ``url`` to ``dest``."""
     source_path = sqlite_file(url)
     if not source_path.is_file():
@@ -114,7 +102,7 @@ def backup(
     dest.parent.mkdir(parents=True, exist_ok=True)
     source = _read_only(source_path)
     try:
-        _copy_into(source, dest, progress, lambda: None)
+        _copy_into(source, dest, lambda: None)
     finally:
         source.close()
     return Copied(dest, dest.stat().st_size, _revision(dest))
@@ -153,7 +141,7 @@ def restore(backup_file: Path, url: str, *, force: bool = False) -> Copied:
 
     source = _read_only(backup_file)
     try:
-        _copy_into(source, target, None, drop_old_journal)
+        _copy_into(source, target, drop_old_journal)
     finally:
         source.close()
     return Copied(target, target.stat().st_size, _revision(target))
